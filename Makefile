@@ -1,0 +1,53 @@
+# roost — see README.md. `make lab` and `make test` install what they need
+# (scripts/deps.sh) and are the two set-up commands on a fresh Debian machine.
+
+GO       ?= go
+BIN      := bin
+BINARIES := roost-agent roostctl
+PKGS     := ./...
+# Privileged tests run one package at a time: they start daemons and
+# namespaces, and two cores do not take many at once.
+TESTFLAGS ?= -count=1 -p 2 -timeout 20m
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build deps test unit lint lab lab-down lab-status bench clean
+
+all: build
+
+deps:
+	./scripts/deps.sh
+
+build: deps
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+
+# test runs every test. As root it includes the privileged ones (real BIRD,
+# FRR and kernel in network namespaces); CI sets ROOST_REQUIRE_PRIVILEGED=1
+# so that none of them can skip.
+test: deps lint build
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+# unit runs the tests that need neither root nor daemons quickly.
+unit:
+	ROOST_REQUIRE_PRIVILEGED= $(GO) test -count=1 -short $(PKGS)
+
+lint:
+	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+lab: build
+	./scripts/lab.sh up
+
+lab-down:
+	./scripts/lab.sh down
+
+lab-status:
+	./scripts/lab.sh status
+
+bench: build
+	./scripts/bench.sh
+
+clean:
+	rm -rf $(BIN)

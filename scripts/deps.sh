@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# deps.sh installs what roost's build, tests and lab need on a Debian
+# (bookworm) machine, and nothing when it is all there already. Run as root;
+# without root it only reports what is missing.
+#
+#   scripts/deps.sh          # routing: BIRD 2, FRR, gobgpd, iproute2, Go
+set -euo pipefail
+
+GO_VERSION=${ROOST_GO_VERSION:-1.26.8}
+# Debian package → a file that proves it is installed.
+declare -A PKGS=(
+	[bird2]=/usr/sbin/bird
+	[frr]=/usr/lib/frr/bgpd
+	[gobgpd]=/usr/bin/gobgpd
+	[iproute2]=/usr/sbin/ip
+	[procps]=/usr/bin/pgrep
+	[curl]=/usr/bin/curl
+	[unzip]=/usr/bin/unzip
+	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
+)
+
+missing=()
+for pkg in "${!PKGS[@]}"; do
+	[ -e "${PKGS[$pkg]}" ] || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing Debian packages: ${missing[*]} (run scripts/deps.sh as root)" >&2
+	else
+		echo "deps: installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q
+		# The packages ship services; roost starts its own daemons, so keep
+		# the packages' from starting here (no systemd on these machines,
+		# but policy-rc.d also covers sysvinit).
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.roost
+		chmod +x /usr/sbin/policy-rc.d.roost
+		[ -e /usr/sbin/policy-rc.d ] || ln -s /usr/sbin/policy-rc.d.roost /usr/sbin/policy-rc.d
+		apt-get install -y -q --no-install-recommends "${missing[@]}"
+		[ "$(readlink /usr/sbin/policy-rc.d 2>/dev/null)" != /usr/sbin/policy-rc.d.roost ] || rm -f /usr/sbin/policy-rc.d
+		rm -f /usr/sbin/policy-rc.d.roost
+	fi
+fi
+
+# Go: go.mod says go 1.26. Use the go on PATH when it is new enough, else
+# fetch the toolchain from the Go module proxy (golang.org/toolchain) into
+# /usr/local/go-roost and link it into /usr/local/bin.
+go_ok() {
+	command -v go >/dev/null 2>&1 || return 1
+	local v
+	v=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
+	[ "$(printf '%s\n%s\n' "1.26" "$v" | sort -V | head -n1)" = "1.26" ]
+}
+if ! go_ok; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: go >= 1.26 is missing (run scripts/deps.sh as root)" >&2
+		exit 1
+	fi
+	proxy=${GOPROXY:-https://proxy.golang.org}
+	proxy=${proxy%%,*}
+	arch=$(dpkg --print-architecture)
+	zip=/tmp/go-toolchain-$GO_VERSION.zip
+	echo "deps: fetching go$GO_VERSION from the Go module proxy"
+	curl -fsSL -o "$zip" "$proxy/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-$arch.zip"
+	rm -rf /usr/local/go-roost /tmp/go-toolchain
+	unzip -q "$zip" -d /tmp/go-toolchain
+	mv "/tmp/go-toolchain/golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-$arch" /usr/local/go-roost
+	chmod +x /usr/local/go-roost/bin/* /usr/local/go-roost/pkg/tool/*/*
+	ln -sf /usr/local/go-roost/bin/go /usr/local/go-roost/bin/gofmt /usr/local/bin/
+	rm -rf "$zip" /tmp/go-toolchain
+fi
