@@ -1,0 +1,366 @@
+// Package birdconf renders bird.conf, the BIRD 2 configuration that
+// roost-agent starts BIRD with, from a small typed Input.
+//
+// Rendering is pure: Render validates the input, sorts and deduplicates it
+// into a view model, and executes the embedded template of package bird, so
+// identical input gives identical bytes (the file carries no timestamp).
+//
+// The rendered config is laid out so that "birdc configure" never restarts a
+// BGP session when only the owned prefixes change (BIRD restarts a protocol
+// whose options change, but adds and withdraws the routes of a static
+// protocol incrementally):
+//   - every owned prefix is a blackhole route in one of two static
+//     protocols, StaticProtocol4 and StaticProtocol6, both always rendered,
+//     even when empty, so the set of protocols never changes with prefixes;
+//   - the export filter, ExportFilter, is constant: it passes only blackhole
+//     routes of those two static protocols;
+//   - every "protocol bgp" block depends only on the router's ASN and the
+//     peer's own settings: "import none", "export filter ExportFilter",
+//     graceful restart, the channel of the neighbor's address family.
+//
+// There is no kernel protocol: BIRD exports nothing to the kernel and
+// imports nothing from the peers.
+package birdconf
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/roost-net/roost/bird"
+)
+
+// Names of what the rendered config defines. roostctl uses them to find
+// roost's routes and filter in BIRD's output.
+const (
+	// StaticProtocol4 is the static protocol that holds the owned IPv4
+	// prefixes as blackhole routes.
+	StaticProtocol4 = "roost_owned4"
+	// StaticProtocol6 is the static protocol that holds the owned IPv6
+	// prefixes as blackhole routes.
+	StaticProtocol6 = "roost_owned6"
+	// ExportFilter is the filter every BGP channel exports through.
+	ExportFilter = "roost_export"
+	// ProtocolPrefix starts the BIRD protocol name of every peer (see
+	// ProtocolName).
+	ProtocolPrefix = "bgp_"
+)
+
+// Limits of what BIRD and Linux accept.
+const (
+	// MaxPasswordLen is the longest TCP MD5 key Linux accepts
+	// (TCP_MD5SIG_MAXKEYLEN).
+	MaxPasswordLen = 80
+	// MinHoldTime and MaxHoldTime bound a non-zero hold time (BIRD's range).
+	MinHoldTime = 3
+	MaxHoldTime = 65535
+)
+
+// Errors returned (wrapped, possibly several joined) by Render. Test for them
+// with errors.Is.
+var (
+	// ErrRouterID means the router id is not a non-zero IPv4 address.
+	ErrRouterID = errors.New("router id must be a non-zero IPv4 address")
+	// ErrASN means an AS number (the node's or a peer's) is zero.
+	ErrASN = errors.New("AS number must not be 0")
+	// ErrPeerName means a peer name does not match PeerNamePattern.
+	ErrPeerName = errors.New("peer name must match " + PeerNamePattern)
+	// ErrReservedName means ProtocolName would turn the peer name into a
+	// keyword of BIRD 2.0.12, one of its BGP attribute names: the names
+	// aggregator, aigp, atomic_aggr, cluster_list, community, ext_community,
+	// large_community, local_pref, med, next_hop, origin, originator_id, otc
+	// and path (with '-' or '_') are refused.
+	ErrReservedName = errors.New("peer name maps to a BIRD keyword; rename the peer")
+	// ErrDuplicatePeer means two peers map to the same protocol name.
+	ErrDuplicatePeer = errors.New("two peers map to the same BIRD protocol name")
+	// ErrPeerAddress means a neighbor address is not usable: it must be a
+	// unicast IPv4 or IPv6 address (not IPv4-mapped IPv6), and an IPv6
+	// link-local address needs a zone naming its interface (and only it may
+	// have one).
+	ErrPeerAddress = errors.New("neighbor must be a unicast IPv4 or IPv6 address; an IPv6 link-local one needs %interface, others none")
+	// ErrDuplicateAddress means two peers have the same neighbor address.
+	ErrDuplicateAddress = errors.New("two peers have the same neighbor address")
+	// ErrPassword means a TCP MD5 password is too long or has a character
+	// BIRD 2.0 strings cannot hold safely.
+	ErrPassword = errors.New(`password must be at most 80 printable ASCII characters, without '"' or '\'`)
+	// ErrHoldTime means a hold time is outside 0 (BIRD's default) or 3-65535.
+	ErrHoldTime = errors.New("hold time must be 0 (BIRD's default) or 3-65535 seconds")
+	// ErrPrefix means an owned prefix is invalid or an IPv4-mapped IPv6
+	// prefix.
+	ErrPrefix = errors.New("prefix must be a valid IPv4 or IPv6 prefix (not IPv4-mapped IPv6)")
+)
+
+// PeerNamePattern is what a peer name must match. The config validator
+// enforces the same rule; Render checks it again so that it can never print
+// an invalid BIRD identifier.
+const PeerNamePattern = `^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`
+
+var (
+	peerNameRE  = regexp.MustCompile(PeerNamePattern)
+	interfaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+)
+
+// reservedNames are the peer names (with '_' for '-') that ProtocolName would
+// turn into a keyword of BIRD 2.0.12, e.g. "bgp_path"; BIRD rejects a
+// protocol with such a name. A test checks each against the real bird.
+var reservedNames = []string{
+	"aggregator", "aigp", "atomic_aggr", "cluster_list", "community",
+	"ext_community", "large_community", "local_pref", "med", "next_hop",
+	"origin", "originator_id", "otc", "path",
+}
+
+// Peer is one BGP neighbor (a ToR switch).
+type Peer struct {
+	// Name identifies the peer; it must match PeerNamePattern and gives the
+	// BIRD protocol name (ProtocolName).
+	Name string
+	// Address is the neighbor's address. Its family picks the channel (ipv4
+	// or ipv6). An IPv6 link-local address needs a zone naming the
+	// interface (letters, digits, '_', '.', '-', at most 15), rendered as
+	// BIRD's "interface" option; no other address may have a zone.
+	Address netip.Addr
+	// ASN is the neighbor's AS number.
+	ASN uint32
+	// Password, if not empty, turns on TCP MD5 for the session.
+	Password string
+	// HoldTime is the BGP hold time in seconds; 0 leaves BIRD's default.
+	HoldTime int
+}
+
+// Input is everything bird.conf depends on.
+type Input struct {
+	// RouterID is BIRD's router id, an IPv4 address even on IPv6-only nodes.
+	RouterID netip.Addr
+	// ASN is the node's own AS number.
+	ASN uint32
+	// Peers are the BGP neighbors, in any order.
+	Peers []Peer
+	// Prefixes are the prefixes the node owns and announces, in any order;
+	// duplicates and host bits are dropped.
+	Prefixes []netip.Prefix
+}
+
+// ProtocolName returns the BIRD protocol name of the peer called peerName:
+// ProtocolPrefix ("bgp_") followed by the name with every '-' replaced by
+// '_' ("tor-1" → "bgp_tor_1"). The rule never changes, so a peer keeps its
+// protocol, and its session, across reconfigurations. For a name matching
+// PeerNamePattern and not reserved (ErrReservedName) the result is a valid BIRD
+// symbol; two names differing only in '-' against '_' map to the same
+// protocol, which Render rejects.
+func ProtocolName(peerName string) string {
+	return ProtocolPrefix + strings.ReplaceAll(peerName, "-", "_")
+}
+
+// configTemplate is bird.ConfigTemplate, parsed once. It never changes.
+var configTemplate = template.Must(
+	template.New(bird.ConfigTemplate).Option("missingkey=error").ParseFS(bird.Templates, bird.ConfigTemplate))
+
+// view is what the template prints: every value already formatted and
+// sorted.
+type view struct {
+	RouterID         string
+	ExportFilter     string
+	Static4, Static6 string
+	Routes4, Routes6 []string // prefixes, sorted, unique, masked
+	Peers            []peerView
+}
+
+// peerView is one "protocol bgp" block.
+type peerView struct {
+	Protocol  string
+	Name      string
+	LocalASN  uint32
+	Address   string // without zone
+	Interface string // the zone of a link-local address, or ""
+	ASN       uint32
+	HoldTime  int    // 0: not printed
+	Password  string // "": not printed
+	Channel   string // "ipv4" or "ipv6"
+}
+
+// Render returns the bytes of bird.conf for in. It sorts peers by name and
+// prefixes by family, address and length, masks prefixes and drops
+// duplicate prefixes, so the result depends only on the sets given, not on
+// their order, and it never modifies in.
+//
+// Render refuses an input that would give a config BIRD rejects or misreads,
+// returning no bytes and one error that joins every problem found, each
+// naming the peer or prefix and wrapping one of ErrRouterID, ErrASN,
+// ErrPeerName, ErrReservedName, ErrDuplicatePeer, ErrPeerAddress,
+// ErrDuplicateAddress, ErrPassword, ErrHoldTime or ErrPrefix. Errors never
+// contain a password.
+func Render(in Input) ([]byte, error) {
+	v, err := newView(in)
+	if err != nil {
+		return nil, fmt.Errorf("render bird config: %w", err)
+	}
+	var buf bytes.Buffer
+	buf.Grow(2048 + 512*len(v.Peers) + 48*(len(v.Routes4)+len(v.Routes6)))
+	if err := configTemplate.Execute(&buf, v); err != nil {
+		return nil, fmt.Errorf("render bird config: execute %s: %w", bird.ConfigTemplate, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// newView validates in and turns it into the sorted view model.
+func newView(in Input) (view, error) {
+	var errs []error
+	if !in.RouterID.Is4() || in.RouterID.IsUnspecified() {
+		errs = append(errs, fmt.Errorf("router id %v: %w", in.RouterID, ErrRouterID))
+	}
+	if in.ASN == 0 {
+		errs = append(errs, fmt.Errorf("local AS: %w", ErrASN))
+	}
+	peers, err := peerViews(in.ASN, in.Peers)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	r4, r6, err := routes(in.Prefixes)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return view{}, errors.Join(errs...)
+	}
+	return view{
+		RouterID:     in.RouterID.String(),
+		ExportFilter: ExportFilter,
+		Static4:      StaticProtocol4,
+		Static6:      StaticProtocol6,
+		Routes4:      r4,
+		Routes6:      r6,
+		Peers:        peers,
+	}, nil
+}
+
+// peerViews validates peers and returns their blocks sorted by name.
+func peerViews(localASN uint32, peers []Peer) ([]peerView, error) {
+	sorted := slices.Clone(peers)
+	slices.SortStableFunc(sorted, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+	var errs []error
+	out := make([]peerView, 0, len(sorted))
+	byProtocol := make(map[string]string, len(sorted))
+	byAddress := make(map[netip.Addr]string, len(sorted))
+	for _, p := range sorted {
+		pv, err := peerViewOf(localASN, p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if other, ok := byProtocol[pv.Protocol]; ok {
+			errs = append(errs, fmt.Errorf("peers %q and %q (protocol %s): %w", other, p.Name, pv.Protocol, ErrDuplicatePeer))
+			continue
+		}
+		byProtocol[pv.Protocol] = p.Name
+		if other, ok := byAddress[p.Address]; ok {
+			errs = append(errs, fmt.Errorf("peers %q and %q (neighbor %s): %w", other, p.Name, p.Address, ErrDuplicateAddress))
+			continue
+		}
+		byAddress[p.Address] = p.Name
+		out = append(out, pv)
+	}
+	return out, errors.Join(errs...)
+}
+
+// peerViewOf validates one peer and formats its block. Each error names the
+// peer and the field, but never prints the password.
+func peerViewOf(localASN uint32, p Peer) (peerView, error) {
+	var errs []error
+	if !peerNameRE.MatchString(p.Name) {
+		errs = append(errs, fmt.Errorf("peer %q: %w", p.Name, ErrPeerName))
+	} else if slices.Contains(reservedNames, strings.ReplaceAll(p.Name, "-", "_")) {
+		errs = append(errs, fmt.Errorf("peer %q: protocol %s: %w", p.Name, ProtocolName(p.Name), ErrReservedName))
+	}
+	if !validNeighbor(p.Address) {
+		errs = append(errs, fmt.Errorf("peer %q: neighbor %v: %w", p.Name, p.Address, ErrPeerAddress))
+	}
+	if p.ASN == 0 {
+		errs = append(errs, fmt.Errorf("peer %q: neighbor AS: %w", p.Name, ErrASN))
+	}
+	if !validPassword(p.Password) {
+		errs = append(errs, fmt.Errorf("peer %q: password (%d bytes): %w", p.Name, len(p.Password), ErrPassword))
+	}
+	if p.HoldTime != 0 && (p.HoldTime < MinHoldTime || p.HoldTime > MaxHoldTime) {
+		errs = append(errs, fmt.Errorf("peer %q: hold time %d: %w", p.Name, p.HoldTime, ErrHoldTime))
+	}
+	if len(errs) > 0 {
+		return peerView{}, errors.Join(errs...)
+	}
+	channel := "ipv4"
+	if p.Address.Is6() {
+		channel = "ipv6"
+	}
+	return peerView{
+		Protocol:  ProtocolName(p.Name),
+		Name:      p.Name,
+		LocalASN:  localASN,
+		Address:   p.Address.WithZone("").String(),
+		Interface: p.Address.Zone(),
+		ASN:       p.ASN,
+		HoldTime:  p.HoldTime,
+		Password:  p.Password,
+		Channel:   channel,
+	}, nil
+}
+
+// validNeighbor reports whether a can be a BGP neighbor address in BIRD.
+func validNeighbor(a netip.Addr) bool {
+	switch {
+	case !a.IsValid(), a.Is4In6(), a.IsUnspecified(), a.IsMulticast():
+		return false
+	case a.Is6() && a.IsLinkLocalUnicast():
+		return interfaceRE.MatchString(a.Zone())
+	default:
+		return a.Zone() == ""
+	}
+}
+
+// validPassword reports whether pw can be printed inside a BIRD string and
+// used as a TCP MD5 key. BIRD 2.0 strings have no escapes (a '"' ends them)
+// and later versions read '\' as one, so both are refused rather than
+// escaped.
+func validPassword(pw string) bool {
+	if len(pw) > MaxPasswordLen {
+		return false
+	}
+	for i := 0; i < len(pw); i++ {
+		c := pw[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// routes validates, masks, sorts and deduplicates prefixes, and formats them
+// per family.
+func routes(prefixes []netip.Prefix) (r4, r6 []string, err error) {
+	var errs []error
+	masked := make([]netip.Prefix, 0, len(prefixes))
+	for i, p := range prefixes {
+		if !p.IsValid() || p.Addr().Is4In6() {
+			errs = append(errs, fmt.Errorf("prefixes[%d] %v: %w", i, p, ErrPrefix))
+			continue
+		}
+		masked = append(masked, p.Masked())
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	slices.SortFunc(masked, netip.Prefix.Compare)
+	masked = slices.Compact(masked)
+	for _, p := range masked {
+		if p.Addr().Is4() {
+			r4 = append(r4, p.String())
+		} else {
+			r6 = append(r6, p.String())
+		}
+	}
+	return r4, r6, nil
+}

@@ -1,0 +1,656 @@
+package birdconf
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/roost-net/roost/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func addr(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func prefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func prefixes(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = prefix(s)
+	}
+	return out
+}
+
+// twoPeers is the issue's example: a node in AS 65101 under two ToRs.
+func twoPeers() Input {
+	return Input{
+		RouterID: addr("10.0.1.2"),
+		ASN:      65101,
+		Peers: []Peer{
+			{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000},
+			{Name: "tor2", Address: addr("10.0.2.1"), ASN: 65000},
+		},
+		Prefixes: prefixes("10.244.1.0/24"),
+	}
+}
+
+// dualStack has IPv4 and IPv6 peers and prefixes.
+func dualStack() Input {
+	return Input{
+		RouterID: addr("10.0.1.2"),
+		ASN:      65101,
+		Peers: []Peer{
+			{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000},
+			{Name: "tor1-v6", Address: addr("2001:db8:0:1::1"), ASN: 65000},
+			{Name: "tor2", Address: addr("10.0.2.1"), ASN: 65000},
+			{Name: "tor2-v6", Address: addr("2001:db8:0:2::1"), ASN: 65000},
+		},
+		Prefixes: prefixes("10.244.1.0/24", "2001:db8:244:1::/64"),
+	}
+}
+
+// goldenCases are rendered to testdata/<name>.conf. A case with sameAs must
+// render exactly the bytes of that case.
+var goldenCases = []struct {
+	name   string
+	in     Input
+	sameAs string
+}{
+	{
+		name: "one_peer",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 65101,
+			Peers:    []Peer{{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000}},
+			Prefixes: prefixes("10.244.1.0/24"),
+		},
+	},
+	{name: "two_peers", in: twoPeers()},
+	{name: "dual_stack", in: dualStack()},
+	{
+		name: "no_prefixes",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 65101,
+			Peers: []Peer{
+				{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000},
+				{Name: "tor2", Address: addr("10.0.2.1"), ASN: 65000},
+			},
+		},
+	},
+	{
+		name: "no_peers",
+		in:   Input{RouterID: addr("10.0.1.2"), ASN: 65101, Prefixes: prefixes("10.244.1.0/24")},
+	},
+	{
+		name: "password_holdtime",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 4200000101,
+			Peers: []Peer{
+				{Name: "tor-a", Address: addr("10.0.1.1"), ASN: 4200000000, Password: "s3cret", HoldTime: 9},
+				// Characters that mean something to BIRD outside a string.
+				{Name: "tor-b", Address: addr("10.0.2.1"), ASN: 4200000000, Password: "p#a;s{s}'w/*o*/rd", HoldTime: 65535},
+			},
+			Prefixes: prefixes("10.244.1.0/24"),
+		},
+	},
+	{
+		name: "link_local_peer",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 65101,
+			Peers:    []Peer{{Name: "tor1", Address: addr("fe80::1%eth0.100"), ASN: 65000}},
+			Prefixes: prefixes("2001:db8:244:1::/64"),
+		},
+	},
+	{
+		name: "unsorted_duplicate",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 65101,
+			Peers: []Peer{
+				{Name: "tor2", Address: addr("10.0.2.1"), ASN: 65000},
+				{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000},
+			},
+			// Host bits set, and the same prefix twice.
+			Prefixes: prefixes("10.244.1.7/24", "10.244.1.0/24"),
+		},
+		sameAs: "two_peers",
+	},
+	{
+		name: "ten_prefixes",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 65101,
+			Peers: dualStack().Peers,
+			Prefixes: prefixes(
+				"2001:db8:244:1::/64", "10.96.0.10/32", "10.244.1.0/25", "10.244.1.128/25",
+				"10.96.0.1/32", "2001:db8:96::10/128", "192.0.2.0/24", "10.96.0.0/32",
+				"2001:db8:96::/128", "2001:db8:244::/48",
+			),
+		},
+	},
+}
+
+func TestRenderGolden(t *testing.T) {
+	rendered := map[string][]byte{}
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Render(tc.in)
+			if err != nil {
+				t.Fatalf("Render: %v", err)
+			}
+			rendered[tc.name] = got
+			golden := filepath.Join("testdata", tc.name+".conf")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("Render differs from %s (-want +got; go test -update to accept):\n%s", golden, diff)
+			}
+			if tc.sameAs != "" {
+				other, ok := rendered[tc.sameAs]
+				if !ok {
+					t.Fatalf("case %q must come after %q", tc.name, tc.sameAs)
+				}
+				if !bytes.Equal(got, other) {
+					t.Errorf("Render differs from case %q:\n%s", tc.sameAs, cmp.Diff(string(other), string(got)))
+				}
+			}
+			birdParse(t, golden)
+		})
+	}
+}
+
+// birdParse fails the test unless the real BIRD parses the config file.
+func birdParse(t *testing.T, file string) {
+	t.Helper()
+	out, err := exec.Command(testenv.Binary(t, "bird"), "-p", "-c", file).CombinedOutput()
+	if err != nil {
+		conf, _ := os.ReadFile(file)
+		t.Fatalf("bird -p -c %s: %v\n%s\nconfig:\n%s", file, err, out, conf)
+	}
+}
+
+// birdParseBytes writes conf to a temporary file and runs birdParse on it.
+func birdParseBytes(t *testing.T, conf []byte) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "bird.conf")
+	if err := os.WriteFile(file, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	birdParse(t, file)
+}
+
+func TestRenderStable(t *testing.T) {
+	in := goldenCases[len(goldenCases)-1].in // ten_prefixes: four peers, both families
+	first, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, again) {
+		t.Fatalf("two renderings of the same input differ:\n%s", cmp.Diff(string(first), string(again)))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 20 {
+		shuffled := in
+		shuffled.Peers = append([]Peer(nil), in.Peers...)
+		shuffled.Prefixes = append([]netip.Prefix(nil), in.Prefixes...)
+		// Also repeat some prefixes, once with host bits set.
+		shuffled.Prefixes = append(shuffled.Prefixes, in.Prefixes[i%len(in.Prefixes)])
+		if p := in.Prefixes[i%len(in.Prefixes)]; p.Bits() < p.Addr().BitLen() {
+			shuffled.Prefixes = append(shuffled.Prefixes, netip.PrefixFrom(p.Addr().Next(), p.Bits()))
+		}
+		rng.Shuffle(len(shuffled.Peers), func(a, b int) {
+			shuffled.Peers[a], shuffled.Peers[b] = shuffled.Peers[b], shuffled.Peers[a]
+		})
+		rng.Shuffle(len(shuffled.Prefixes), func(a, b int) {
+			shuffled.Prefixes[a], shuffled.Prefixes[b] = shuffled.Prefixes[b], shuffled.Prefixes[a]
+		})
+		got, err := Render(shuffled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(first, got) {
+			t.Fatalf("shuffle %d renders differently:\n%s", i, cmp.Diff(string(first), string(got)))
+		}
+	}
+	// Render must not reorder the caller's slices.
+	if in.Peers[0].Name != "tor1" || in.Peers[1].Name != "tor1-v6" || in.Prefixes[0] != prefix("2001:db8:244:1::/64") {
+		t.Errorf("Render modified its input: %+v", in)
+	}
+}
+
+// blocks returns the top-level blocks of conf that start with one of the
+// given heads ("protocol bgp ", "filter "), keyed by their first line. A
+// block ends at the first line that is exactly "}".
+func blocks(t *testing.T, conf []byte, heads ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	lines := strings.SplitAfter(string(conf), "\n")
+	for i := 0; i < len(lines); i++ {
+		start := false
+		for _, h := range heads {
+			start = start || strings.HasPrefix(lines[i], h)
+		}
+		if !start {
+			continue
+		}
+		var b strings.Builder
+		j := i
+		for ; j < len(lines); j++ {
+			b.WriteString(lines[j])
+			if lines[j] == "}\n" {
+				break
+			}
+		}
+		if j == len(lines) {
+			t.Fatalf("block %q never ends", lines[i])
+		}
+		out[lines[i]] = b.String()
+		i = j
+	}
+	return out
+}
+
+func TestPrefixChangeKeepsSessionBlocks(t *testing.T) {
+	base := dualStack()
+	base.Prefixes = prefixes("10.244.1.0/24")
+	variants := []struct {
+		name     string
+		prefixes []netip.Prefix
+	}{
+		{name: "none", prefixes: nil},
+		{name: "other_ipv4", prefixes: prefixes("10.244.2.0/24")},
+		{name: "first_ipv6", prefixes: prefixes("10.244.1.0/24", "2001:db8:244:1::/64")},
+		{name: "only_ipv6", prefixes: prefixes("2001:db8:244:1::/64")},
+		{name: "many", prefixes: prefixes("10.244.1.0/24", "10.96.0.1/32", "10.96.0.2/32", "2001:db8:244:1::/64", "2001:db8:96::1/128")},
+	}
+	heads := []string{"protocol bgp ", "filter ", "protocol device "}
+	before, err := Render(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := blocks(t, before, heads...)
+	if n := strings.Count(string(before), "\nprotocol bgp "); n != len(base.Peers) || len(want) != len(base.Peers)+2 {
+		t.Fatalf("found %d bgp protocols and %d blocks, want %d and %d:\n%s", n, len(want), len(base.Peers), len(base.Peers)+2, before)
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			in := base
+			in.Prefixes = v.prefixes
+			after, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(before, after) {
+				t.Fatal("changing the prefixes changed nothing")
+			}
+			if diff := cmp.Diff(want, blocks(t, after, heads...)); diff != "" {
+				t.Errorf("blocks other than the static protocols changed (-before +after):\n%s", diff)
+			}
+			// Both static protocols are always there, so the set of
+			// protocols never changes with the prefixes.
+			statics := blocks(t, after, "protocol static ")
+			for _, name := range []string{StaticProtocol4, StaticProtocol6} {
+				if _, ok := statics["protocol static "+name+" {\n"]; !ok {
+					t.Errorf("no protocol static %s in:\n%s", name, after)
+				}
+			}
+			// Outside the static blocks, not one byte may differ.
+			if diff := cmp.Diff(withoutStatics(t, before), withoutStatics(t, after)); diff != "" {
+				t.Errorf("config outside the static protocols changed:\n%s", diff)
+			}
+		})
+	}
+}
+
+// withoutStatics returns conf with the bodies of its static protocols cut.
+func withoutStatics(t *testing.T, conf []byte) string {
+	t.Helper()
+	s := string(conf)
+	for head, block := range blocks(t, conf, "protocol static ") {
+		s = strings.Replace(s, block, head, 1)
+	}
+	return s
+}
+
+// aliens are routes a BIRD may hold besides roost's own: other static
+// protocols, with blackhole and other destinations.
+const aliens = `
+protocol static alien4 {
+	ipv4;
+	route 10.99.0.0/24 blackhole;
+	route 10.98.0.0/24 unreachable;
+}
+protocol static alien6 {
+	ipv6;
+	route 2001:db8:99::/48 blackhole;
+}
+`
+
+// TestExportFilter runs a real BIRD (in the test's own namespace: the config
+// has no BGP peer and no kernel protocol, so it touches nothing) and checks
+// that the export filter passes exactly the owned prefixes: not the routes of
+// other protocols, and not a route of roost's own static protocols that is
+// not a blackhole (made here by editing the rendered file).
+func TestExportFilter(t *testing.T) {
+	birdc := testenv.Binary(t, "birdc")
+	in := Input{
+		RouterID: addr("10.0.1.2"), ASN: 65101,
+		Prefixes: prefixes("10.244.1.0/24", "10.96.0.10/32", "10.244.2.0/24", "2001:db8:244:1::/64"),
+	}
+	conf, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(conf), "route 10.244.2.0/24 blackhole;", "route 10.244.2.0/24 unreachable;", 1)
+	if edited == string(conf) {
+		t.Fatalf("no route 10.244.2.0/24 in:\n%s", conf)
+	}
+	b := testenv.StartBird(t, "", edited+aliens)
+	show := func(args ...string) []string {
+		out, err := exec.Command(birdc, append([]string{"-s", b.Socket}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("birdc %q: %v\n%s", args, err, out)
+		}
+		var nets []string
+		for _, m := range regexp.MustCompile(`(?m)^([0-9a-f.:]+/[0-9]+)\s`).FindAllStringSubmatch(string(out), -1) {
+			nets = append(nets, m[1])
+		}
+		slices.Sort(nets)
+		return nets
+	}
+	all := []string{"10.244.1.0/24", "10.244.2.0/24", "10.96.0.10/32", "10.98.0.0/24", "10.99.0.0/24", "2001:db8:244:1::/64", "2001:db8:99::/48"}
+	if got := show("show", "route"); !slices.Equal(got, all) {
+		t.Fatalf("BIRD holds routes %q, want %q\n%s", got, all, b.LogText())
+	}
+	want := []string{"10.244.1.0/24", "10.96.0.10/32", "2001:db8:244:1::/64"}
+	if got := show("show", "route", "filter", ExportFilter); !slices.Equal(got, want) {
+		t.Errorf("filter %s passes %q, want %q", ExportFilter, got, want)
+	}
+}
+
+func TestRenderRandomInputsParse(t *testing.T) {
+	bin := testenv.Binary(t, "bird")
+	rng := rand.New(rand.NewPCG(7, 11))
+	dir := t.TempDir()
+	for i := range 50 {
+		in := randomInput(rng)
+		conf, err := Render(in)
+		if err != nil {
+			t.Fatalf("input %d: Render(%+v): %v", i, in, err)
+		}
+		file := filepath.Join(dir, fmt.Sprintf("%02d.conf", i))
+		if err := os.WriteFile(file, conf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "-p", "-c", file).CombinedOutput(); err != nil {
+			t.Fatalf("input %d: bird -p rejects the rendered config: %v\n%s\n%s", i, err, out, conf)
+		}
+	}
+}
+
+// randomInput returns a valid Input with up to 6 peers and 40 prefixes.
+func randomInput(rng *rand.Rand) Input {
+	in := Input{RouterID: randomAddr4(rng), ASN: 1 + rng.Uint32N(1<<32-1)}
+	if in.RouterID.IsUnspecified() {
+		in.RouterID = addr("10.0.0.1")
+	}
+	names := map[string]bool{}
+	addrs := map[netip.Addr]bool{}
+	for range rng.IntN(7) {
+		p := Peer{Name: randomName(rng), ASN: 1 + rng.Uint32N(1<<32-1)}
+		switch rng.IntN(3) {
+		case 0:
+			p.Address = randomAddr4(rng)
+		case 1:
+			p.Address = randomAddr6(rng)
+		default:
+			p.Address = netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 15: byte(1 + rng.IntN(254))}).
+				WithZone([]string{"eth0", "ens3f0.100", "uplink-a", "bond_1"}[rng.IntN(4)])
+		}
+		if rng.IntN(2) == 0 {
+			p.Password = randomPassword(rng)
+		}
+		if rng.IntN(2) == 0 {
+			p.HoldTime = MinHoldTime + rng.IntN(MaxHoldTime-MinHoldTime+1)
+		}
+		mapped := ProtocolName(p.Name)
+		if names[mapped] || addrs[p.Address] || !p.Address.IsValid() || p.Address.IsUnspecified() || p.Address.IsMulticast() {
+			continue
+		}
+		names[mapped], addrs[p.Address] = true, true
+		in.Peers = append(in.Peers, p)
+	}
+	for range rng.IntN(41) {
+		var a netip.Addr
+		if rng.IntN(2) == 0 {
+			a = randomAddr4(rng)
+		} else {
+			a = randomAddr6(rng)
+		}
+		in.Prefixes = append(in.Prefixes, netip.PrefixFrom(a, rng.IntN(a.BitLen()+1)))
+	}
+	return in
+}
+
+func randomAddr4(rng *rand.Rand) netip.Addr {
+	var b [4]byte
+	for i := range b {
+		b[i] = byte(rng.IntN(224)) // below the multicast range
+	}
+	return netip.AddrFrom4(b)
+}
+
+func randomAddr6(rng *rand.Rand) netip.Addr {
+	b := [16]byte{0: 0x20, 1: 0x01, 2: 0x0d, 3: 0xb8}
+	for i := 4; i < 16; i++ {
+		b[i] = byte(rng.IntN(256))
+	}
+	return netip.AddrFrom16(b)
+}
+
+// randomName returns a name matching PeerNamePattern that is not reserved;
+// about one in four is a near-miss of a reserved name ("path2", "med-a").
+func randomName(rng *rand.Rand) string {
+	const edge, mid = "abcdefghijklmnopqrstuvwxyz0123456789", "abcdefghijklmnopqrstuvwxyz0123456789_-"
+	if rng.IntN(4) == 0 {
+		return reservedNames[rng.IntN(len(reservedNames))] + string(edge[rng.IntN(len(edge))])
+	}
+	n := 1 + rng.IntN(32)
+	b := make([]byte, n)
+	for i := range b {
+		if i == 0 || i == n-1 {
+			b[i] = edge[rng.IntN(len(edge))]
+		} else {
+			b[i] = mid[rng.IntN(len(mid))]
+		}
+	}
+	return string(b)
+}
+
+// randomPassword returns 1 to MaxPasswordLen printable ASCII characters
+// other than '"' and '\'.
+func randomPassword(rng *rand.Rand) string {
+	b := make([]byte, 1+rng.IntN(MaxPasswordLen))
+	for i := range b {
+		for b[i] == 0 || b[i] == '"' || b[i] == '\\' {
+			b[i] = byte(0x20 + rng.IntN(0x7f-0x20))
+		}
+	}
+	return string(b)
+}
+
+func TestRenderErrors(t *testing.T) {
+	okPeer := Peer{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000}
+	withPeers := func(peers ...Peer) Input {
+		in := twoPeers()
+		in.Peers = peers
+		return in
+	}
+	withPeer := func(edit func(*Peer)) Input {
+		p := okPeer
+		edit(&p)
+		return withPeers(p)
+	}
+	tests := []struct {
+		name string
+		in   Input
+		want []error
+	}{
+		{name: "no_router_id", in: Input{ASN: 65101}, want: []error{ErrRouterID}},
+		{name: "ipv6_router_id", in: Input{RouterID: addr("2001:db8::1"), ASN: 65101}, want: []error{ErrRouterID}},
+		{name: "mapped_router_id", in: Input{RouterID: addr("::ffff:10.0.1.2"), ASN: 65101}, want: []error{ErrRouterID}},
+		{name: "zero_router_id", in: Input{RouterID: addr("0.0.0.0"), ASN: 65101}, want: []error{ErrRouterID}},
+		{name: "zero_local_asn", in: Input{RouterID: addr("10.0.1.2")}, want: []error{ErrASN}},
+		{name: "zero_peer_asn", in: withPeer(func(p *Peer) { p.ASN = 0 }), want: []error{ErrASN}},
+		{name: "empty_name", in: withPeer(func(p *Peer) { p.Name = "" }), want: []error{ErrPeerName}},
+		{name: "upper_case_name", in: withPeer(func(p *Peer) { p.Name = "Tor1" }), want: []error{ErrPeerName}},
+		{name: "name_with_space", in: withPeer(func(p *Peer) { p.Name = "tor 1" }), want: []error{ErrPeerName}},
+		{name: "name_with_quote", in: withPeer(func(p *Peer) { p.Name = `tor"1` }), want: []error{ErrPeerName}},
+		{name: "name_with_dot", in: withPeer(func(p *Peer) { p.Name = "tor.1" }), want: []error{ErrPeerName}},
+		{name: "name_ends_with_dash", in: withPeer(func(p *Peer) { p.Name = "tor-" }), want: []error{ErrPeerName}},
+		{name: "name_too_long", in: withPeer(func(p *Peer) { p.Name = strings.Repeat("a", 33) }), want: []error{ErrPeerName}},
+		{name: "reserved_name", in: withPeer(func(p *Peer) { p.Name = "path" }), want: []error{ErrReservedName}},
+		{name: "reserved_name_dashed", in: withPeer(func(p *Peer) { p.Name = "next-hop" }), want: []error{ErrReservedName}},
+		{
+			name: "same_protocol_name",
+			in:   withPeers(Peer{Name: "tor-1", Address: addr("10.0.1.1"), ASN: 65000}, Peer{Name: "tor_1", Address: addr("10.0.2.1"), ASN: 65000}),
+			want: []error{ErrDuplicatePeer},
+		},
+		{name: "same_name", in: withPeers(okPeer, okPeer), want: []error{ErrDuplicatePeer}},
+		{
+			name: "same_address",
+			in:   withPeers(okPeer, Peer{Name: "tor2", Address: okPeer.Address, ASN: 65000}),
+			want: []error{ErrDuplicateAddress},
+		},
+		{name: "no_address", in: withPeer(func(p *Peer) { p.Address = netip.Addr{} }), want: []error{ErrPeerAddress}},
+		{name: "unspecified_address", in: withPeer(func(p *Peer) { p.Address = addr("::") }), want: []error{ErrPeerAddress}},
+		{name: "multicast_address", in: withPeer(func(p *Peer) { p.Address = addr("224.0.0.5") }), want: []error{ErrPeerAddress}},
+		{name: "mapped_address", in: withPeer(func(p *Peer) { p.Address = addr("::ffff:10.0.1.1") }), want: []error{ErrPeerAddress}},
+		{name: "link_local_without_zone", in: withPeer(func(p *Peer) { p.Address = addr("fe80::1") }), want: []error{ErrPeerAddress}},
+		{name: "zone_on_global_address", in: withPeer(func(p *Peer) { p.Address = addr("2001:db8::1%eth0") }), want: []error{ErrPeerAddress}},
+		{name: "zone_with_quote", in: withPeer(func(p *Peer) { p.Address = addr(`fe80::1%eth"0`) }), want: []error{ErrPeerAddress}},
+		{name: "password_with_quote", in: withPeer(func(p *Peer) { p.Password = `pa"ss` }), want: []error{ErrPassword}},
+		{name: "password_with_backslash", in: withPeer(func(p *Peer) { p.Password = `pa\ss` }), want: []error{ErrPassword}},
+		{name: "password_with_newline", in: withPeer(func(p *Peer) { p.Password = "pa\nss" }), want: []error{ErrPassword}},
+		{name: "password_not_ascii", in: withPeer(func(p *Peer) { p.Password = "pässword" }), want: []error{ErrPassword}},
+		{name: "password_too_long", in: withPeer(func(p *Peer) { p.Password = strings.Repeat("x", MaxPasswordLen+1) }), want: []error{ErrPassword}},
+		{name: "hold_time_too_short", in: withPeer(func(p *Peer) { p.HoldTime = 2 }), want: []error{ErrHoldTime}},
+		{name: "hold_time_negative", in: withPeer(func(p *Peer) { p.HoldTime = -1 }), want: []error{ErrHoldTime}},
+		{name: "hold_time_too_long", in: withPeer(func(p *Peer) { p.HoldTime = 65536 }), want: []error{ErrHoldTime}},
+		{name: "invalid_prefix", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, Prefixes: []netip.Prefix{{}}}, want: []error{ErrPrefix}},
+		{name: "mapped_prefix", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, Prefixes: prefixes("::ffff:10.244.1.0/120")}, want: []error{ErrPrefix}},
+		{
+			name: "every_problem_at_once",
+			in: Input{
+				Peers:    []Peer{{Name: "Tor1", Address: addr("fe80::1"), Password: `secret"x`, HoldTime: 1}},
+				Prefixes: []netip.Prefix{{}},
+			},
+			want: []error{ErrRouterID, ErrASN, ErrPeerName, ErrPeerAddress, ErrPassword, ErrHoldTime, ErrPrefix},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conf, err := Render(tc.in)
+			if err == nil {
+				t.Fatalf("Render succeeded, want %v; rendered:\n%s", tc.want, conf)
+			}
+			if conf != nil {
+				t.Errorf("Render returned %d bytes with its error", len(conf))
+			}
+			for _, want := range tc.want {
+				if !errors.Is(err, want) {
+					t.Errorf("Render error %q does not wrap %q", err, want)
+				}
+			}
+			if tc.in.Peers != nil && tc.in.Peers[0].Password != "" && strings.Contains(err.Error(), tc.in.Peers[0].Password) {
+				t.Errorf("error %q reveals the password", err)
+			}
+		})
+	}
+}
+
+func TestProtocolName(t *testing.T) {
+	tests := []struct{ name, peer, want string }{
+		{name: "plain", peer: "tor1", want: "bgp_tor1"},
+		{name: "dash", peer: "tor-1-a", want: "bgp_tor_1_a"},
+		{name: "underscore", peer: "tor_1", want: "bgp_tor_1"},
+		{name: "digits", peer: "1", want: "bgp_1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ProtocolName(tc.peer); got != tc.want {
+				t.Errorf("ProtocolName(%q) = %q, want %q", tc.peer, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestReservedNames proves that every reserved name is needed (BIRD refuses
+// it as a protocol name) and that Render refuses it.
+func TestReservedNames(t *testing.T) {
+	base, err := Render(twoPeers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	symbol := regexp.MustCompile(`\bbgp_tor1\b`)
+	for _, name := range reservedNames {
+		t.Run(name, func(t *testing.T) {
+			in := twoPeers()
+			in.Peers[0].Name = name
+			if _, err := Render(in); !errors.Is(err, ErrReservedName) {
+				t.Errorf("Render with peer %q: err %v, want ErrReservedName", name, err)
+			}
+			conf := symbol.ReplaceAll(base, []byte(ProtocolName(name)))
+			file := filepath.Join(t.TempDir(), "bird.conf")
+			if err := os.WriteFile(file, conf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(testenv.Binary(t, "bird"), "-p", "-c", file).CombinedOutput(); err == nil {
+				t.Errorf("bird accepts protocol %s, so %q need not be reserved", ProtocolName(name), name)
+			} else if !strings.Contains(string(out), "syntax error") {
+				t.Errorf("bird refuses protocol %s for another reason: %s", ProtocolName(name), out)
+			}
+		})
+	}
+}
+
+func BenchmarkRender(b *testing.B) {
+	for _, n := range []int{1, 10000} {
+		in := twoPeers()
+		in.Prefixes = nil
+		for i := range n {
+			if i%2 == 0 {
+				in.Prefixes = append(in.Prefixes, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32))
+			} else {
+				in.Prefixes = append(in.Prefixes, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}), 128))
+			}
+		}
+		b.Run(fmt.Sprintf("prefixes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Render(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
