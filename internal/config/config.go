@@ -137,9 +137,19 @@ func Load(r io.Reader, defaults Config) (Config, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse config: %w", err)
 	}
-	c, errs := f.apply(defaults)
-	if err := c.Validate(); err != nil {
-		errs = append(errs, err)
+	c, convErrs := f.apply(defaults)
+	// A field that failed to convert was left at its default; Validate's
+	// complaint about that default would only repeat the problem.
+	bad := map[string]bool{}
+	var errs []error
+	for _, p := range convErrs {
+		bad[p.field] = true
+		errs = append(errs, p)
+	}
+	for _, p := range c.problems() {
+		if !bad[p.field] {
+			errs = append(errs, p)
+		}
 	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
@@ -147,12 +157,25 @@ func Load(r io.Reader, defaults Config) (Config, error) {
 	return c, nil
 }
 
+// problem is one thing wrong with a config, at a field path.
+type problem struct {
+	field string
+	msg   string
+}
+
+func (p problem) Error() string { return p.field + ": " + p.msg }
+
+// problems collects problems, each at its field.
+type problems []problem
+
+func (ps *problems) add(field, format string, args ...any) {
+	*ps = append(*ps, problem{field: field, msg: fmt.Sprintf(format, args...)})
+}
+
 // apply converts the YAML form onto defaults, collecting conversion errors.
-func (f file) apply(c Config) (Config, []error) {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
-	}
+func (f file) apply(c Config) (Config, problems) {
+	var errs problems
+	bad := errs.add
 	if f.Node != nil {
 		c.Node = *f.Node
 	}
@@ -248,9 +271,15 @@ var peerName = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`)
 // Validate reports every problem of c at once, each naming its field.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	for _, p := range c.problems() {
+		errs = append(errs, p)
 	}
+	return errors.Join(errs...)
+}
+
+func (c Config) problems() problems {
+	var errs problems
+	bad := errs.add
 	if c.Node == "" {
 		bad("node", "must be set (the hostname is the default)")
 	}
@@ -327,7 +356,7 @@ func (c Config) Validate() error {
 	if c.Debounce < 0 || c.Debounce > time.Minute {
 		bad("debounce", "%s must be between 0 and 1m", c.Debounce)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func hasPeerOfFamily(peers []Peer, v4 bool) bool {
