@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -477,4 +478,69 @@ func TestRemoveAll(t *testing.T) {
 	if diff := cmp.Diff([]string{"10.2.0.0/24 proto static"}, left); diff != "" {
 		t.Errorf("routes left (-want +got):\n%s", diff)
 	}
+}
+
+func TestSyncRemembers(t *testing.T) {
+	k := &fakeKernel{}
+	b := newBlackholes(k, 0)
+	clock := time.Unix(1000, 0)
+	b.now = func() time.Time { return clock }
+	dumps := 0
+	sync := func(want ...string) Changes {
+		t.Helper()
+		before := len(k.ops)
+		listed := countingList{k, &dumps}
+		b.nl = listed
+		ch, err := b.Sync(pfxs(want...))
+		if err != nil {
+			t.Fatalf("Sync(%v): %v (ops %q)", want, err, k.ops[before:])
+		}
+		return ch
+	}
+
+	sync("10.1.0.0/24", "10.2.0.0/24")
+	if dumps != 2 {
+		t.Fatalf("first Sync read %d tables, want 2 (v4, v6)", dumps)
+	}
+	// Within the interval a change costs one request per prefix, no dump.
+	ch := sync("10.1.0.0/24", "10.3.0.0/24")
+	if ch.String() != "+10.3.0.0/24 -10.2.0.0/24" || dumps != 2 {
+		t.Errorf("remembered Sync: %s, %d dumps", ch, dumps)
+	}
+	if ch := sync("10.1.0.0/24", "10.3.0.0/24"); !ch.Empty() || dumps != 2 {
+		t.Errorf("unchanged Sync: %s, %d dumps", ch, dumps)
+	}
+
+	// Someone deletes our route: not seen within the interval, repaired
+	// by the full read after it.
+	k.routes = slices.DeleteFunc(k.routes, func(r netlink.Route) bool { return prefixOf(&r) == pfx("10.1.0.0/24") })
+	if ch := sync("10.1.0.0/24", "10.3.0.0/24"); !ch.Empty() {
+		t.Errorf("Sync within the interval saw %s", ch)
+	}
+	clock = clock.Add(FullSyncInterval)
+	if ch := sync("10.1.0.0/24", "10.3.0.0/24"); ch.String() != "+10.1.0.0/24" || dumps != 4 {
+		t.Errorf("Sync after the interval: %s, %d dumps", ch, dumps)
+	}
+
+	// A failing request falls back to a full read at once, which names
+	// the conflict.
+	k.sneak = map[netip.Prefix]netlink.RouteProtocol{pfx("10.4.0.0/24"): unix.RTPROT_STATIC}
+	_, err := b.Sync(pfxs("10.1.0.0/24", "10.3.0.0/24", "10.4.0.0/24"))
+	if !errors.Is(err, ErrConflict) || dumps != 6 {
+		t.Errorf("conflict on a remembered add: %v, %d dumps", err, dumps)
+	}
+	if b.known != nil {
+		t.Error("memory kept after an error")
+	}
+}
+
+// countingList counts table dumps.
+type countingList struct {
+	*fakeKernel
+	n *int
+}
+
+func (c countingList) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	*c.n++
+	return c.fakeKernel.RouteListFiltered(family, filter, mask)
 }
