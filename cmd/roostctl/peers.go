@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roost-net/roost/internal/birdconf"
+	"github.com/roost-net/roost/internal/birdctl"
+	"github.com/roost-net/roost/internal/inspect"
+)
+
+func newPeersCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "peers",
+		Short: "Show the BGP sessions to the ToRs as BIRD reports them",
+		Long: `peers lists roost's BGP sessions as BIRD reports them: state, BGP state,
+since when, the last error and how many routes each peer is sent. It reads
+BIRD's control socket in restricted (read-only) mode.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := o.context(cmd)
+			defer cancel()
+			c, err := o.dialBird(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ss, err := sessions(ctx, c)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printJSON(cmd.OutOrStdout(), ss)
+			}
+			return printPeers(cmd.OutOrStdout(), ss)
+		},
+	}
+}
+
+// dialBird opens a restricted session on BIRD's control socket.
+func (o *options) dialBird(ctx context.Context) (*birdctl.Client, error) {
+	c, err := birdctl.Dial(ctx, o.birdSocket)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is BIRD running? see --bird-socket)", err)
+	}
+	if err := c.Restrict(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// sessions lists roost's BGP protocols (named by birdconf.ProtocolName).
+func sessions(ctx context.Context, c *birdctl.Client) ([]inspect.Session, error) {
+	ps, err := c.Protocols(ctx, birdctl.ProtocolQuery{All: true})
+	if err != nil {
+		return nil, err
+	}
+	out := []inspect.Session{}
+	for _, p := range ps {
+		if !strings.EqualFold(p.Proto, "BGP") || !strings.HasPrefix(p.Name, birdconf.ProtocolPrefix) {
+			continue
+		}
+		// birdconf renders the peer's name as the description.
+		name := p.Description
+		if name == "" {
+			name = strings.TrimPrefix(p.Name, birdconf.ProtocolPrefix)
+		}
+		s := inspect.Session{
+			Name: name, Protocol: p.Name, Neighbor: p.NeighborAddress, ASN: p.NeighborAS,
+			State: p.State, BGPState: p.BGPState, Since: p.Since, LastError: p.LastError,
+		}
+		for _, ch := range p.Channels {
+			s.Exported += ch.Exported
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func printPeers(w io.Writer, ss []inspect.Session) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tNEIGHBOR\tASN\tSTATE\tBGP STATE\tSINCE\tEXPORTED\tLAST ERROR")
+	for _, s := range ss {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.Neighbor, s.ASN, s.State, dash(s.BGPState), s.Since, s.Exported, dash(s.LastError))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func prefixList(ps []netip.Prefix) string {
+	if len(ps) == 0 {
+		return "(none)"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roost-net/roost/internal/birdconf"
+	"github.com/roost-net/roost/internal/birdctl"
+	"github.com/roost-net/roost/internal/inspect"
+	"github.com/roost-net/roost/internal/routes"
+)
+
+func newRoutesCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "routes",
+		Short: "Show, per prefix, whether BIRD has it, which peer is sent it, and the kernel blackhole",
+		Long: `routes joins what roost-agent wants announced (its /v1/status) with what BIRD
+holds (roost's static protocols) and what it sends each peer ("show route
+export <peer>"), and whether the kernel blackhole route exists. A prefix not
+sent to every peer, or sent without being desired, is flagged with the reason,
+and the command exits non-zero.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := o.context(cmd)
+			defer cancel()
+			st, err := o.agentClient().Status(ctx)
+			if err != nil {
+				return err
+			}
+			c, err := o.dialBird(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			f := inspect.Facts{Status: st, InBird: map[netip.Prefix]bool{}, Exported: map[string]map[netip.Prefix]bool{}}
+			for _, proto := range []string{birdconf.StaticProtocol4, birdconf.StaticProtocol6} {
+				rs, err := c.Routes(ctx, birdctl.RouteQuery{Protocol: proto})
+				if err != nil {
+					return fmt.Errorf("routes of %s: %w", proto, err)
+				}
+				for _, r := range rs {
+					f.InBird[r.Prefix] = true
+				}
+			}
+			if f.Sessions, err = sessions(ctx, c); err != nil {
+				return err
+			}
+			for _, s := range f.Sessions {
+				rs, err := c.Routes(ctx, birdctl.RouteQuery{Export: s.Protocol})
+				if errors.Is(err, birdctl.ErrNoTables) {
+					// The peer's channel is not up: BIRD sends it nothing.
+					rs, err = nil, nil
+				}
+				if err != nil {
+					return fmt.Errorf("routes exported to %s: %w", s.Name, err)
+				}
+				set := map[netip.Prefix]bool{}
+				for _, r := range rs {
+					set[r.Prefix] = true
+				}
+				f.Exported[s.Protocol] = set
+			}
+			if holes, err := routes.NewBlackholes(nil, 0).List(); err != nil {
+				f.BlackholeError = err.Error()
+			} else {
+				f.Blackholes = map[netip.Prefix]bool{}
+				for _, p := range holes {
+					f.Blackholes[p] = true
+				}
+			}
+			rows := inspect.Routes(f)
+			if o.output == "json" {
+				err = printJSON(cmd.OutOrStdout(), rows)
+			} else {
+				err = printRoutes(cmd.OutOrStdout(), rows, f)
+			}
+			if err != nil {
+				return err
+			}
+			if !inspect.AllOK(rows) {
+				return fmt.Errorf("some prefixes are not announced as desired (see PROBLEMS)")
+			}
+			return nil
+		},
+	}
+}
+
+func printRoutes(w io.Writer, rows []inspect.Route, f inspect.Facts) error {
+	var peers []string
+	for _, s := range f.Sessions {
+		peers = append(peers, s.Name)
+	}
+	slices.Sort(peers)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	head := []string{"PREFIX", "DESIRED", "IN BIRD"}
+	for _, p := range peers {
+		head = append(head, "TO "+strings.ToUpper(p))
+	}
+	head = append(head, "BLACKHOLE", "PROBLEMS")
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, r := range rows {
+		cols := []string{r.Prefix.String(), yesNo(r.Desired), yesNo(r.InBird)}
+		for _, p := range peers {
+			cols = append(cols, yesNo(r.ExportedTo[p]))
+		}
+		bh := "?"
+		if r.Blackhole != nil {
+			bh = yesNo(*r.Blackhole)
+		}
+		cols = append(cols, bh, dash(strings.Join(r.Problems, "; ")))
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(tw, "(no prefixes desired or exported)")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if f.BlackholeError != "" {
+		fmt.Fprintf(w, "kernel blackholes unknown: %s\n", f.BlackholeError)
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
