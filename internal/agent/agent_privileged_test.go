@@ -144,4 +144,3 @@ func waitStatus(t testing.TB, a *Agent, what string, cond func(agentapi.Status) 
 	h := &harness{t: t, a: a}
 	return h.waitStatus(what, cond)
 }
-

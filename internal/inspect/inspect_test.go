@@ -49,7 +49,7 @@ func TestRoutes(t *testing.T) {
 		{
 			name: "apply failed",
 			facts: Facts{
-				Status: agentapi.Status{Desired: []netip.Prefix{p1}, LastApply: agentapi.Apply{Result: agentapi.ResultFailed, Error: "bird rejected"}},
+				Status:   agentapi.Status{Desired: []netip.Prefix{p1}, LastApply: agentapi.Apply{Result: agentapi.ResultFailed, Error: "bird rejected"}},
 				Sessions: sessions("Established", "Established"), Blackholes: yes,
 			},
 			problems: []string{"not sent to tor1: not in BIRD, the last apply failed: bird rejected", "not sent to tor2: not in BIRD, the last apply failed: bird rejected"},
@@ -58,15 +58,15 @@ func TestRoutes(t *testing.T) {
 			name: "stale export and missing blackhole",
 			facts: Facts{
 				Status: agentapi.Status{Desired: []netip.Prefix{p1}}, InBird: yes,
-				Sessions: sessions("Established", "Established"),
-				Exported: map[string]map[netip.Prefix]bool{"bgp_tor1": {p1: true, p2: true}, "bgp_tor2": yes},
+				Sessions:   sessions("Established", "Established"),
+				Exported:   map[string]map[netip.Prefix]bool{"bgp_tor1": {p1: true, p2: true}, "bgp_tor2": yes},
 				Blackholes: map[netip.Prefix]bool{},
 			},
 			problems: []string{"no kernel blackhole route", "sent to tor1 but not desired"},
 		},
 		{
-			name: "no sessions",
-			facts: Facts{Status: agentapi.Status{Desired: []netip.Prefix{p1}}, InBird: yes},
+			name:     "no sessions",
+			facts:    Facts{Status: agentapi.Status{Desired: []netip.Prefix{p1}}, InBird: yes},
 			problems: []string{"BIRD has no BGP protocol"},
 		},
 	}
