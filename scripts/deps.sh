@@ -14,6 +14,7 @@ declare -A PKGS=(
 	[gobgpd]=/usr/bin/gobgpd
 	[iproute2]=/usr/sbin/ip
 	[procps]=/usr/bin/pgrep
+	[iputils-ping]=/usr/bin/ping
 	[curl]=/usr/bin/curl
 	[unzip]=/usr/bin/unzip
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt

@@ -184,16 +184,6 @@ func birdParse(t *testing.T, file string) {
 	}
 }
 
-// birdParseBytes writes conf to a temporary file and runs birdParse on it.
-func birdParseBytes(t *testing.T, conf []byte) {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "bird.conf")
-	if err := os.WriteFile(file, conf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	birdParse(t, file)
-}
-
 func TestRenderStable(t *testing.T) {
 	in := goldenCases[len(goldenCases)-1].in // ten_prefixes: four peers, both families
 	first, err := Render(in)

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDryRun(t *testing.T) {
+	good := "../../internal/config/testdata/agent.yaml"
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("asn: 0\nrouterID: 10.0.1.2\npodCIDRs: [10.244.1.0/33]\npeers: [{name: tor1, address: 10.0.1.1, asn: 65000}]\n"), 0o644)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr []string
+		wantOut string
+	}{
+		{"good", []string{"--config", good, "--dry-run"}, nil, "route 10.244.1.0/24 blackhole;"},
+		{"bad", []string{"--config", bad, "--dry-run"}, []string{"asn: 0 is out of range", `podCIDRs[0]: "10.244.1.0/33"`}, ""},
+		{"missing", []string{"--config", "/nonexistent/agent.yaml", "--dry-run"}, []string{"/nonexistent/agent.yaml"}, ""},
+		{"stray argument", []string{"--config", good, "extra"}, []string{"unexpected arguments"}, ""},
+		{"bad log level", []string{"--config", good, "--log-level", "loud"}, []string{"--log-level"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := run(context.Background(), tt.args, &out, &errb)
+			for _, w := range tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want %q", err, w)
+				}
+			}
+			if tt.wantErr == nil && err != nil {
+				t.Errorf("err = %v", err)
+			}
+			if !strings.Contains(out.String(), tt.wantOut) {
+				t.Errorf("stdout lacks %q:\n%s", tt.wantOut, out.String())
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out, &errb)
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(errb.String(), "--dry-run validates") {
+		t.Errorf("--help: %v\n%s", err, errb.String())
+	}
+}

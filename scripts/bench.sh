@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# bench.sh runs roost's benchmarks and prints the results with the machine
+# they ran on. docs/benchmarks.md records them. Run as root (the privileged
+# benchmarks start BIRD and FRR in network namespaces); `make bench` calls it.
+#
+#   scripts/bench.sh            # everything
+#   BENCH=Apply scripts/bench.sh  # only benchmarks whose name matches
+set -euo pipefail
+cd "$(dirname "$0")/.."
+filter=${BENCH:-.}
+out=${ROOST_BENCH_OUT:-/tmp/roost-bench.txt}
+
+{
+	echo "# roost benchmarks, $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+	echo "# memory: $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
+	echo "# $(bird --version 2>&1), $(/usr/lib/frr/bgpd --version 2>/dev/null | head -n1), $(go version)"
+} | tee "$out"
+
+run() {
+	go test -run '^$' -bench "$1" "${@:2}" | grep -E '^(Benchmark|ok|FAIL|---)' | tee -a "$out"
+}
+# Pure: rendering and reply parsing.
+run "Render.*$filter|ReadReply.*$filter|ParseRoutes.*$filter" -benchmem ./internal/birdconf ./internal/birdctl
+if [ "$(id -u)" -ne 0 ]; then
+	echo "bench: not root: skipping the benchmarks with BIRD and FRR in namespaces" >&2
+	exit 0
+fi
+# Apply beside BIRD's own configure (the floor).
+run "PrivilegedApply.*$filter" -benchtime=3s ./internal/agent
+# Change -> ToR latency over 40 changes of one prefix each.
+run "PrivilegedChangeToToR.*$filter" -benchtime=40x -timeout 30m ./internal/agent
+# Resident memory of the roost-agent binary.
+run "PrivilegedAgentRSS.*$filter" -benchtime=1x ./internal/agent
+echo "bench: results in $out"
