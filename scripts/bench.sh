@@ -3,11 +3,12 @@
 # they ran on. docs/benchmarks.md records them. Run as root (the privileged
 # benchmarks start BIRD and FRR in network namespaces); `make bench` calls it.
 #
-#   scripts/bench.sh            # everything
-#   BENCH=Apply scripts/bench.sh  # only benchmarks whose name matches
+#   scripts/bench.sh                   # everything
+#   BENCH=PrivilegedApply scripts/bench.sh   # only the benchmarks whose top-level
+#                                            # name matches this regexp
 set -euo pipefail
 cd "$(dirname "$0")/.."
-filter=${BENCH:-.}
+filter=${BENCH:-}
 out=${ROOST_BENCH_OUT:-/tmp/roost-bench.txt}
 
 {
@@ -18,19 +19,26 @@ out=${ROOST_BENCH_OUT:-/tmp/roost-bench.txt}
 	echo "# $(bird --version 2>&1), $(/usr/lib/frr/bgpd --version 2>/dev/null | head -n1), $(go version)"
 } | tee "$out"
 
+# run PATTERN ARGS...: run the benchmarks matching PATTERN (and $BENCH).
 run() {
-	go test -run '^$' -bench "$1" "${@:2}" | grep -E '^(Benchmark|ok|FAIL|---)' | tee -a "$out"
+	local pattern=$1
+	shift
+	if [ -n "$filter" ]; then
+		echo "$pattern" | grep -Eq "$filter" || return 0
+		pattern=$filter
+	fi
+	go test -run '^$' -bench "$pattern" "$@" | grep -E '^(Benchmark|ok|FAIL|---|panic)' | tee -a "$out"
 }
 # Pure: rendering and reply parsing.
-run "Render.*$filter|ReadReply.*$filter|ParseRoutes.*$filter" -benchmem ./internal/birdconf ./internal/birdctl
+run "BenchmarkRender|BenchmarkReadReply|BenchmarkParseRoutes" -benchmem ./internal/birdconf ./internal/birdctl
 if [ "$(id -u)" -ne 0 ]; then
 	echo "bench: not root: skipping the benchmarks with BIRD and FRR in namespaces" >&2
 	exit 0
 fi
 # Apply beside BIRD's own configure (the floor).
-run "PrivilegedApply.*$filter" -benchtime=3s ./internal/agent
+run "BenchmarkPrivilegedApply" -benchtime=3s ./internal/agent
 # Change -> ToR latency over 40 changes of one prefix each.
-run "PrivilegedChangeToToR.*$filter" -benchtime=40x -timeout 30m ./internal/agent
+run "BenchmarkPrivilegedChangeToToR" -benchtime=40x -timeout 30m ./internal/agent
 # Resident memory of the roost-agent binary.
-run "PrivilegedAgentRSS.*$filter" -benchtime=1x ./internal/agent
+run "BenchmarkPrivilegedAgentRSS" -benchtime=1x ./internal/agent
 echo "bench: results in $out"

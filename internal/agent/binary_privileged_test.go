@@ -263,9 +263,32 @@ func TestPrivilegedAgentBinary(t *testing.T) {
 		}
 		start := time.Now()
 		f.bird.Start("")
+		// The ToRs keep the prefix as stale under graceful restart, so
+		// they prove nothing yet: wait for BIRD itself to hold it again
+		// and for new sessions to carry it.
+		deadline := time.Now().Add(waitLimit)
+		for {
+			out, _ := exec.Command("birdc", "-s", f.bird.Socket, "show", "route", "protocol", "roost_owned4").CombinedOutput()
+			if strings.Contains(string(out), "10.244.2.0/24") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the agent did not configure the restarted BIRD: %s", out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("bird restarted with an old file: configured again after %v", time.Since(start).Round(time.Millisecond))
+		for i, tor := range f.tors {
+			tor.WaitFor(t, waitLimit, "a new session", func() (bool, string) {
+				n := f.sessions()[i]
+				return n.State == "Established" && n.ConnectionsEstablished > before[i].ConnectionsEstablished, fmt.Sprintf("%+v", n)
+			})
+		}
 		f.waitAnnounced("10.244.2.0/24")
-		t.Logf("bird restarted with an old file: ToRs hold the prefix again after %v", time.Since(start).Round(time.Millisecond))
 		p.waitStatus("applied again", func(s agentapi.Status) bool { return s.Ready })
+		if now, _ := os.ReadFile(f.bird.Config); strings.Contains(string(now), testenv.MinimalConfig) {
+			t.Error("bird.conf still holds the old file")
+		}
 		before = f.waitEstablished()
 	})
 
@@ -274,5 +297,8 @@ func TestPrivilegedAgentBinary(t *testing.T) {
 		time.Sleep(3 * time.Second) // longer than any apply or poll of the agent
 		f.waitAnnounced("10.244.2.0/24")
 		f.assertNoReset(before)
+		if got := f.kernelBlackholes(); !strings.Contains(got, "blackhole 10.244.2.0/24") {
+			t.Errorf("blackhole gone with the agent: %q", got)
+		}
 	})
 }
