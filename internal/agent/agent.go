@@ -341,11 +341,16 @@ func RenderInput(c config.Config, prefixes []netip.Prefix) birdconf.Input {
 	return in
 }
 
-// apply runs the pipeline once: render → skip if BIRD runs it already →
-// blackholes → temp file → check → rename → configure → record.
+// apply brings BIRD to the desired state. A change that both adds and
+// removes prefixes (a PodCIDR moved) goes make-before-break: first BIRD
+// announces the union, then withdraws the old prefixes, so the ToRs never
+// lack a route to the node's pods, and the announcement leaves before the
+// withdrawal (BIRD writes them as separate UPDATEs; behind a withdrawal, the
+// announcement would wait for the ToR's delayed ACK, about 40 ms).
 func (a *Agent) apply(ctx context.Context) (err error) {
 	a.mu.Lock()
-	cfg, node, force, applied, boot := a.cfg, a.node, a.force, a.applied, a.birdBoot
+	cfg, node, force := a.cfg, a.node, a.force
+	before := a.status.LastApply.Applied
 	a.force = false
 	a.mu.Unlock()
 
@@ -360,6 +365,27 @@ func (a *Agent) apply(ctx context.Context) (err error) {
 		a.record(agentapi.ResultWaiting, start, nil, nil)
 		return nil
 	}
+	added, removed := diff(before, prefixes)
+	if len(added) > 0 && len(removed) > 0 {
+		if err := a.push(ctx, cfg, union(prefixes, before), force, start); err != nil {
+			return err
+		}
+	}
+	if err := a.push(ctx, cfg, prefixes, force, start); err != nil {
+		return err
+	}
+	if len(added)+len(removed) > 0 || force {
+		a.log.WithFields(logrus.Fields{
+			fieldPrefixes: len(prefixes), fieldAdded: prefixStrings(added), fieldRemoved: prefixStrings(removed),
+			fieldDuration: a.now().Sub(start),
+		}).Info("bird configured")
+	}
+	return nil
+}
+
+// push runs the pipeline once for prefixes: render → skip if BIRD runs it
+// already → blackholes → temp file → check → rename → configure → record.
+func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Prefix, force bool, start time.Time) (err error) {
 	defer func() {
 		if err != nil {
 			a.record(agentapi.ResultFailed, start, err, nil)
@@ -372,7 +398,8 @@ func (a *Agent) apply(ctx context.Context) (err error) {
 	path := cfg.Bird.ConfigFile()
 	onDisk, _ := os.ReadFile(path) // a missing file is just different
 	a.mu.Lock()
-	curBoot := a.status.Bird.LastReboot
+	applied, boot, curBoot := a.applied, a.birdBoot, a.status.Bird.LastReboot
+	before := a.status.LastApply.Applied
 	a.mu.Unlock()
 	if !force && bytes.Equal(rendered, applied) && bytes.Equal(rendered, onDisk) && boot == curBoot {
 		a.record(agentapi.ResultOK, start, nil, prefixes)
@@ -382,9 +409,6 @@ func (a *Agent) apply(ctx context.Context) (err error) {
 	// Blackholes first for every prefix that is or was announced, so no
 	// announced prefix is ever without its blackhole; the ones no longer
 	// owned go after BIRD has withdrawn them.
-	a.mu.Lock()
-	before := a.status.LastApply.Applied
-	a.mu.Unlock()
 	var holeErr error
 	if a.holes != nil {
 		holeErr = a.syncBlackholes(union(prefixes, before))
@@ -408,11 +432,6 @@ func (a *Agent) apply(ctx context.Context) (err error) {
 		return fmt.Errorf("bird configured, but kernel blackhole routes: %w", holeErr)
 	}
 	a.record(agentapi.ResultOK, start, nil, prefixes)
-	added, removed := diff(before, prefixes)
-	a.log.WithFields(logrus.Fields{
-		fieldPrefixes: len(prefixes), fieldAdded: prefixStrings(added), fieldRemoved: prefixStrings(removed),
-		fieldDuration: a.now().Sub(start),
-	}).Info("bird configured")
 	return nil
 }
 

@@ -56,7 +56,7 @@ func (f *fakeBird) Reconfigure(ctx context.Context, file string) error {
 	if err != nil {
 		return err
 	}
-	f.calls = append(f.calls, "configure "+filepath.Base(file))
+	f.calls = append(f.calls, "configure "+filepath.Base(file)+" "+routesIn(string(b)))
 	if f.reject != "" && strings.Contains(string(b), f.reject) {
 		return errors.New("8002 syntax error")
 	}
@@ -73,6 +73,17 @@ func (f *fakeBird) State(ctx context.Context) (BirdState, error) {
 	return BirdState{Version: "2.0.12", LastReboot: f.boot, Protocols: map[string]ProtocolState{
 		"bgp_tor1": {State: "up", BGPState: "Established"},
 	}}, nil
+}
+
+// routesIn lists the static routes of a rendered config, e.g. "[10.0.0.0/24]".
+func routesIn(conf string) string {
+	var rs []string
+	for _, l := range strings.Split(conf, "\n") {
+		if r, ok := strings.CutPrefix(strings.TrimSpace(l), "route "); ok {
+			rs = append(rs, strings.TrimSuffix(r, " blackhole;"))
+		}
+	}
+	return fmt.Sprint(rs)
 }
 
 // take returns and clears the recorded calls.
@@ -203,7 +214,7 @@ func TestApplyOnceThenNothing(t *testing.T) {
 	if !s.Ready {
 		t.Errorf("not ready after apply: %s", s.ReadyMessage)
 	}
-	if got := h.bird.take(); !slices.Equal(got, []string{"check", "configure bird.conf"}) {
+	if got := h.bird.take(); !slices.Equal(got, []string{"check", "configure bird.conf [10.244.1.0/24]"}) {
 		t.Errorf("calls = %q, want check then configure", got)
 	}
 	if !strings.Contains(h.fileText(), "route 10.244.1.0/24 blackhole;") {
@@ -215,7 +226,7 @@ func TestApplyOnceThenNothing(t *testing.T) {
 	// An input that changes nothing must not touch BIRD (idempotent).
 	h.a.SetConfig(h.cfg)
 	<-h.a.Reload() // a Reload forces a configure, but no check: the file is equal
-	if got := h.bird.take(); !slices.Equal(got, []string{"configure bird.conf"}) {
+	if got := h.bird.take(); !slices.Equal(got, []string{"configure bird.conf [10.244.1.0/24]"}) {
 		t.Errorf("after Reload calls = %q, want one configure", got)
 	}
 	h.a.SetConfig(h.cfg)
@@ -235,15 +246,18 @@ func TestPrefixChange(t *testing.T) {
 	h.bird.take()
 	h.a.SetConfig(testConfigIn(h.cfg, "10.244.9.0/24"))
 	h.waitStatus("second apply", applied("10.244.9.0/24"))
-	if got := h.bird.take(); !slices.Equal(got, []string{"check", "configure bird.conf"}) {
-		t.Errorf("calls = %q", got)
+	// Make before break: the union first, then the new set alone.
+	want := []string{"check", "configure bird.conf [10.244.1.0/24 10.244.9.0/24]", "check", "configure bird.conf [10.244.9.0/24]"}
+	if got := h.bird.take(); !slices.Equal(got, want) {
+		t.Errorf("calls = %q, want %q", got, want)
 	}
 	txt := h.fileText()
 	if !strings.Contains(txt, "10.244.9.0/24") || strings.Contains(txt, "10.244.1.0/24") {
 		t.Errorf("bird.conf not swapped:\n%s", txt)
 	}
 	// The old blackhole stays until BIRD has withdrawn the prefix.
-	want := []string{"[10.244.1.0/24]", "[10.244.1.0/24]", "[10.244.1.0/24 10.244.9.0/24]", "[10.244.9.0/24]"}
+	want = []string{"[10.244.1.0/24]", "[10.244.1.0/24]",
+		"[10.244.1.0/24 10.244.9.0/24]", "[10.244.1.0/24 10.244.9.0/24]", "[10.244.1.0/24 10.244.9.0/24]", "[10.244.9.0/24]"}
 	if got := h.holes.state(); !slices.Equal(got, want) {
 		t.Errorf("blackhole syncs = %q, want %q", got, want)
 	}
@@ -321,7 +335,7 @@ func TestBirdRestartReapplies(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := bird.take(); !slices.Equal(got, []string{"configure bird.conf"}) {
+	if got := bird.take(); !slices.Equal(got, []string{"configure bird.conf [10.244.1.0/24]"}) {
 		t.Errorf("calls after restart = %q, want one configure", got)
 	}
 }
@@ -370,8 +384,9 @@ func TestDebounceFoldsBursts(t *testing.T) {
 		h.a.SetConfig(testConfigIn(h.cfg, fmt.Sprintf("10.244.%d.0/24", i)))
 	}
 	h.waitStatus("last of the burst", applied("10.244.11.0/24"))
-	if got := h.bird.take(); len(got) != 2 {
-		t.Errorf("a burst of 10 changes gave calls %q, want one check and one configure", got)
+	want := []string{"check", "configure bird.conf [10.244.1.0/24 10.244.11.0/24]", "check", "configure bird.conf [10.244.11.0/24]"}
+	if got := h.bird.take(); !slices.Equal(got, want) {
+		t.Errorf("a burst of 10 changes gave calls %q, want one make-before-break change %q", got, want)
 	}
 }
 

@@ -72,7 +72,7 @@ func TestHTTPAPI(t *testing.T) {
 	if code, _ := get(t, srv, "POST", agentapi.PathReload); code != 200 || reloads != 1 {
 		t.Errorf("reload = %d, reloads %d", code, reloads)
 	}
-	if got := bird.take(); len(got) != 1 || got[0] != "configure bird.conf" {
+	if got := bird.take(); len(got) != 1 || got[0] != "configure bird.conf [10.244.1.0/24]" {
 		t.Errorf("reload caused %q, want one configure", got)
 	}
 	reloadErr = errors.New("config /etc/roost/agent.yaml: asn: must be set")
