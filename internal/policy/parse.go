@@ -1,0 +1,729 @@
+package policy
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// The only accepted apiVersion and kind.
+const (
+	APIVersion = "cilium.io/v2"
+	Kind       = "CiliumNetworkPolicy"
+)
+
+// maxPorts is Cilium's limit of ports per toPorts entry.
+const maxPorts = 40
+
+// FieldError is one problem in a policy file: where it is and what is
+// wrong. Parse returns every FieldError of a file joined with errors.Join.
+type FieldError struct {
+	// Source is the file name given to Parse; Line is 1-based, 0 if unknown.
+	Source string
+	Line   int
+	// Path is the field, e.g. "spec.ingress[0].toPorts[0].rules"; empty
+	// for a problem with a whole document.
+	Path string
+	Msg  string
+}
+
+// Error returns "source:line: path: message".
+func (e *FieldError) Error() string {
+	loc := e.Source
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Path == "" {
+		return loc + ": " + e.Msg
+	}
+	path := e.Path
+	if strings.ContainsFunc(path, unicode.IsControl) {
+		path = strconv.Quote(path)
+	}
+	return loc + ": " + path + ": " + e.Msg
+}
+
+// rejectedWhole ends the message of every field roost refuses.
+const rejectedWhole = "; the policy is rejected whole"
+
+// schema lists the keys of one kind of YAML object.
+type schema struct {
+	// fields are the keys roost supports.
+	fields []string
+	// unsupported are keys Cilium knows and roost refuses, with the reason.
+	unsupported map[string]string
+}
+
+var egressOnly = "an egress field; roost enforces ingress only"
+
+var (
+	documentSchema = schema{
+		fields:      []string{"apiVersion", "kind", "metadata", "spec", "specs"},
+		unsupported: map[string]string{"status": "status is written by Cilium, not by users; remove it"},
+	}
+	metadataSchema = schema{
+		fields: []string{"name", "namespace", "labels", "annotations", "description"},
+	}
+	ruleSchema = schema{
+		fields: []string{"endpointSelector", "ingress", "ingressDeny", "enableDefaultDeny", "description"},
+		unsupported: map[string]string{
+			"egress":       "egress policy; roost enforces ingress only",
+			"egressDeny":   "egress policy; roost enforces ingress only",
+			"nodeSelector": "host policies",
+			"labels":       "rule labels",
+			"log":          "policy logging",
+		},
+	}
+	defaultDenySchema = schema{fields: []string{"ingress", "egress"}}
+	selectorSchema    = schema{fields: []string{"matchLabels", "matchExpressions"}}
+	expressionSchema  = schema{fields: []string{"key", "operator", "values"}}
+	peerSchema        = schema{
+		fields: []string{"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts"},
+		unsupported: map[string]string{
+			"fromRequires":   "fromRequires, deprecated in Cilium",
+			"fromGroups":     "cloud provider groups",
+			"fromNodes":      "node selectors",
+			"icmps":          "ICMP rules",
+			"authentication": "mutual authentication",
+			"toEndpoints":    egressOnly,
+			"toEntities":     egressOnly,
+			"toCIDR":         egressOnly,
+			"toCIDRSet":      egressOnly,
+			"toFQDNs":        egressOnly,
+			"toServices":     egressOnly,
+			"toGroups":       egressOnly,
+			"toNodes":        egressOnly,
+			"toRequires":     egressOnly,
+		},
+	}
+	portRuleSchema = schema{
+		fields: []string{"ports"},
+		unsupported: map[string]string{
+			"rules":          "L7 rules",
+			"terminatingTLS": "TLS interception",
+			"originatingTLS": "TLS interception",
+			"serverNames":    "TLS server names",
+			"listener":       "Envoy listeners",
+		},
+	}
+	portSchema     = schema{fields: []string{"port", "endPort", "protocol"}}
+	cidrRuleSchema = schema{
+		fields: []string{"cidr", "except"},
+		unsupported: map[string]string{
+			"cidrGroupRef":      "CiliumCIDRGroup references",
+			"cidrGroupSelector": "CiliumCIDRGroup selectors",
+		},
+	}
+)
+
+// entityReasons are the Cilium entities roost refuses.
+var entityReasons = map[string]string{
+	"remote-node":    "roost gives other nodes no identity of their own",
+	"kube-apiserver": "roost does not track the API server",
+	"ingress":        "roost has no Cilium ingress proxy",
+	"init":           "roost has no init identity",
+	"health":         "roost has no health endpoints",
+	"unmanaged":      "roost has no unmanaged identity",
+	"none":           "it selects nothing",
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// Parse reads every CiliumNetworkPolicy document of one file. source names
+// the file in errors. If anything in the file is wrong, Parse returns no
+// policies and an error joining one *FieldError per problem found; a YAML
+// syntax error ends the search.
+func Parse(r io.Reader, source string) ([]Policy, error) {
+	p := &parser{source: source}
+	dec := yaml.NewDecoder(r)
+	var out []Policy
+	first := map[string]int{}
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			fe := &FieldError{Source: source, Msg: err.Error()}
+			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+				fe.Line, _ = strconv.Atoi(m[1])
+				fe.Msg = "YAML: " + m[2]
+			}
+			p.errs = append(p.errs, fe)
+			break
+		}
+		n := &doc
+		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+			n = n.Content[0]
+		}
+		if isNull(n) {
+			continue // an empty document, e.g. after a trailing ---
+		}
+		pol, ok := p.document(n)
+		if !ok {
+			continue
+		}
+		if line, dup := first[pol.ID()]; dup {
+			p.failf(n, "", "duplicate policy %q (first at line %d)", pol.ID(), line)
+			continue
+		}
+		first[pol.ID()] = n.Line
+		out = append(out, pol)
+	}
+	if len(p.errs) > 0 {
+		slices.SortStableFunc(p.errs, func(a, b *FieldError) int { return cmp.Compare(a.Line, b.Line) })
+		errs := make([]error, len(p.errs))
+		for i, e := range p.errs {
+			errs[i] = e
+		}
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// parser collects the errors of one file.
+type parser struct {
+	source string
+	errs   []*FieldError
+}
+
+func (p *parser) failf(n *yaml.Node, path, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	p.errs = append(p.errs, &FieldError{Source: p.source, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+}
+
+// isEmpty reports whether n is absent, null or an empty list.
+func isEmpty(n *yaml.Node) bool {
+	return isNull(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0)
+}
+
+// plain reports whether n is a node roost can read, failing on aliases.
+func (p *parser) plain(n *yaml.Node, path string) bool {
+	if n == nil {
+		p.failf(nil, path, "missing")
+		return false
+	}
+	if n.Kind == yaml.AliasNode {
+		p.failf(n, path, "YAML aliases are not supported; write the value out")
+		return false
+	}
+	return true
+}
+
+// object checks that n is a mapping whose keys s knows, reports every other
+// key, and returns the values of the supported keys.
+func (p *parser) object(n *yaml.Node, path string, s schema) map[string]*yaml.Node {
+	if !p.plain(n, path) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		p.failf(n, path, "must be a mapping")
+		return nil
+	}
+	out := make(map[string]*yaml.Node)
+	seen := make(map[string]bool)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.failf(k, path, "keys must be strings")
+			continue
+		}
+		kp := join(path, k.Value)
+		switch {
+		case k.Tag == "!!merge":
+			p.failf(k, path, "YAML merge keys (<<) are not supported; write the fields out")
+		case seen[k.Value]:
+			p.failf(k, kp, "duplicate key")
+		case s.unsupported[k.Value] != "":
+			p.failf(k, kp, "not supported by roost (%s)%s", s.unsupported[k.Value], rejectedWhole)
+		case !slices.Contains(s.fields, k.Value):
+			hint := ""
+			for _, f := range s.fields {
+				if strings.EqualFold(f, k.Value) {
+					hint = fmt.Sprintf(" (did you mean %s?)", f)
+				}
+			}
+			p.failf(k, kp, "unknown field%s%s", hint, rejectedWhole)
+		default:
+			out[k.Value] = v
+		}
+		seen[k.Value] = true
+	}
+	return out
+}
+
+// list returns the items of a sequence; null is an empty list.
+func (p *parser) list(n *yaml.Node, path string) []*yaml.Node {
+	if isNull(n) || !p.plain(n, path) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.failf(n, path, "must be a list")
+		return nil
+	}
+	return n.Content
+}
+
+// str returns a non-null scalar's text.
+func (p *parser) str(n *yaml.Node, path string) (string, bool) {
+	if !p.plain(n, path) {
+		return "", false
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.failf(n, path, "must be a string")
+		return "", false
+	}
+	return n.Value, true
+}
+
+// stringMap checks that n is a mapping of strings to strings.
+func (p *parser) stringMap(n *yaml.Node, path string) {
+	if isNull(n) || !p.plain(n, path) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		p.failf(n, path, "must be a mapping")
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, ok := p.str(n.Content[i], path); ok {
+			p.str(n.Content[i+1], join(path, k))
+		}
+	}
+}
+
+func (p *parser) document(n *yaml.Node) (Policy, bool) {
+	before := len(p.errs)
+	pol := Policy{File: p.source, Line: n.Line}
+	f := p.object(n, "", documentSchema)
+	if f == nil {
+		return pol, false
+	}
+	if v, ok := f["apiVersion"]; !ok {
+		p.failf(n, "apiVersion", "required (%s)", APIVersion)
+	} else if s, ok := p.str(v, "apiVersion"); ok && s != APIVersion {
+		p.failf(v, "apiVersion", "%q is not supported; must be %q", s, APIVersion)
+	}
+	if v, ok := f["kind"]; !ok {
+		p.failf(n, "kind", "required (%s)", Kind)
+	} else if s, ok := p.str(v, "kind"); ok && s != Kind {
+		if s == "CiliumClusterwideNetworkPolicy" {
+			p.failf(v, "kind", "%s is not supported by roost (its fromEndpoints would exclude external workloads); use a %s without metadata.namespace, which roost applies to every endpoint%s", s, Kind, rejectedWhole)
+		} else {
+			p.failf(v, "kind", "%q is not supported; must be %q", s, Kind)
+		}
+	}
+	if v, ok := f["metadata"]; !ok {
+		p.failf(n, "metadata", "required (metadata.name at least)")
+	} else {
+		p.metadata(v, &pol)
+	}
+	spec, specs := f["spec"], f["specs"]
+	if isNull(spec) && isEmpty(specs) {
+		p.failf(n, "spec", "a policy needs spec or specs")
+	}
+	if !isNull(spec) {
+		pol.Rules = append(pol.Rules, p.rule(spec, "spec", pol.Namespace))
+	}
+	for i, item := range p.list(specs, "specs") {
+		pol.Rules = append(pol.Rules, p.rule(item, index("specs", i), pol.Namespace))
+	}
+	return pol, len(p.errs) == before
+}
+
+func (p *parser) metadata(n *yaml.Node, pol *Policy) {
+	f := p.object(n, "metadata", metadataSchema)
+	if f == nil {
+		return
+	}
+	if v, ok := f["name"]; !ok {
+		p.failf(n, "metadata.name", "required")
+	} else if s, ok := p.str(v, "metadata.name"); ok {
+		for _, msg := range validation.IsDNS1123Subdomain(s) {
+			p.failf(v, "metadata.name", "%q: %s", s, msg)
+		}
+		pol.Name = s
+	}
+	if v, ok := f["namespace"]; ok {
+		if s, ok := p.str(v, "metadata.namespace"); ok {
+			for _, msg := range validation.IsDNS1123Label(s) {
+				p.failf(v, "metadata.namespace", "%q: %s", s, msg)
+			}
+			pol.Namespace = s
+		}
+	}
+	p.stringMap(f["labels"], "metadata.labels")
+	p.stringMap(f["annotations"], "metadata.annotations")
+	if v, ok := f["description"]; ok {
+		p.str(v, "metadata.description")
+	}
+}
+
+func (p *parser) rule(n *yaml.Node, path, ns string) Rule {
+	r := Rule{Path: path, Line: n.Line, DefaultDeny: true}
+	before := len(p.errs)
+	f := p.object(n, path, ruleSchema)
+	if f == nil {
+		return r
+	}
+	// A refused or misspelt key explains a missing selector or ingress.
+	keyErrs := len(p.errs) > before
+	switch v := f["endpointSelector"]; {
+	case !isNull(v):
+		r.Subject = p.selector(v, join(path, "endpointSelector"), ns, true)
+	case !keyErrs:
+		p.failf(n, join(path, "endpointSelector"), "required: the endpoints this rule applies to ({} for all)")
+	}
+	if v, ok := f["description"]; ok {
+		p.str(v, join(path, "description"))
+	}
+	if v, ok := f["enableDefaultDeny"]; ok {
+		r.DefaultDeny = p.defaultDeny(v, join(path, "enableDefaultDeny"))
+	}
+	ing, deny := f["ingress"], f["ingressDeny"]
+	for i, item := range p.list(ing, join(path, "ingress")) {
+		r.Ingress = append(r.Ingress, p.peerRule(item, index(join(path, "ingress"), i), ns))
+	}
+	for i, item := range p.list(deny, join(path, "ingressDeny")) {
+		r.IngressDeny = append(r.IngressDeny, p.peerRule(item, index(join(path, "ingressDeny"), i), ns))
+	}
+	if isEmpty(ing) && isEmpty(deny) && !keyErrs {
+		p.failf(n, path, "has no ingress or ingressDeny rules (an empty list counts as none), so it would enforce nothing; to deny all ingress write `ingress: [{}]`")
+	}
+	return r
+}
+
+func (p *parser) defaultDeny(n *yaml.Node, path string) bool {
+	f := p.object(n, path, defaultDenySchema)
+	ingress := true
+	if v, ok := f["ingress"]; ok {
+		ingress = p.boolean(v, join(path, "ingress"))
+	}
+	if v, ok := f["egress"]; ok && p.boolean(v, join(path, "egress")) {
+		p.failf(v, join(path, "egress"), "not supported by roost (egress default deny; roost enforces ingress only)%s", rejectedWhole)
+	}
+	return ingress
+}
+
+func (p *parser) boolean(n *yaml.Node, path string) bool {
+	if !p.plain(n, path) {
+		return false
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		p.failf(n, path, "must be true or false")
+	}
+	return b
+}
+
+var operators = map[string]selection.Operator{
+	"In":           selection.In,
+	"NotIn":        selection.NotIn,
+	"Exists":       selection.Exists,
+	"DoesNotExist": selection.DoesNotExist,
+}
+
+// selector builds a label selector. In a namespaced policy the subject
+// (endpointSelector) is always confined to the namespace, and a peer
+// selector is unless it names NamespaceLabel itself.
+func (p *parser) selector(n *yaml.Node, path, ns string, subject bool) Selector {
+	f := p.object(n, path, selectorSchema)
+	var reqs []labels.Requirement
+	namesNS, hasNSMatch := false, false
+	add := func(at *yaml.Node, path, key string, op selection.Operator, values []string) {
+		key, err := selectorKey(key)
+		if err != nil {
+			p.failf(at, path, "%v", err)
+			return
+		}
+		if !IsSecurityLabel(key) {
+			p.failf(at, path, "%q is not a security label (roost, like Cilium, leaves it out of identities), so this selector could never match as written", key)
+			return
+		}
+		req, err := labels.NewRequirement(key, op, values)
+		if err != nil {
+			p.failf(at, path, "%v", err)
+			return
+		}
+		if strings.HasPrefix(key, namespaceLabelsPrefix) {
+			namesNS = true // selects namespaces by their labels, as in Cilium
+		}
+		if key == NamespaceLabel {
+			namesNS = true
+			if subject && ns != "" {
+				if op != selection.Equals || values[0] != ns {
+					p.failf(at, path, "the endpointSelector of a policy in namespace %q always selects in that namespace; remove this requirement", ns)
+					return
+				}
+				hasNSMatch = true
+			}
+		}
+		reqs = append(reqs, *req)
+	}
+	if v, ok := f["matchLabels"]; ok && !isNull(v) && p.plain(v, join(path, "matchLabels")) {
+		if v.Kind != yaml.MappingNode {
+			p.failf(v, join(path, "matchLabels"), "must be a mapping")
+		}
+		for i := 0; v.Kind == yaml.MappingNode && i+1 < len(v.Content); i += 2 {
+			kp := join(path, "matchLabels")
+			key, ok1 := p.str(v.Content[i], kp)
+			kp = join(kp, key)
+			val, ok2 := p.str(v.Content[i+1], kp)
+			if ok1 && ok2 {
+				add(v.Content[i], kp, key, selection.Equals, []string{val})
+			}
+		}
+	}
+	for i, e := range p.list(f["matchExpressions"], join(path, "matchExpressions")) {
+		ep := index(join(path, "matchExpressions"), i)
+		ef := p.object(e, ep, expressionSchema)
+		if ef == nil {
+			continue
+		}
+		key, okKey := "", false
+		if v, ok := ef["key"]; !ok {
+			p.failf(e, join(ep, "key"), "required")
+		} else {
+			key, okKey = p.str(v, join(ep, "key"))
+		}
+		var op selection.Operator
+		okOp := false
+		if v, ok := ef["operator"]; !ok {
+			p.failf(e, join(ep, "operator"), "required (In, NotIn, Exists or DoesNotExist)")
+		} else if s, ok := p.str(v, join(ep, "operator")); ok {
+			if op, okOp = operators[s]; !okOp {
+				p.failf(v, join(ep, "operator"), "%q is not an operator (In, NotIn, Exists or DoesNotExist)", s)
+			}
+		}
+		var values []string
+		okValues := true
+		for j, v := range p.list(ef["values"], join(ep, "values")) {
+			s, ok := p.str(v, index(join(ep, "values"), j))
+			okValues = okValues && ok
+			values = append(values, s)
+		}
+		if okKey && okOp && okValues {
+			add(e, ep, key, op, values)
+		}
+	}
+	if ns != "" && (subject && !hasNSMatch || !subject && !namesNS) {
+		req, err := labels.NewRequirement(NamespaceLabel, selection.Equals, []string{ns})
+		if err != nil {
+			p.failf(n, path, "namespace: %v", err)
+		} else {
+			reqs = append(reqs, *req)
+		}
+	}
+	return Selector{sel: labels.NewSelector().Add(reqs...)}
+}
+
+func (p *parser) peerRule(n *yaml.Node, path, ns string) PeerRule {
+	r := PeerRule{Path: path, Line: n.Line}
+	f := p.object(n, path, peerSchema)
+	if f == nil {
+		return r
+	}
+	var kinds []string
+	for _, k := range []string{"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts"} {
+		v := f[k]
+		switch {
+		case v != nil && v.Kind == yaml.SequenceNode && len(v.Content) == 0 && k == "toPorts":
+			p.failf(v, join(path, k), "an empty list is ambiguous; leave toPorts out to cover every port")
+		case v != nil && v.Kind == yaml.SequenceNode && len(v.Content) == 0:
+			// Cilium selects nothing for an explicit empty list (but
+			// everything when the field is absent); refuse the trap.
+			p.failf(v, join(path, k), "an empty list is ambiguous (Cilium selects nothing with it, everything without it); remove it, or write fromEntities: [all]")
+		case !isEmpty(v) && k != "toPorts":
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) > 1 {
+		p.failf(n, path, "combining %s in one rule is not supported (Cilium refuses it too); write one rule per kind of peer", strings.Join(kinds, " and "))
+	}
+	for i, item := range p.list(f["fromEndpoints"], join(path, "fromEndpoints")) {
+		r.Endpoints = append(r.Endpoints, p.selector(item, index(join(path, "fromEndpoints"), i), ns, false))
+	}
+	for i, item := range p.list(f["fromEntities"], join(path, "fromEntities")) {
+		ip := index(join(path, "fromEntities"), i)
+		s, ok := p.str(item, ip)
+		switch e := Entity(s); {
+		case !ok:
+		case e == EntityAll, e == EntityWorld, e == EntityWorldIPv4, e == EntityWorldIPv6, e == EntityCluster, e == EntityHost:
+			r.Entities = append(r.Entities, e)
+		case entityReasons[s] != "":
+			p.failf(item, ip, "entity %q is not supported by roost (%s)%s", s, entityReasons[s], rejectedWhole)
+		default:
+			p.failf(item, ip, "unknown entity %q (roost supports all, world, world-ipv4, world-ipv6, cluster, host)", s)
+		}
+	}
+	for i, item := range p.list(f["fromCIDR"], join(path, "fromCIDR")) {
+		if pfx, ok := p.prefix(item, index(join(path, "fromCIDR"), i), true); ok {
+			r.CIDRs = append(r.CIDRs, CIDRSelector{Prefix: pfx})
+		}
+	}
+	for i, item := range p.list(f["fromCIDRSet"], join(path, "fromCIDRSet")) {
+		if c, ok := p.cidrRule(item, index(join(path, "fromCIDRSet"), i)); ok {
+			r.CIDRs = append(r.CIDRs, c)
+		}
+	}
+	for i, item := range p.list(f["toPorts"], join(path, "toPorts")) {
+		r.Ports = append(r.Ports, p.portRule(item, index(join(path, "toPorts"), i))...)
+	}
+	return r
+}
+
+// prefix parses a CIDR; bareIP also accepts an address (fromCIDR does).
+func (p *parser) prefix(n *yaml.Node, path string, bareIP bool) (netip.Prefix, bool) {
+	s, ok := p.str(n, path)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil && bareIP {
+		if a, err2 := netip.ParseAddr(s); err2 == nil && a.Zone() == "" {
+			pfx, err = netip.PrefixFrom(a, a.BitLen()), nil
+		}
+	}
+	switch {
+	case err != nil:
+		p.failf(n, path, "%q is not a CIDR prefix like 10.0.0.0/8 or 2001:db8::/32", s)
+	case pfx.Addr().Is4In6():
+		p.failf(n, path, "%q: IPv4-mapped IPv6 prefixes are not supported; write the IPv4 prefix", s)
+	case pfx != pfx.Masked():
+		p.failf(n, path, "%q has bits set after the prefix length; did you mean %s?", s, pfx.Masked())
+	default:
+		return pfx, true
+	}
+	return netip.Prefix{}, false
+}
+
+func (p *parser) cidrRule(n *yaml.Node, path string) (CIDRSelector, bool) {
+	f := p.object(n, path, cidrRuleSchema)
+	if f == nil {
+		return CIDRSelector{}, false
+	}
+	v, ok := f["cidr"]
+	if !ok {
+		if len(f) == len(n.Content)/2 { // not explained by a refused key
+			p.failf(n, join(path, "cidr"), "required")
+		}
+		return CIDRSelector{}, false
+	}
+	pfx, ok := p.prefix(v, join(path, "cidr"), false)
+	c := CIDRSelector{Prefix: pfx}
+	for i, item := range p.list(f["except"], join(path, "except")) {
+		ip := index(join(path, "except"), i)
+		ex, okEx := p.prefix(item, ip, false)
+		switch {
+		case !okEx || !ok:
+		case ex.Bits() < pfx.Bits() || !pfx.Contains(ex.Addr()):
+			p.failf(item, ip, "%s is not inside cidr %s", ex, pfx)
+		default:
+			c.Except = append(c.Except, ex)
+		}
+	}
+	return c, ok
+}
+
+func (p *parser) portRule(n *yaml.Node, path string) []PortRange {
+	f := p.object(n, path, portRuleSchema)
+	if f == nil {
+		return nil
+	}
+	v := f["ports"]
+	items := p.list(v, join(path, "ports"))
+	if isEmpty(v) {
+		p.failf(n, join(path, "ports"), "must list at least one port")
+	}
+	if len(items) > maxPorts {
+		p.failf(v, join(path, "ports"), "%d ports; Cilium allows at most %d per toPorts entry", len(items), maxPorts)
+	}
+	var out []PortRange
+	for i, item := range items {
+		if pr, ok := p.port(item, index(join(path, "ports"), i)); ok {
+			out = append(out, pr)
+		}
+	}
+	return out
+}
+
+var portName = regexp.MustCompile(`^[a-zA-Z0-9-]*[a-zA-Z][a-zA-Z0-9-]*$`)
+
+func (p *parser) port(n *yaml.Node, path string) (PortRange, bool) {
+	f := p.object(n, path, portSchema)
+	if f == nil {
+		return PortRange{}, false
+	}
+	before := len(p.errs)
+	var pr PortRange
+	if v, ok := f["port"]; !ok {
+		p.failf(n, join(path, "port"), "required (0 for every port)")
+	} else if s, ok := p.str(v, join(path, "port")); ok {
+		num, err := strconv.ParseUint(s, 10, 16)
+		switch {
+		case err == nil:
+			pr.Port = uint16(num)
+		case portName.MatchString(s):
+			p.failf(v, join(path, "port"), "named port %q is not supported by roost; use the port number", s)
+		default:
+			p.failf(v, join(path, "port"), "%q is not a port number (1-65535, or 0 for every port)", s)
+		}
+	}
+	if v, ok := f["endPort"]; ok && p.plain(v, join(path, "endPort")) {
+		end, err := strconv.ParseUint(v.Value, 10, 16)
+		switch {
+		case v.Kind != yaml.ScalarNode || v.Tag != "!!int" || err != nil:
+			p.failf(v, join(path, "endPort"), "%q is not a port number (1-65535)", v.Value)
+		case end == 0:
+			// 0 is Cilium's "no range".
+		case pr.Port == 0:
+			p.failf(v, join(path, "endPort"), "needs a port other than 0 (port 0 already means every port)")
+		case uint16(end) < pr.Port:
+			p.failf(v, join(path, "endPort"), "%d is below port %d", end, pr.Port)
+		default:
+			pr.EndPort = uint16(end)
+		}
+	}
+	if pr.EndPort == 0 {
+		pr.EndPort = pr.Port
+	}
+	if v, ok := f["protocol"]; ok {
+		if s, ok := p.str(v, join(path, "protocol")); ok {
+			proto, err := ParseProtocol(s)
+			if err != nil {
+				p.failf(v, join(path, "protocol"), "%v", err)
+			}
+			pr.Protocol = proto
+		}
+	}
+	return pr, len(p.errs) == before
+}
