@@ -52,8 +52,15 @@ func benchFabric(b *testing.B, n int) (*fabric, *Agent, config.Config) {
 	waitStatus(b, a, "first apply", func(s agentapi.Status) bool {
 		return s.LastApply.Result == agentapi.ResultOK && len(s.LastApply.Applied) == n
 	})
+	f.waitPrefixCount(n)
+	return f, a, cfg
+}
+
+// waitPrefixCount waits until each ToR has received n prefixes from the node.
+func (f *fabric) waitPrefixCount(n int) {
+	f.t.Helper()
 	for i, tor := range f.tors {
-		tor.WaitFor(b, 5*waitLimit, fmt.Sprintf("tor%d holds %d prefixes", i+1, n), func() (bool, string) {
+		tor.WaitFor(f.t, 5*waitLimit, fmt.Sprintf("tor%d holds %d prefixes", i+1, n), func() (bool, string) {
 			ns, err := tor.Neighbors()
 			if err != nil {
 				return false, err.Error()
@@ -62,7 +69,6 @@ func benchFabric(b *testing.B, n int) (*fabric, *Agent, config.Config) {
 			return got == n, strconv.Itoa(got)
 		})
 	}
-	return f, a, cfg
 }
 
 // withPrefixes returns cfg announcing base with its first prefix replaced
@@ -403,16 +409,7 @@ func BenchmarkPrivilegedAgentRSS(b *testing.B) {
 				ss[i] = p.String()
 			}
 			p := f.startAgentProc(f.agentYAML(strings.Join(ss, ", ")))
-			for i, tor := range f.tors {
-				tor.WaitFor(b, 5*waitLimit, fmt.Sprintf("tor%d holds %d prefixes", i+1, n), func() (bool, string) {
-					ns, err := tor.Neighbors()
-					if err != nil {
-						return false, err.Error()
-					}
-					got := ns[f.uplinks[i]].PrefixesReceived
-					return got == n, strconv.Itoa(got)
-				})
-			}
+			f.waitPrefixCount(n)
 			time.Sleep(3 * time.Second) // a poll or two after the apply
 			var rss, hwm float64
 			for b.Loop() {
