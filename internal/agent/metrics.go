@@ -15,6 +15,7 @@ import (
 type Metrics struct {
 	reg        *prometheus.Registry
 	session    *prometheus.GaugeVec
+	state      *prometheus.GaugeVec
 	birdUp     prometheus.Gauge
 	desired    prometheus.Gauge
 	announced  prometheus.Gauge
@@ -31,6 +32,10 @@ func NewMetrics() *Metrics {
 			Name: "roost_bgp_session_established",
 			Help: "1 when the BGP session to the peer is Established, else 0.",
 		}, []string{"peer", "neighbor"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "roost_bgp_session_state",
+			Help: "1 for the BGP state BIRD reports for the peer's session (Idle, Connect, Active, OpenSent, OpenConfirm, Established; \"down\" when the protocol is not running).",
+		}, []string{"peer", "neighbor", "state"}),
 		birdUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "roost_bird_up", Help: "1 when BIRD answered the last poll on its control socket.",
 		}),
@@ -51,7 +56,7 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 	}
-	m.reg.MustRegister(m.session, m.birdUp, m.desired, m.announced, m.applies, m.lastApply, m.applyHisto,
+	m.reg.MustRegister(m.session, m.state, m.birdUp, m.desired, m.announced, m.applies, m.lastApply, m.applyHisto,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{agentapi.ResultOK, agentapi.ResultFailed, agentapi.ResultWaiting} {
 		m.applies.WithLabelValues(r)
@@ -83,11 +88,17 @@ func (m *Metrics) setBirdUp(up bool) {
 
 func (m *Metrics) setPeers(peers []agentapi.Peer) {
 	m.session.Reset()
+	m.state.Reset()
 	for _, p := range peers {
 		v := 0.0
 		if p.BGPState == "Established" {
 			v = 1
 		}
 		m.session.WithLabelValues(p.Name, p.Neighbor.String()).Set(v)
+		st := p.BGPState
+		if st == "" {
+			st = "down"
+		}
+		m.state.WithLabelValues(p.Name, p.Neighbor.String(), st).Set(1)
 	}
 }

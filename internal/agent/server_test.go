@@ -50,6 +50,7 @@ func TestHTTPAPI(t *testing.T) {
 		`roost_applies_total{result="failed"} `, `roost_applies_total{result="ok"} `,
 		"roost_announced_prefixes 1", "roost_desired_prefixes 1", "roost_bird_up 1",
 		`roost_bgp_session_established{neighbor="10.0.1.1",peer="tor1"} 1`,
+		`roost_bgp_session_state{neighbor="10.0.1.1",peer="tor1",state="Established"} 1`,
 		"roost_last_apply_duration_seconds", "roost_apply_duration_seconds_bucket", "process_resident_memory_bytes",
 	} {
 		if code != 200 || !strings.Contains(body, want) {
