@@ -10,7 +10,7 @@ PKGS     := ./...
 TESTFLAGS ?= -count=1 -p 2 -timeout 20m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test unit lint lab lab-down lab-status bench clean
+.PHONY: all build deps generate test unit lint lab lab-down lab-status bench clean
 
 all: build
 
@@ -20,6 +20,11 @@ deps:
 build: deps
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+
+# generate rebuilds the eBPF objects and their Go bindings (bpf/) with
+# Debian's clang-19; bpf's TestGeneratedCurrent checks the committed ones.
+generate: deps
+	$(GO) generate ./bpf
 
 # test runs every test. As root it includes the privileged ones (real BIRD,
 # FRR and kernel in network namespaces); CI sets ROOST_REQUIRE_PRIVILEGED=1

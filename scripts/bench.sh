@@ -41,4 +41,6 @@ run "BenchmarkPrivilegedApply" -benchtime=3s ./internal/agent
 run "BenchmarkPrivilegedChangeToToR" -benchtime=40x -timeout 30m ./internal/agent
 # Resident memory of the roost-agent binary.
 run "BenchmarkPrivilegedAgentRSS" -benchtime=1x ./internal/agent
+# eBPF verdict cost per packet (BPF_PROG_TEST_RUN) beside an empty program.
+run "BenchmarkPrivilegedVerdict" -benchtime=3000000x ./internal/datapath
 echo "bench: results in $out"

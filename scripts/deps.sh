@@ -3,7 +3,7 @@
 # (bookworm) machine, and nothing when it is all there already. Run as root;
 # without root it only reports what is missing.
 #
-#   scripts/deps.sh          # routing: BIRD 2, FRR, gobgpd, iproute2, Go
+#   scripts/deps.sh          # BIRD 2, FRR, gobgpd, iproute2, clang-19, Go
 set -euo pipefail
 
 GO_VERSION=${ROOST_GO_VERSION:-1.26.8}
@@ -18,6 +18,12 @@ declare -A PKGS=(
 	[curl]=/usr/bin/curl
 	[unzip]=/usr/bin/unzip
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
+	# eBPF: the committed objects are rebuilt and compared by a test
+	# (bpf/generate_test.go) with exactly this compiler.
+	[clang-19]=/usr/bin/clang-19
+	[llvm-19]=/usr/bin/llvm-strip-19
+	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
+	[bpftool]=/usr/sbin/bpftool
 )
 
 missing=()

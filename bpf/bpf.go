@@ -1,0 +1,26 @@
+// Package bpf holds roost's eBPF programs: the C sources, and the Go
+// bindings and objects bpf2go makes from them, committed so that building
+// roost needs no C compiler.
+//
+// policy.c enforces L3/L4 ingress policy for the local endpoints of a node.
+// Its programs attach on the host side of each endpoint's veth:
+//
+//   - to_endpoint at the host-side EGRESS hook (TCX egress, or clsact
+//     egress before Linux 6.6): traffic into the endpoint, which it decides.
+//   - from_endpoint at the host-side INGRESS hook: traffic the endpoint
+//     sends, where it records the connections the endpoint opens.
+//   - empty does nothing; benchmarks measure the others against it.
+//   - bump_generation (a SYSCALL program, run with BPF_PROG_TEST_RUN) voids
+//     to_endpoint's flow cache after a map changed.
+//
+// policy.c's opening comment gives the rules (order of decisions, fragments,
+// conntrack, flow cache); datapath.h is the contract with user space (map
+// layouts, reasons, identities), which internal/datapath encodes and
+// decodes. Regenerate with `go generate ./bpf` (needs clang-19 and
+// llvm-strip-19, from Debian's clang-19 and llvm-19 packages; the output is
+// byte-stable for that compiler and independent of the checkout path);
+// TestGeneratedCurrent fails when the committed files differ from what it
+// produces.
+package bpf
+
+//go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type drop_event -type reason -type identity -type endpoint_flags -type verdict -type verdict_limits -type ct_flags -type flow_cache_limits -type flow_key Policy policy.c
