@@ -1,0 +1,334 @@
+package endpoints
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/roost-net/roost/internal/policy"
+)
+
+// ServiceAccountLabel carries a pod's service account, as in Cilium, so
+// that policies can select pods by it.
+const ServiceAccountLabel = "io.cilium.k8s.policy.serviceaccount"
+
+// derivedPrefix starts the label keys that Cilium derives from Kubernetes
+// (namespace labels, service account, cluster). A pod's own labels with
+// this prefix are dropped, and policy.NamespaceLabel is always the pod's
+// namespace: a pod cannot claim another namespace or service account.
+const derivedPrefix = "io.cilium.k8s."
+
+// podFieldSelector keeps host-network and terminated pods out of the
+// informer's cache. The server applies it; WatchPods filters again, since
+// not every client does (the fake clientset does not).
+const podFieldSelector = "spec.hostNetwork=false,status.phase!=Succeeded,status.phase!=Failed"
+
+// PodsState is what Kubernetes says about the pods of the whole cluster.
+type PodsState struct {
+	// Synced is true in every state WatchPods reports; the zero PodsState
+	// stands for "not known yet".
+	Synced bool
+	// Endpoints are the pods that are endpoints, sorted by name
+	// ("namespace/name"). Their IPs are status.podIPs (status.podIP when
+	// podIPs is empty) in order, without duplicates; their Labels are the
+	// pod's labels without those starting with "io.cilium.k8s.", plus
+	// policy.NamespaceLabel (the namespace) and ServiceAccountLabel (the
+	// service account, when set). Local is false.
+	//
+	// Not endpoints: pods on the host network (they are the host to
+	// policy), pods with no address yet, and pods that have terminated
+	// (phase Succeeded or Failed).
+	Endpoints []policy.Endpoint
+	// Nodes maps each endpoint's name to its pod's spec.nodeName.
+	Nodes map[string]string
+	// Err reports the podIPs that were left out because they are not IP
+	// addresses, one error each, joined. A pod left with no address is
+	// left out.
+	Err error
+}
+
+// Equal reports whether s and o report the same thing (errors compare by
+// their text).
+func (s PodsState) Equal(o PodsState) bool {
+	return s.Synced == o.Synced && maps.Equal(s.Nodes, o.Nodes) && errText(s.Err) == errText(o.Err) &&
+		slices.EqualFunc(s.Endpoints, o.Endpoints, equalEndpoint)
+}
+
+func equalEndpoint(a, b policy.Endpoint) bool {
+	return a.Name == b.Name && a.Local == b.Local && slices.Equal(a.IPs, b.IPs) && maps.Equal(a.Labels, b.Labels)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// podEndpoint returns the endpoint a pod stands for, and whether it is one.
+// err reports addresses left out.
+func podEndpoint(p *corev1.Pod) (ep policy.Endpoint, ok bool, err error) {
+	if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return policy.Endpoint{}, false, nil
+	}
+	ep.Name = p.Namespace + "/" + p.Name
+	raw, field := make([]string, 0, len(p.Status.PodIPs)), "status.podIPs"
+	for _, ip := range p.Status.PodIPs {
+		raw = append(raw, ip.IP)
+	}
+	if len(raw) == 0 && p.Status.PodIP != "" {
+		raw, field = []string{p.Status.PodIP}, "status.podIP"
+	}
+	var errs []error
+	for i, s := range raw {
+		a, perr := netip.ParseAddr(s)
+		switch {
+		case perr != nil:
+			errs = append(errs, fmt.Errorf("pod %s: %s[%d]: %q is not an IP address", ep.Name, field, i, s))
+		case !slices.Contains(ep.IPs, a.Unmap()):
+			ep.IPs = append(ep.IPs, a.Unmap())
+		}
+	}
+	if len(ep.IPs) == 0 {
+		return policy.Endpoint{}, false, errors.Join(errs...)
+	}
+	ep.Labels = make(map[string]string, len(p.Labels)+2)
+	for k, v := range p.Labels {
+		if !strings.HasPrefix(k, derivedPrefix) {
+			ep.Labels[k] = v
+		}
+	}
+	ep.Labels[policy.NamespaceLabel] = p.Namespace
+	if sa := p.Spec.ServiceAccountName; sa != "" {
+		ep.Labels[ServiceAccountLabel] = sa
+	}
+	return ep, true, errors.Join(errs...)
+}
+
+// stateOf returns the state the pods stand for.
+func stateOf(pods []*corev1.Pod) PodsState {
+	s := PodsState{Synced: true, Nodes: make(map[string]string)}
+	var errs []error
+	for _, p := range pods {
+		ep, ok, err := podEndpoint(p)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			s.Endpoints = append(s.Endpoints, ep)
+			s.Nodes[ep.Name] = p.Spec.NodeName
+		}
+	}
+	slices.SortFunc(s.Endpoints, func(a, b policy.Endpoint) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) })
+	s.Err = errors.Join(errs...)
+	return s
+}
+
+// stripPod keeps what podEndpoint reads of a Pod, so that the informer's
+// cache of every pod in the cluster stays small. It returns a new object.
+func stripPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            p.Name,
+			Namespace:       p.Namespace,
+			UID:             p.UID,
+			ResourceVersion: p.ResourceVersion,
+			Labels:          p.Labels,
+		},
+		Spec: corev1.PodSpec{
+			NodeName:           p.Spec.NodeName,
+			HostNetwork:        p.Spec.HostNetwork,
+			ServiceAccountName: p.Spec.ServiceAccountName,
+		},
+		Status: corev1.PodStatus{
+			Phase:  p.Status.Phase,
+			PodIP:  p.Status.PodIP,
+			PodIPs: p.Status.PodIPs,
+		},
+	}, nil
+}
+
+// podOf returns the Pod in an informer event, tombstones unwrapped.
+func podOf(obj any) (*corev1.Pod, bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	p, ok := obj.(*corev1.Pod)
+	return p, ok
+}
+
+// relevant reports whether a change from old to cur can change the state.
+func relevant(old, cur *corev1.Pod) bool {
+	a, aok, aerr := podEndpoint(old)
+	b, bok, berr := podEndpoint(cur)
+	return aok != bok || errText(aerr) != errText(berr) || !equalEndpoint(a, b) || old.Spec.NodeName != cur.Spec.NodeName
+}
+
+// WatchPods follows every Pod of the cluster through cs (remote pods matter
+// too: they give source addresses their identities) and calls fn with the
+// state they stand for: first once the informer has synced, then after
+// every add, update or delete that changes the state. fn runs on the
+// goroutine that called WatchPods, one call at a time; while fn runs,
+// further changes are coalesced into one report. resync is the informer's
+// resync period (0 for none).
+//
+// WatchPods blocks until ctx is done and then returns nil, provided the
+// informer had synced. If ctx ends first, it returns an error saying so,
+// with the last list or watch error. A list or watch that the API server
+// refuses as Forbidden or Unauthorized before the first sync ends WatchPods
+// at once with that error (wrapped, so apierrors.IsForbidden works):
+// retrying cannot fix RBAC or credentials. Other errors are retried by
+// client-go, which logs them through klog.
+func WatchPods(ctx context.Context, cs kubernetes.Interface, resync time.Duration, fn func(PodsState)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &watch{dirty: make(chan struct{}, 1), cancel: cancel}
+	inf := coreinformers.NewFilteredPodInformer(cs, metav1.NamespaceAll, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
+		o.FieldSelector = podFieldSelector
+	})
+	if err := inf.SetWatchErrorHandlerWithContext(w.watchError); err != nil {
+		cancel()
+		return fmt.Errorf("watch pods: %w", err)
+	}
+	if err := inf.SetTransform(stripPod); err != nil {
+		cancel()
+		return fmt.Errorf("watch pods: %w", err)
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if p, ok := podOf(obj); ok {
+				if _, isEP, err := podEndpoint(p); isEP || err != nil {
+					w.poke()
+				}
+			}
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			old, ok1 := podOf(oldObj)
+			p, ok2 := podOf(newObj)
+			if ok1 && ok2 && relevant(old, p) {
+				w.poke()
+			}
+		},
+		// A deleted pod may have been an endpoint, or have had a bad
+		// address: always look.
+		DeleteFunc: func(any) { w.poke() },
+	}); err != nil {
+		cancel()
+		return fmt.Errorf("watch pods: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { inf.RunWithContext(ctx) })
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return w.syncError(ctx)
+	}
+	w.setSynced()
+
+	var last PodsState
+	for {
+		s := current(inf.GetStore())
+		if !s.Equal(last) {
+			last = s
+			fn(s)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.dirty:
+		}
+	}
+}
+
+// current returns the state of the pods in the informer's store.
+func current(store cache.Store) PodsState {
+	objs := store.List()
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, obj := range objs {
+		if p, ok := obj.(*corev1.Pod); ok {
+			pods = append(pods, p)
+		}
+	}
+	return stateOf(pods)
+}
+
+// watch is the state one WatchPods shares with the informer's goroutines.
+type watch struct {
+	dirty  chan struct{} // holds one token when the pods may have changed
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	synced  bool
+	lastErr error // last list/watch error before the first sync
+	fatal   error // the error that ended the watch before the first sync
+}
+
+// poke notes that the state may have changed.
+func (w *watch) poke() {
+	select {
+	case w.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// watchError handles the informer's list and watch errors. Before the first
+// sync it notes the error for syncError, and ends the watch on errors that
+// retrying cannot heal. Every other error gets client-go's default handling
+// (logged through klog, then retried).
+func (w *watch) watchError(ctx context.Context, r *cache.Reflector, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.synced {
+		w.lastErr = err
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			// WatchPods returns this error; it is not logged here too.
+			if w.fatal == nil {
+				w.fatal = err
+				w.cancel()
+			}
+			return
+		}
+	}
+	cache.DefaultWatchErrorHandler(ctx, r, err)
+}
+
+func (w *watch) setSynced() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.synced = true
+}
+
+// syncError returns why the informer did not sync before ctx ended.
+func (w *watch) syncError(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fatal != nil {
+		return fmt.Errorf("watch pods: %w (check the loader's credentials and RBAC: it needs list and watch on pods in all namespaces)", w.fatal)
+	}
+	if w.lastErr != nil {
+		return fmt.Errorf("watch pods: stopped before the first list succeeded (last error: %v): %w", w.lastErr, ctx.Err())
+	}
+	return fmt.Errorf("watch pods: stopped before the first list completed: %w", ctx.Err())
+}

@@ -1,0 +1,172 @@
+package loaderconfig
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func defaults() Config {
+	d := Default()
+	d.Node = "host-default"
+	return d
+}
+
+var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+
+func TestLoadExample(t *testing.T) {
+	f, err := os.Open("testdata/loader.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := Load(f, defaults())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Config{
+		Node:          "node1",
+		BPFFS:         "/sys/fs/bpf/roost",
+		PolicyDir:     "/etc/roost/policies",
+		EndpointsFile: "/etc/roost/endpoints.yaml",
+		Listen:        "127.0.0.1:9480",
+		HostIPs:       []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("fd00:1::2")},
+	}
+	if diff := cmp.Diff(want, got, cmpAddr); diff != "" {
+		t.Errorf("Load mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want func(c *Config) // changes to defaults()
+	}{
+		{name: "empty file keeps defaults", yaml: "", want: func(*Config) {}},
+		{name: "only comments", yaml: "# nothing\n", want: func(*Config) {}},
+		{name: "node", yaml: "node: node7\n", want: func(c *Config) { c.Node = "node7" }},
+		{name: "paths are cleaned", yaml: "bpffs: /sys/fs/bpf/roost/\npolicyDir: /etc/roost//policies/\nendpointsFile: /etc/roost/./endpoints.yaml\n", want: func(c *Config) {}},
+		{name: "no endpoints file", yaml: "endpointsFile: ''\n", want: func(c *Config) { c.EndpointsFile = "" }},
+		{name: "kubernetes in-cluster", yaml: "kubernetes: {enabled: true}\n", want: func(c *Config) { c.Kubernetes.Enabled = true }},
+		{
+			name: "kubernetes with kubeconfig",
+			yaml: "kubernetes: {enabled: true, kubeconfig: /etc/roost/kubeconfig}\n",
+			want: func(c *Config) { c.Kubernetes = Kubernetes{Enabled: true, Kubeconfig: "/etc/roost/kubeconfig"} },
+		},
+		{name: "listen on any address", yaml: "listen: ':9480'\n", want: func(c *Config) { c.Listen = ":9480" }},
+		{name: "listen on v6", yaml: "listen: '[::1]:9480'\n", want: func(c *Config) { c.Listen = "[::1]:9480" }},
+		{name: "empty host ips", yaml: "hostIPs: []\n", want: func(c *Config) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Load(strings.NewReader(tt.yaml), defaults())
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			want := defaults()
+			tt.want(&want)
+			if diff := cmp.Diff(want, got, cmpAddr); diff != "" {
+				t.Errorf("Load mismatch (-want +got):\n%s", diff)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("Validate of a loaded config: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every substring must appear in the error
+	}{
+		{"unknown field", "color: blue\n", []string{"field color not found"}},
+		{"unknown nested field", "kubernetes: {enabled: true, config: /x}\n", []string{"field config not found"}},
+		{"misspelt key", "policydir: /etc/roost/policies\n", []string{"field policydir not found"}},
+		{"wrong type", "kubernetes: {enabled: maybe}\n", []string{"parse config", "maybe"}},
+		{"empty node", "node: ''\n", []string{"node: must be set"}},
+		{"relative bpffs", "bpffs: roost\n", []string{`bpffs: "roost" must be an absolute path`}},
+		{"root bpffs", "bpffs: /\n", []string{"bpffs: must not be /"}},
+		{"empty bpffs", "bpffs: ''\n", []string{`bpffs: "" must be an absolute path`}},
+		{"relative policy dir", "policyDir: policies\n", []string{`policyDir: "policies" must be an absolute path`}},
+		{"empty policy dir", "policyDir: ''\n", []string{`policyDir: "" must be an absolute path`}},
+		{"relative endpoints file", "endpointsFile: endpoints.yaml\n", []string{`endpointsFile: "endpoints.yaml" must be an absolute path, or empty`}},
+		{"kubeconfig without kubernetes", "kubernetes: {kubeconfig: /etc/kubeconfig}\n", []string{"kubernetes.kubeconfig: is set but kubernetes.enabled is false"}},
+		{"relative kubeconfig", "kubernetes: {enabled: true, kubeconfig: kc}\n", []string{`kubernetes.kubeconfig: "kc" must be an absolute path`}},
+		{"listen without port", "listen: 127.0.0.1\n", []string{`listen: "127.0.0.1" is not host:port`}},
+		{"listen on a name", "listen: localhost:9480\n", []string{`listen: "localhost:9480": host must be an IP address`}},
+		{"listen port out of range", "listen: 127.0.0.1:70000\n", []string{`listen: "127.0.0.1:70000": port must be 0..65535`}},
+		{"bad host ip", "hostIPs: [10.0.1]\n", []string{`hostIPs[0]: "10.0.1" is not an IP address`}},
+		{"host ip prefix", "hostIPs: [10.0.1.2/24]\n", []string{`hostIPs[0]: "10.0.1.2/24" is not an IP address`}},
+		{"duplicate host ip", "hostIPs: [10.0.1.2, 10.0.1.3, 10.0.1.2]\n", []string{"hostIPs[2]: 10.0.1.2 repeats hostIPs[0]"}},
+		{"unspecified host ip", "hostIPs: [0.0.0.0]\n", []string{"hostIPs[0]: 0.0.0.0 is not a unicast address"}},
+		{"loopback host ip", "hostIPs: ['::1']\n", []string{"hostIPs[0]: ::1 is not a unicast address"}},
+		{"multicast host ip", "hostIPs: [224.0.0.5]\n", []string{"hostIPs[0]: 224.0.0.5 is not a unicast address"}},
+		{"mapped host ip", "hostIPs: ['::ffff:10.0.1.2']\n", []string{"hostIPs[0]: ::ffff:10.0.1.2 is IPv4-mapped; write 10.0.1.2"}},
+		{"zoned host ip", "hostIPs: ['fe80::1%eth0']\n", []string{"hostIPs[0]: fe80::1%eth0 must not have a zone"}},
+		{
+			name: "many at once",
+			yaml: "node: ''\nbpffs: x\npolicyDir: y\nendpointsFile: z\nlisten: nope\nhostIPs: [bad, 0.0.0.0]\nkubernetes: {kubeconfig: /k}\n",
+			want: []string{
+				"node: must be set", `bpffs: "x"`, `policyDir: "y"`, `endpointsFile: "z"`, `listen: "nope"`,
+				`hostIPs[0]: "bad"`, "hostIPs[1]: 0.0.0.0", "kubernetes.kubeconfig: is set",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(strings.NewReader(tt.yaml), defaults())
+			if err == nil {
+				t.Fatalf("Load succeeded, want error containing %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadReportsConversionOnce checks that a value that failed to convert
+// is not reported a second time as its (valid) default.
+func TestLoadReportsConversionOnce(t *testing.T) {
+	_, err := Load(strings.NewReader("hostIPs: [bad]\n"), defaults())
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	if n := strings.Count(err.Error(), "hostIPs[0]"); n != 1 {
+		t.Errorf("hostIPs[0] reported %d times in %q, want once", n, err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   string // substring of the error; "" for valid
+	}{
+		{name: "defaults with a node", change: func(*Config) {}},
+		{name: "defaults without a node", change: func(c *Config) { c.Node = "" }, want: "node: must be set"},
+		{name: "zero host ip", change: func(c *Config) { c.HostIPs = []netip.Addr{{}} }, want: "hostIPs[0]: must be set"},
+		{name: "relative bpffs", change: func(c *Config) { c.BPFFS = "bpf" }, want: `bpffs: "bpf" must be an absolute path`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaults()
+			tt.change(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
