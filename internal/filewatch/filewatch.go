@@ -51,3 +51,35 @@ func Watch(ctx context.Context, path string, changed func()) error {
 		}
 	}
 }
+
+// WatchDir calls changed each time an entry of dir whose name passes match
+// may have changed (written, created, removed, renamed), and on a ConfigMap
+// "..data" swap, until ctx is done. Errors as for Watch.
+func WatchDir(ctx context.Context, dir string, match func(name string) bool, changed func()) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
+	}
+	defer w.Close()
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if name := filepath.Base(ev.Name); name == "..data" || match(name) {
+				changed()
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			return fmt.Errorf("watch %s: %w", dir, err)
+		}
+	}
+}

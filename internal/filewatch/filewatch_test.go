@@ -87,3 +87,50 @@ func TestWatchMissingDir(t *testing.T) {
 		t.Fatal("want error for a missing directory")
 	}
 }
+
+func TestWatchDir(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	isYAML := func(name string) bool { return filepath.Ext(name) == ".yaml" }
+	go func() { done <- WatchDir(ctx, dir, isYAML, func() { events <- struct{}{} }) }()
+
+	// Wait until the watch is live.
+	deadline := time.After(10 * time.Second)
+	for live := false; !live; {
+		os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("x"), 0o644)
+		select {
+		case <-events:
+			live = true
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no event for a new policy file")
+		}
+	}
+	for {
+		select {
+		case <-events:
+			continue
+		case <-time.After(100 * time.Millisecond):
+		}
+		break
+	}
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644)
+	select {
+	case <-events:
+		t.Error("event for a file that does not match")
+	case <-time.After(200 * time.Millisecond):
+	}
+	os.Remove(filepath.Join(dir, "a.yaml"))
+	select {
+	case <-events:
+	case <-time.After(10 * time.Second):
+		t.Error("no event for a removed policy file")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("WatchDir: %v", err)
+	}
+}
