@@ -6,18 +6,14 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/roost-net/roost/internal/fieldcheck"
 )
 
 // DefaultPath is where roost-agent reads its configuration by default.
@@ -127,55 +123,21 @@ type birdFile struct {
 // an error. The returned error lists every problem found, each with its
 // field path.
 func Load(r io.Reader, defaults Config) (Config, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
-	}
 	var f file
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parse config: %w", err)
+	if err := fieldcheck.Decode(r, &f); err != nil {
+		return Config{}, err
 	}
 	c, convErrs := f.apply(defaults)
-	// A field that failed to convert was left at its default; Validate's
-	// complaint about that default would only repeat the problem.
-	bad := map[string]bool{}
-	var errs []error
-	for _, p := range convErrs {
-		bad[p.field] = true
-		errs = append(errs, p)
-	}
-	for _, p := range c.problems() {
-		if !bad[p.field] {
-			errs = append(errs, p)
-		}
-	}
-	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
+	if err := fieldcheck.Combine(convErrs, c.problems()); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
 
-// problem is one thing wrong with a config, at a field path.
-type problem struct {
-	field string
-	msg   string
-}
-
-func (p problem) Error() string { return p.field + ": " + p.msg }
-
-// problems collects problems, each at its field.
-type problems []problem
-
-func (ps *problems) add(field, format string, args ...any) {
-	*ps = append(*ps, problem{field: field, msg: fmt.Sprintf(format, args...)})
-}
-
 // apply converts the YAML form onto defaults, collecting conversion errors.
-func (f file) apply(c Config) (Config, problems) {
-	var errs problems
-	bad := errs.add
+func (f file) apply(c Config) (Config, fieldcheck.Problems) {
+	var errs fieldcheck.Problems
+	bad := errs.Add
 	if f.Node != nil {
 		c.Node = *f.Node
 	}
@@ -197,15 +159,19 @@ func (f file) apply(c Config) (Config, problems) {
 	if f.PodCIDRs != nil {
 		c.PodCIDRs = nil
 		for i, s := range f.PodCIDRs {
+			// A bad entry stays as an invalid prefix so that the
+			// indices Validate reports still match the file; Load
+			// never returns it.
 			p, err := netip.ParsePrefix(s)
 			switch {
 			case err != nil:
 				bad(fmt.Sprintf("podCIDRs[%d]", i), "%q is not a CIDR prefix", s)
+				p = netip.Prefix{}
 			case p.Masked() != p:
 				bad(fmt.Sprintf("podCIDRs[%d]", i), "%q has host bits set (did you mean %s?)", s, p.Masked())
-			default:
-				c.PodCIDRs = append(c.PodCIDRs, p)
+				p = netip.Prefix{}
 			}
+			c.PodCIDRs = append(c.PodCIDRs, p)
 		}
 	}
 	if f.Kubernetes != nil {
@@ -269,17 +235,11 @@ func asnOf(n int64) (uint32, bool) {
 var peerName = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`)
 
 // Validate reports every problem of c at once, each naming its field.
-func (c Config) Validate() error {
-	var errs []error
-	for _, p := range c.problems() {
-		errs = append(errs, p)
-	}
-	return errors.Join(errs...)
-}
+func (c Config) Validate() error { return c.problems().Err() }
 
-func (c Config) problems() problems {
-	var errs problems
-	bad := errs.add
+func (c Config) problems() fieldcheck.Problems {
+	var errs fieldcheck.Problems
+	bad := errs.Add
 	if c.Node == "" {
 		bad("node", "must be set (the hostname is the default)")
 	}
@@ -298,6 +258,10 @@ func (c Config) problems() problems {
 	seenPrefix := map[netip.Prefix]int{}
 	for i, p := range c.PodCIDRs {
 		field := fmt.Sprintf("podCIDRs[%d]", i)
+		if !p.IsValid() {
+			bad(field, "must be a CIDR prefix")
+			continue
+		}
 		if j, dup := seenPrefix[p]; dup {
 			bad(field, "%s repeats podCIDRs[%d]", p, j)
 		}
@@ -350,7 +314,7 @@ func (c Config) problems() problems {
 	if c.Bird.ConfigDir == "" || !strings.HasPrefix(c.Bird.ConfigDir, "/") {
 		bad("bird.configDir", "%q must be an absolute path", c.Bird.ConfigDir)
 	}
-	if err := checkListen(c.Listen); err != nil {
+	if err := fieldcheck.Listen(c.Listen); err != nil {
 		bad("listen", "%v", err)
 	}
 	if c.Debounce < 0 || c.Debounce > time.Minute {
@@ -366,22 +330,4 @@ func hasPeerOfFamily(peers []Peer, v4 bool) bool {
 		}
 	}
 	return false
-}
-
-// checkListen accepts host:port with a literal IP host (or empty host) and a
-// numeric port.
-func checkListen(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port", s)
-	}
-	if host != "" {
-		if _, err := netip.ParseAddr(host); err != nil {
-			return fmt.Errorf("%q: host must be an IP address", s)
-		}
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("%q: port must be 0..65535", s)
-	}
-	return nil
 }

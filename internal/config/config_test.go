@@ -88,6 +88,7 @@ func TestLoadErrors(t *testing.T) {
 		{"duplicate peer address", strings.Replace(base, "10.0.2.1", "10.0.1.1", 1), []string{"peers[1].address: 10.0.1.1 repeats peers[0]"}},
 		{"bad peer address", strings.Replace(base, "10.0.2.1", "10.0.2", 1), []string{`peers[1].address: "10.0.2" is not an IP address`}},
 		{"v6 prefix without v6 peer", strings.Replace(base, "[10.244.1.0/24]", "[10.244.1.0/24, 'fd00:10:244:1::/64']", 1), []string{"podCIDRs[1]: fd00:10:244:1::/64 cannot be announced"}},
+		{"index after a bad prefix", strings.Replace(base, "[10.244.1.0/24]", "['x', 10.244.1.0/24, 10.244.1.0/24]", 1), []string{`podCIDRs[0]: "x"`, "podCIDRs[2]: 10.244.1.0/24 repeats podCIDRs[1]"}},
 		{"duplicate prefix", strings.Replace(base, "[10.244.1.0/24]", "[10.244.1.0/24, 10.244.1.0/24]", 1), []string{"podCIDRs[1]: 10.244.1.0/24 repeats podCIDRs[0]"}},
 		{"kubernetes with static", base + "kubernetes: {enabled: true}\n", []string{"podCIDRs: must be empty when kubernetes.enabled"}},
 		{"no peers", "asn: 65101\nrouterID: 10.0.1.2\n", []string{"peers: at least one peer"}},

@@ -6,16 +6,12 @@
 package loaderconfig
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"path/filepath"
-	"strconv"
 
-	"gopkg.in/yaml.v3"
+	"github.com/roost-net/roost/internal/fieldcheck"
 )
 
 // DefaultPath is where roost-loader reads its configuration by default.
@@ -84,55 +80,21 @@ type kubeFile struct {
 // an error. Paths are cleaned (a trailing '/' is dropped). The returned error
 // lists every problem found, each with its field path.
 func Load(r io.Reader, defaults Config) (Config, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
-	}
 	var f file
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parse config: %w", err)
+	if err := fieldcheck.Decode(r, &f); err != nil {
+		return Config{}, err
 	}
 	c, convErrs := f.apply(defaults)
-	// A field that failed to convert was left at its default; Validate's
-	// complaint about that default would only repeat the problem.
-	bad := map[string]bool{}
-	var errs []error
-	for _, p := range convErrs {
-		bad[p.field] = true
-		errs = append(errs, p)
-	}
-	for _, p := range c.problems() {
-		if !bad[p.field] {
-			errs = append(errs, p)
-		}
-	}
-	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
+	if err := fieldcheck.Combine(convErrs, c.problems()); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
 
-// problem is one thing wrong with a config, at a field path.
-type problem struct {
-	field string
-	msg   string
-}
-
-func (p problem) Error() string { return p.field + ": " + p.msg }
-
-// problems collects problems, each at its field.
-type problems []problem
-
-func (ps *problems) add(field, format string, args ...any) {
-	*ps = append(*ps, problem{field: field, msg: fmt.Sprintf(format, args...)})
-}
-
 // apply converts the YAML form onto defaults, collecting conversion errors.
-func (f file) apply(c Config) (Config, problems) {
-	var errs problems
-	bad := errs.add
+func (f file) apply(c Config) (Config, fieldcheck.Problems) {
+	var errs fieldcheck.Problems
+	bad := errs.Add
 	if f.Node != nil {
 		c.Node = *f.Node
 	}
@@ -179,17 +141,11 @@ func cleanPath(p string) string {
 }
 
 // Validate reports every problem of c at once, each naming its field.
-func (c Config) Validate() error {
-	var errs []error
-	for _, p := range c.problems() {
-		errs = append(errs, p)
-	}
-	return errors.Join(errs...)
-}
+func (c Config) Validate() error { return c.problems().Err() }
 
-func (c Config) problems() problems {
-	var errs problems
-	bad := errs.add
+func (c Config) problems() fieldcheck.Problems {
+	var errs fieldcheck.Problems
+	bad := errs.Add
 	if c.Node == "" {
 		bad("node", "must be set (the hostname is the default)")
 	}
@@ -210,7 +166,7 @@ func (c Config) problems() problems {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		bad("kubernetes.kubeconfig", "%q must be an absolute path, or empty for in-cluster", c.Kubernetes.Kubeconfig)
 	}
-	if err := checkListen(c.Listen); err != nil {
+	if err := fieldcheck.Listen(c.Listen); err != nil {
 		bad("listen", "%v", err)
 	}
 	seen := map[netip.Addr]int{}
@@ -233,22 +189,4 @@ func (c Config) problems() problems {
 		seen[a] = i
 	}
 	return errs
-}
-
-// checkListen accepts host:port with a literal IP host (or empty host) and a
-// numeric port.
-func checkListen(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port", s)
-	}
-	if host != "" {
-		if _, err := netip.ParseAddr(host); err != nil {
-			return fmt.Errorf("%q: host must be an IP address", s)
-		}
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("%q: port must be 0..65535", s)
-	}
-	return nil
 }
