@@ -19,6 +19,7 @@ import (
 	"github.com/roost-net/roost/internal/filewatch"
 	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/routes"
+	"github.com/roost-net/roost/internal/serve"
 )
 
 const usage = `Usage: roost-agent [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
@@ -140,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 	start("reconcile", func() error { return a.Run(ctx) })
-	start("http", func() error { return agent.Serve(ctx, cfg.Listen, a.Handler(reload)) })
+	start("http", func() error { return serve.Serve(ctx, cfg.Listen, a.Handler(reload)) })
 	start("config watch", func() error {
 		return filewatch.Watch(ctx, *path, func() { _ = reload() })
 	})
