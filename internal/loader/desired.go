@@ -1,0 +1,158 @@
+package loader
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/roost-net/roost/bpf"
+	"github.com/roost-net/roost/internal/datapath"
+	"github.com/roost-net/roost/internal/policy"
+)
+
+// tableKey is a verdict table as the verdicts map stores it: two tables
+// with the same key decide everything alike and can be shared.
+type tableKey = bpf.PolicyVerdictTable
+
+// policyKey is the key of a policy entry: (endpoint id, remote identity).
+type policyKey struct {
+	endpoint uint32
+	remote   datapath.Identity
+}
+
+// local is an endpoint policy together with the host-side interface its
+// traffic leaves the node through.
+type local struct {
+	policy.EndpointPolicy
+	ifindex int
+	ifname  string
+}
+
+// state is what the loader's maps hold, or should hold: endpoint entries by
+// ifindex, the verdict table of every policy entry, and the ipcache.
+type state struct {
+	endpoints map[uint32]datapath.Endpoint
+	policy    map[policyKey]tableKey
+	ipcache   map[netip.Prefix]datapath.Identity
+}
+
+// desiredState computes the map contents for the local endpoints and the
+// ipcache of res. The endpoint id is the ifindex. It returns an error naming
+// the endpoint when a policy does not fit the datapath's tables; nothing is
+// then to be written.
+func desiredState(ipcache []policy.IPCacheEntry, eps []local) (state, error) {
+	s := state{
+		endpoints: make(map[uint32]datapath.Endpoint, len(eps)),
+		policy:    make(map[policyKey]tableKey),
+		ipcache:   make(map[netip.Prefix]datapath.Identity, len(ipcache)),
+	}
+	for _, e := range ipcache {
+		s.ipcache[e.Prefix.Masked()] = datapath.Identity(e.Identity)
+	}
+	for _, ep := range eps {
+		id := uint32(ep.ifindex)
+		enforce, tables, err := policyTables(ep.EndpointPolicy)
+		if err != nil {
+			return state{}, fmt.Errorf("endpoint %q: %w", ep.Name, err)
+		}
+		s.endpoints[id] = datapath.Endpoint{ID: id, EnforceIngress: enforce}
+		for remote, t := range tables {
+			s.policy[policyKey{endpoint: id, remote: remote}] = *t.Encode()
+		}
+	}
+	return s, nil
+}
+
+// policyTables turns one endpoint's ingress entries into what the datapath
+// looks up: whether the endpoint enforces ingress, and the verdict table of
+// each remote identity that gets a policy entry of its own.
+//
+// The datapath consults the entry of the packet's identity, or else the
+// entry of IdentityAny, never both; so the rules of wildcard entries are
+// folded into every identity's table, and deny precedence is resolved
+// inside each table. An identity whose table would equal the wildcard one
+// gets no entry. Without any wildcard rule there is no wildcard entry, and
+// identities without an entry are default-denied.
+//
+// An endpoint that is not enforced passes everything without looking at its
+// policy, yet deny entries still apply to it (policy.EndpointPolicy.Decide):
+// such an endpoint is made enforcing with an allow of everything under its
+// denies, in every table.
+func policyTables(ep policy.EndpointPolicy) (bool, map[datapath.Identity]datapath.VerdictTable, error) {
+	hasDeny := false
+	for _, e := range ep.Entries {
+		hasDeny = hasDeny || e.Verdict == policy.Deny
+	}
+	if !ep.Enforced && !hasDeny {
+		return false, nil, nil
+	}
+	var wildcard []datapath.Rule
+	if !ep.Enforced {
+		wildcard = append(wildcard, datapath.AnyProtocol())
+	}
+	specific := make(map[datapath.Identity][]datapath.Rule)
+	for _, e := range ep.Entries {
+		rules, err := entryRules(e)
+		if err != nil {
+			return false, nil, err
+		}
+		if e.Remote == policy.IdentityAny {
+			wildcard = append(wildcard, rules...)
+		} else {
+			r := datapath.Identity(e.Remote)
+			specific[r] = append(specific[r], rules...)
+		}
+	}
+	tables := make(map[datapath.Identity]datapath.VerdictTable, len(specific)+1)
+	var wild *tableKey
+	if len(wildcard) > 0 {
+		t, err := datapath.NewVerdictTable(wildcard)
+		if err != nil {
+			return false, nil, fmt.Errorf("rules for any identity: %w", err)
+		}
+		tables[datapath.IdentityAny] = t
+		wild = t.Encode()
+	}
+	for remote, rules := range specific {
+		t, err := datapath.NewVerdictTable(append(rules, wildcard...))
+		if err != nil {
+			return false, nil, fmt.Errorf("rules for identity %d: %w", remote, err)
+		}
+		if wild != nil && *t.Encode() == *wild {
+			continue
+		}
+		tables[remote] = t
+	}
+	return true, tables, nil
+}
+
+// entryRules returns the datapath rules of one policy entry. Port 0 means
+// every port (and packets without ports); protocol ANY with ports means
+// TCP, UDP and SCTP, as in Cilium.
+func entryRules(e policy.Entry) ([]datapath.Rule, error) {
+	var deny bool
+	switch e.Verdict {
+	case policy.Allow:
+	case policy.Deny:
+		deny = true
+	default:
+		return nil, fmt.Errorf("entry %+v: invalid verdict %d", e, e.Verdict)
+	}
+	if e.Port == 0 {
+		if e.Protocol == policy.ProtoAny {
+			r := datapath.AnyProtocol()
+			r.Deny = deny
+			return []datapath.Rule{r}, nil
+		}
+		return []datapath.Rule{{Proto: uint8(e.Protocol), FirstPort: 0, LastPort: 65535, Deny: deny}}, nil
+	}
+	last := max(e.EndPort, e.Port)
+	protos := []uint8{uint8(e.Protocol)}
+	if e.Protocol == policy.ProtoAny {
+		protos = []uint8{datapath.ProtoTCP, datapath.ProtoUDP, datapath.ProtoSCTP}
+	}
+	rules := make([]datapath.Rule, 0, len(protos))
+	for _, p := range protos {
+		rules = append(rules, datapath.Rule{Proto: p, FirstPort: e.Port, LastPort: last, Deny: deny})
+	}
+	return rules, nil
+}
