@@ -16,6 +16,7 @@ import (
 type options struct {
 	birdSocket string
 	agent      string
+	loader     string
 	output     string
 	timeout    time.Duration
 }
@@ -36,9 +37,10 @@ func newRootCmd() *cobra.Command {
 		Short: "Inspect and operate roost on this node",
 		Long: `roostctl inspects and operates roost on this node.
 
-It reads BIRD through its control socket in restricted (read-only) mode, and
-roost-agent through its HTTP API. Every command prints a table, or JSON with
--o json.`,
+Routing (peers, routes, status, config, reload) reads BIRD through its control
+socket in restricted (read-only) mode, and roost-agent through its HTTP API.
+Policy (endpoints, identities, policy, drops, bpf) reads roost-loader's HTTP
+API. Every command prints a table, or JSON with -o json.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -51,9 +53,11 @@ roost-agent through its HTTP API. Every command prints a table, or JSON with
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.birdSocket, "bird-socket", "/run/bird/bird.ctl", "BIRD control socket")
 	f.StringVar(&o.agent, "agent", "127.0.0.1:9479", "roost-agent API address (host:port or URL)")
+	f.StringVar(&o.loader, "loader", "127.0.0.1:9480", "roost-loader API address (host:port or URL)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time limit for each command")
-	cmd.AddCommand(newPeersCmd(o), newRoutesCmd(o), newStatusCmd(o), newConfigCmd(o), newReloadCmd(o))
+	cmd.AddCommand(newPeersCmd(o), newRoutesCmd(o), newStatusCmd(o), newConfigCmd(o), newReloadCmd(o),
+		newEndpointsCmd(o), newIdentitiesCmd(o), newPolicyCmd(o), newDropsCmd(o), newBPFCmd(o))
 	return cmd
 }
 

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/roost-net/roost/internal/endpoints"
+	"github.com/roost-net/roost/internal/filewatch"
+	"github.com/roost-net/roost/internal/k8swatch"
+	"github.com/roost-net/roost/internal/loader"
+	"github.com/roost-net/roost/internal/loaderconfig"
+	"github.com/roost-net/roost/internal/policy"
+	"github.com/roost-net/roost/internal/policyd"
+	"github.com/roost-net/roost/internal/serve"
+)
+
+const usage = `Usage: roost-loader [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
+
+roost-loader enforces L3/L4 ingress policy, written as CiliumNetworkPolicy
+(cilium.io/v2), on this node's endpoints with eBPF. It reads endpoints from
+endpointsFile (and Kubernetes Pods when kubernetes.enabled) and policies from
+policyDir/*.yaml, re-reading both on change and on SIGHUP; compiles them to
+identities and per-endpoint verdict tables; and keeps its programs attached
+(TCX) to the host side of each local endpoint's interface. Maps and links are
+pinned under bpffs, so a restart or an upgrade adopts them and enforcement
+never stops. A policy, endpoint or config error keeps the last good policy
+enforced and shows in /v1/status.
+
+--dry-run validates the config, the endpoints file and every policy, prints
+the resolved policy (every endpoint treated as local) and exits 0, or prints
+every problem and exits 1.
+
+Flags:
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("roost-loader", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	path := fs.String("config", loaderconfig.DefaultPath, "config file (YAML)")
+	dryRun := fs.Bool("dry-run", false, "validate config, endpoints and policies, print the resolved policy and exit")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+	}
+	defaults := loaderconfig.Default()
+	if h, err := os.Hostname(); err == nil {
+		defaults.Node = h
+	}
+	f, err := os.Open(*path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	cfg, err := loaderconfig.Load(f, defaults)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("config %s:\n%w", *path, err)
+	}
+	if *dryRun {
+		return dryRunResolve(cfg, stdout)
+	}
+
+	log := logrus.New()
+	log.SetOutput(stderr)
+	lvl, err := logrus.ParseLevel(*level)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log.SetLevel(lvl)
+	switch *format {
+	case "text":
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", *format)
+	}
+
+	l, err := loader.Open(loader.Options{BPFFS: cfg.BPFFS, Log: log})
+	if err != nil {
+		return err
+	}
+	// Close releases this process's handles only: the programs stay
+	// attached and enforcing until the next loader adopts them.
+	defer l.Close()
+	d := policyd.New(policyd.Options{Config: cfg, Enforcer: l, Log: log})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 8)
+	var wg sync.WaitGroup
+	start := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("reconcile", func() error { return d.Run(ctx, 100*time.Millisecond, 5*time.Second) })
+	start("http", func() error { return serve.Serve(ctx, cfg.Listen, d.Handler(l, cfg.BPFFS)) })
+	start("policy watch", func() error {
+		return filewatch.WatchDir(ctx, cfg.PolicyDir, endpoints.IsPolicyFile, d.Changed)
+	})
+	if cfg.EndpointsFile != "" {
+		start("endpoints watch", func() error { return filewatch.Watch(ctx, cfg.EndpointsFile, d.Changed) })
+	}
+	start("drops", func() error { return l.ReadDrops(ctx, d.RecordDrop) })
+	if cfg.Kubernetes.Enabled {
+		cs, err := k8swatch.NewClientset(cfg.Kubernetes.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		start("kubernetes", func() error { return endpoints.WatchPods(ctx, cs, 0, d.SetPods) })
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: re-reading endpoints and policies")
+				d.Changed()
+			}
+		}
+	}()
+	log.WithField("node", cfg.Node).WithField("listen", cfg.Listen).WithField("bpffs", cfg.BPFFS).Info("roost-loader started")
+
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	log.Info("roost-loader stopped; programs stay attached")
+	return first
+}
+
+// dryRunResolve prints what the config's files resolve to, every endpoint
+// treated as local so that each shows its policy.
+func dryRunResolve(cfg loaderconfig.Config, w io.Writer) error {
+	eps, pols, err := policyd.ReadFiles(cfg, nil)
+	if err != nil {
+		return err
+	}
+	for i := range eps {
+		eps[i].Local = true
+	}
+	var opts []policy.Option
+	if len(cfg.HostIPs) > 0 {
+		opts = append(opts, policy.WithHostIPs(cfg.HostIPs...))
+	}
+	res, err := policy.Compile(pols, eps, opts...)
+	if err != nil {
+		return fmt.Errorf("compile policy: %w", err)
+	}
+	_, err = fmt.Fprint(w, res.String())
+	return err
+}

@@ -1,0 +1,210 @@
+// Package loaderapi is the HTTP API of roost-loader as both ends see it: the
+// JSON documents it serves, its paths, and a small client for roostctl.
+package loaderapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/roost-net/roost/internal/policy"
+)
+
+// Paths served by roost-loader on its listen address.
+const (
+	PathHealthz  = "/healthz"
+	PathReadyz   = "/readyz"
+	PathMetrics  = "/metrics"
+	PathStatus   = "/v1/status"
+	PathPolicy   = "/v1/policy"
+	PathDrops    = "/v1/drops"    // ?follow=1 streams JSON lines
+	PathBPF      = "/v1/bpf"      // attachments and pins
+	PathCounters = "/v1/counters" // per-reason packet counts
+)
+
+// Results of the last reconcile.
+const (
+	ResultOK      = "ok"
+	ResultFailed  = "failed"  // the last good policy stays enforced
+	ResultWaiting = "waiting" // e.g. the Pod informer has not synced
+	ResultPending = "pending"
+)
+
+// Status is the document at PathStatus.
+type Status struct {
+	Node      string            `json:"node"`
+	Ready     bool              `json:"ready"`
+	Policies  int               `json:"policies"`
+	LastApply Apply             `json:"lastApply"`
+	Endpoints []Endpoint        `json:"endpoints"`
+	Skipped   []SkippedEndpoint `json:"skipped,omitempty"`
+}
+
+// Apply describes the last reconcile.
+type Apply struct {
+	Result   string        `json:"result"`
+	Time     time.Time     `json:"time"`
+	Duration time.Duration `json:"durationNs"`
+	Error    string        `json:"error,omitempty"`
+	Failures int           `json:"failures"`
+}
+
+// Endpoint is one known endpoint.
+type Endpoint struct {
+	Name     string            `json:"name"`
+	IPs      []netip.Addr      `json:"ips"`
+	Labels   map[string]string `json:"labels"`
+	Identity uint32            `json:"identity"`
+	Local    bool              `json:"local"`
+	Enforced bool              `json:"ingressEnforced"`
+}
+
+// SkippedEndpoint is a local-looking endpoint the loader does not enforce on.
+type SkippedEndpoint struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// Drop is one dropped packet.
+type Drop struct {
+	Time        time.Time  `json:"time"`
+	Src         netip.Addr `json:"src"`
+	Dst         netip.Addr `json:"dst"`
+	SrcPort     uint16     `json:"srcPort"`
+	DstPort     uint16     `json:"dstPort"`
+	Proto       uint8      `json:"proto"`
+	SrcIdentity uint32     `json:"srcIdentity"`
+	Endpoint    string     `json:"endpoint"`
+	Ifindex     uint32     `json:"ifindex"`
+	Len         uint32     `json:"len"`
+	Reason      string     `json:"reason"`
+}
+
+// Attachment is one program attached to an endpoint's interface.
+type Attachment struct {
+	Ifindex   int    `json:"ifindex"`
+	Interface string `json:"interface"`
+	Program   string `json:"program"`
+	Mode      string `json:"mode"`
+	Hook      string `json:"hook"`
+	ProgramID uint32 `json:"programID"`
+	Tag       string `json:"tag"`
+	Current   bool   `json:"current"`
+	LinkID    uint32 `json:"linkID"`
+	Pin       string `json:"pin"`
+}
+
+// BPF is the document at PathBPF.
+type BPF struct {
+	Pins        string       `json:"pins"`
+	Attachments []Attachment `json:"attachments"`
+}
+
+// Counter is packets and bytes for one reason.
+type Counter struct {
+	Reason  string `json:"reason"`
+	Dropped bool   `json:"dropped"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Client talks to a roost-loader.
+type Client struct {
+	Base string
+	HTTP *http.Client
+}
+
+// NewClient returns a client for the loader at addr (host:port or URL).
+func NewClient(addr string) *Client {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{Base: strings.TrimRight(addr, "/"), HTTP: &http.Client{}}
+}
+
+// Status fetches PathStatus.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.get(ctx, PathStatus, &s)
+}
+
+// Policy fetches the resolved policy last applied.
+func (c *Client) Policy(ctx context.Context) (policy.Resolved, error) {
+	var r policy.Resolved
+	return r, c.get(ctx, PathPolicy, &r)
+}
+
+// BPF fetches PathBPF.
+func (c *Client) BPF(ctx context.Context) (BPF, error) {
+	var b BPF
+	return b, c.get(ctx, PathBPF, &b)
+}
+
+// Counters fetches PathCounters.
+func (c *Client) Counters(ctx context.Context) ([]Counter, error) {
+	var cs []Counter
+	return cs, c.get(ctx, PathCounters, &cs)
+}
+
+// Drops fetches the recent drops; with follow it keeps calling fn for new
+// ones until ctx ends.
+func (c *Client) Drops(ctx context.Context, follow bool, fn func(Drop) error) error {
+	path := PathDrops
+	if follow {
+		path += "?follow=1"
+	}
+	resp, err := c.do(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var d Drop
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			return fmt.Errorf("loader %s: decode: %w", path, err)
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("loader %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *Client) do(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("loader %s: %w", path, err)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("loader %s: %w (is roost-loader running? see --loader)", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("loader %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return resp, nil
+}
+
+func (c *Client) get(ctx context.Context, path string, out any) error {
+	resp, err := c.do(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("loader %s: decode: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,251 @@
+package policyd
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roost-net/roost/internal/datapath"
+	"github.com/roost-net/roost/internal/endpoints"
+	"github.com/roost-net/roost/internal/loader"
+	"github.com/roost-net/roost/internal/loaderapi"
+	"github.com/roost-net/roost/internal/loaderconfig"
+	"github.com/roost-net/roost/internal/policy"
+)
+
+const seed = `apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "clustermesh-ingress-l4-policy"
+spec:
+  endpointSelector:
+    matchLabels:
+      app: protected-db
+  ingress:
+  - toPorts:
+    - ports:
+      - port: "6379"
+        protocol: TCP
+    fromEndpoints:
+      - matchLabels:
+          app: employee
+`
+
+// fakeEnforcer marks endpoints whose name starts with "local-" local and
+// records what it is asked to apply.
+type fakeEnforcer struct {
+	mu      sync.Mutex
+	applied []policy.Resolved
+	fail    error
+}
+
+func (f *fakeEnforcer) Locate(eps []policy.Endpoint) ([]policy.Endpoint, error) {
+	out := make([]policy.Endpoint, len(eps))
+	for i, ep := range eps {
+		ep.Local = strings.HasPrefix(ep.Name, "local-")
+		out[i] = ep
+	}
+	return out, nil
+}
+
+func (f *fakeEnforcer) Apply(res policy.Resolved) (loader.Report, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return loader.Report{}, f.fail
+	}
+	f.applied = append(f.applied, res)
+	return loader.Report{}, nil
+}
+
+func (f *fakeEnforcer) Counters() (map[datapath.Reason]datapath.Counter, error) {
+	return map[datapath.Reason]datapath.Counter{
+		datapath.ReasonPassPolicy:        {Packets: 3, Bytes: 300},
+		datapath.ReasonDropPolicyDefault: {Packets: 2, Bytes: 120},
+		datapath.ReasonPassNotEnforced:   {},
+	}, nil
+}
+
+func (f *fakeEnforcer) Attachments() ([]loader.Attachment, error) { return nil, nil }
+
+// inputs returns fixed endpoints and the seed policy, or err.
+func inputs(err *error) Inputs {
+	return func(cfg loaderconfig.Config, pods []policy.Endpoint) ([]policy.Endpoint, []policy.Policy, error) {
+		if *err != nil {
+			return nil, nil, *err
+		}
+		pols, perr := policy.Parse(strings.NewReader(seed), "seed.yaml")
+		if perr != nil {
+			return nil, nil, perr
+		}
+		eps := []policy.Endpoint{
+			{Name: "local-db", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}},
+			{Name: "employee", IPs: []netip.Addr{netip.MustParseAddr("10.244.2.11")}, Labels: map[string]string{"app": "employee"}},
+		}
+		return append(eps, pods...), pols, nil
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	var inErr error
+	enf := &fakeEnforcer{}
+	d := New(Options{Config: loaderconfig.Config{Node: "node1"}, Enforcer: enf, Inputs: inputs(&inErr)})
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Status()
+	if !s.Ready || s.LastApply.Result != loaderapi.ResultOK || s.Policies != 1 || len(s.Endpoints) != 2 {
+		t.Fatalf("status = %+v", s)
+	}
+	if db := s.Endpoints[1]; db.Name != "local-db" || !db.Local || !db.Enforced || db.Identity == 0 {
+		t.Errorf("db = %+v", db)
+	}
+	if len(enf.applied) != 1 || len(enf.applied[0].Endpoints) != 1 {
+		t.Fatalf("applied = %+v", enf.applied)
+	}
+
+	// A broken input keeps the last policy: nothing new is applied.
+	inErr = errors.New("policies/db.yaml:3: spec.egress: not supported")
+	if err := d.Reconcile(); err == nil {
+		t.Fatal("want error")
+	}
+	s = d.Status()
+	if s.Ready || s.LastApply.Result != loaderapi.ResultFailed || !strings.Contains(s.LastApply.Error, "spec.egress") || s.LastApply.Failures != 1 {
+		t.Errorf("status after bad input = %+v", s.LastApply)
+	}
+	if len(enf.applied) != 1 || len(d.Resolved().Endpoints) != 1 {
+		t.Error("a failed reconcile changed what is enforced")
+	}
+	inErr = nil
+	enf.fail = errors.New("map full")
+	if err := d.Reconcile(); err == nil || !strings.Contains(err.Error(), "apply policy: map full") {
+		t.Errorf("apply failure: %v", err)
+	}
+}
+
+func TestWaitsForPods(t *testing.T) {
+	var inErr error
+	enf := &fakeEnforcer{}
+	cfg := loaderconfig.Config{Node: "node1", Kubernetes: loaderconfig.Kubernetes{Enabled: true}}
+	d := New(Options{Config: cfg, Enforcer: enf, Inputs: inputs(&inErr)})
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Status(); s.LastApply.Result != loaderapi.ResultWaiting || s.Ready || len(enf.applied) != 0 {
+		t.Fatalf("before sync: %+v, applied %d", s.LastApply, len(enf.applied))
+	}
+	d.SetPods(endpoints.PodsState{Synced: true, Endpoints: []policy.Endpoint{
+		{Name: "prod/web", IPs: []netip.Addr{netip.MustParseAddr("10.244.3.5")}, Labels: map[string]string{"app": "employee"}},
+	}})
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Status(); !s.Ready || len(s.Endpoints) != 3 {
+		t.Errorf("after sync: %+v", s)
+	}
+}
+
+func TestRunDebouncesAndRetries(t *testing.T) {
+	inErr := errors.New("broken")
+	enf := &fakeEnforcer{}
+	d := New(Options{Config: loaderconfig.Config{Node: "n"}, Enforcer: enf, Inputs: inputs(&inErr)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx, time.Millisecond, 20*time.Millisecond) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Status().LastApply.Failures < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("failed reconcile not retried")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	inErr = nil
+	for !d.Status().Ready {
+		if time.Now().After(deadline) {
+			t.Fatal("no recovery")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+func TestHTTP(t *testing.T) {
+	var inErr error
+	enf := &fakeEnforcer{}
+	d := New(Options{Config: loaderconfig.Config{Node: "node1"}, Enforcer: enf, Inputs: inputs(&inErr), KeepDrops: 2})
+	srv := httptest.NewServer(d.Handler(enf, "/sys/fs/bpf/roost"))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var sb strings.Builder
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			sb.WriteString(sc.Text() + "\n")
+		}
+		return resp.StatusCode, sb.String()
+	}
+	if code, _ := get(loaderapi.PathReadyz); code != 503 {
+		t.Errorf("readyz before apply = %d", code)
+	}
+	d.Reconcile()
+	if code, _ := get(loaderapi.PathReadyz); code != 200 {
+		t.Errorf("readyz after apply = %d", code)
+	}
+	_, metrics := get(loaderapi.PathMetrics)
+	for _, want := range []string{`roost_policy_packets_total{reason="pass-policy",verdict="pass"} 3`,
+		`roost_policy_packets_total{reason="drop-policy-default",verdict="drop"} 2`, "roost_policy_ready 1",
+		`roost_policy_endpoints{enforced="true",local="true"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	var res policy.Resolved
+	if _, body := get(loaderapi.PathPolicy); json.Unmarshal([]byte(body), &res) != nil || len(res.Endpoints) != 1 {
+		t.Errorf("policy = %s", body)
+	}
+	var cs []loaderapi.Counter
+	if _, body := get(loaderapi.PathCounters); json.Unmarshal([]byte(body), &cs) != nil || len(cs) != 2 {
+		t.Errorf("counters = %s", body)
+	}
+
+	for i := range 3 {
+		d.RecordDrop(datapath.DropEvent{Src: netip.MustParseAddr("10.244.2.10"), Dst: netip.MustParseAddr("10.244.1.10"),
+			DstPort: uint16(6379 + i), Proto: 6, Reason: datapath.ReasonDropPolicyDefault})
+	}
+	_, body := get(loaderapi.PathDrops)
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"dstPort":6380`) || !strings.Contains(lines[1], `"endpoint":"local-db"`) {
+		t.Errorf("drops kept = %q", lines)
+	}
+
+	// Follow: a drop recorded later arrives.
+	c := loaderapi.NewClient(srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan loaderapi.Drop, 10)
+	go c.Drops(ctx, true, func(dr loaderapi.Drop) error { got <- dr; return nil })
+	<-got
+	<-got // the two kept
+	d.RecordDrop(datapath.DropEvent{DstPort: 22, Reason: datapath.ReasonDropPolicyDeny})
+	select {
+	case dr := <-got:
+		if dr.DstPort != 22 || dr.Reason != datapath.ReasonDropPolicyDeny.String() {
+			t.Errorf("followed drop = %+v", dr)
+		}
+	case <-ctx.Done():
+		t.Fatal("no followed drop")
+	}
+}

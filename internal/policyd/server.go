@@ -1,0 +1,217 @@
+package policyd
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/roost-net/roost/internal/datapath"
+	"github.com/roost-net/roost/internal/loader"
+	"github.com/roost-net/roost/internal/loaderapi"
+)
+
+// Observer is what the API reads from the loader.
+type Observer interface {
+	Counters() (map[datapath.Reason]datapath.Counter, error)
+	Attachments() ([]loader.Attachment, error)
+}
+
+// Handler returns the loader's HTTP API (see loaderapi for the paths).
+func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&verdictCollector{obs: obs}, &applyCollector{d: d})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+loaderapi.PathHealthz, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET "+loaderapi.PathReadyz, func(w http.ResponseWriter, r *http.Request) {
+		s := d.Status()
+		if !s.Ready {
+			http.Error(w, "not ready: last apply "+s.LastApply.Result+": "+s.LastApply.Error, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET "+loaderapi.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+loaderapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, d.Status())
+	})
+	mux.HandleFunc("GET "+loaderapi.PathPolicy, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, d.Resolved())
+	})
+	mux.HandleFunc("GET "+loaderapi.PathCounters, func(w http.ResponseWriter, r *http.Request) {
+		cs, err := counters(obs)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, cs)
+	})
+	mux.HandleFunc("GET "+loaderapi.PathBPF, func(w http.ResponseWriter, r *http.Request) {
+		as, err := obs.Attachments()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		out := loaderapi.BPF{Pins: pins, Attachments: []loaderapi.Attachment{}}
+		for _, a := range as {
+			out.Attachments = append(out.Attachments, loaderapi.Attachment{
+				Ifindex: a.Ifindex, Interface: a.Interface, Program: a.Program, Mode: a.Mode.String(), Hook: a.Hook,
+				ProgramID: uint32(a.ProgramID), Tag: a.Tag, Current: a.Current, LinkID: uint32(a.LinkID), Pin: a.Pin,
+			})
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET "+loaderapi.PathDrops, func(w http.ResponseWriter, r *http.Request) {
+		follow := r.URL.Query().Get("follow") == "1"
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		flusher, _ := w.(http.Flusher)
+		next := 0
+		for {
+			evs, n, wake := d.drops.since(next)
+			next = n
+			for _, ev := range evs {
+				if err := enc.Encode(d.drop(ev)); err != nil {
+					return
+				}
+			}
+			if !follow {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			select {
+			case <-wake:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	return mux
+}
+
+// drop converts a drop event for the API; the kernel's monotonic time is
+// turned into wall time.
+func (d *Daemon) drop(ev datapath.DropEvent) loaderapi.Drop {
+	out := loaderapi.Drop{
+		Time: monoToWall(ev.Time), Src: ev.Src, Dst: ev.Dst, SrcPort: ev.SrcPort, DstPort: ev.DstPort,
+		Proto: ev.Proto, SrcIdentity: uint32(ev.SrcIdentity), Ifindex: ev.Ifindex, Len: ev.Len, Reason: ev.Reason.String(),
+	}
+	d.mu.Lock()
+	for _, e := range d.status.Endpoints {
+		if e.Local && slices.Contains(e.IPs, ev.Dst) {
+			out.Endpoint = e.Name
+		}
+	}
+	d.mu.Unlock()
+	return out
+}
+
+func counters(obs Observer) ([]loaderapi.Counter, error) {
+	cs, err := obs.Counters()
+	if err != nil {
+		return nil, err
+	}
+	out := []loaderapi.Counter{}
+	for r, c := range cs {
+		if c.Packets == 0 {
+			continue
+		}
+		out = append(out, loaderapi.Counter{Reason: r.String(), Dropped: r.Dropped(), Packets: c.Packets, Bytes: c.Bytes})
+	}
+	slices.SortFunc(out, func(a, b loaderapi.Counter) int {
+		if a.Reason < b.Reason {
+			return -1
+		}
+		if a.Reason > b.Reason {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+var (
+	verdictDesc = prometheus.NewDesc("roost_policy_packets_total",
+		"Packets seen by the datapath, by reason (a pass reason or a drop reason).", []string{"reason", "verdict"}, nil)
+	verdictBytesDesc = prometheus.NewDesc("roost_policy_bytes_total",
+		"Bytes seen by the datapath, by reason.", []string{"reason", "verdict"}, nil)
+	appliesDesc = prometheus.NewDesc("roost_policy_apply_failures",
+		"Failed policy applies in a row (0 after a success).", nil, nil)
+	readyDesc = prometheus.NewDesc("roost_policy_ready",
+		"1 when the last policy apply succeeded.", nil, nil)
+	endpointsDesc = prometheus.NewDesc("roost_policy_endpoints",
+		"Known endpoints, by whether they are local and enforced.", []string{"local", "enforced"}, nil)
+)
+
+// verdictCollector reads the per-reason counters at scrape time.
+type verdictCollector struct{ obs Observer }
+
+func (c *verdictCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- verdictDesc
+	ch <- verdictBytesDesc
+}
+
+func (c *verdictCollector) Collect(ch chan<- prometheus.Metric) {
+	cs, err := c.obs.Counters()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(verdictDesc, err)
+		return
+	}
+	for r, v := range cs {
+		verdict := "pass"
+		if r.Dropped() {
+			verdict = "drop"
+		}
+		ch <- prometheus.MustNewConstMetric(verdictDesc, prometheus.CounterValue, float64(v.Packets), r.String(), verdict)
+		ch <- prometheus.MustNewConstMetric(verdictBytesDesc, prometheus.CounterValue, float64(v.Bytes), r.String(), verdict)
+	}
+}
+
+// applyCollector reports the reconcile state.
+type applyCollector struct{ d *Daemon }
+
+func (c *applyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- appliesDesc
+	ch <- readyDesc
+	ch <- endpointsDesc
+}
+
+func (c *applyCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.d.Status()
+	ch <- prometheus.MustNewConstMetric(appliesDesc, prometheus.GaugeValue, float64(s.LastApply.Failures))
+	ready := 0.0
+	if s.Ready {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
+	n := map[[2]bool]int{}
+	for _, e := range s.Endpoints {
+		n[[2]bool{e.Local, e.Enforced}]++
+	}
+	for k, v := range n {
+		ch <- prometheus.MustNewConstMetric(endpointsDesc, prometheus.GaugeValue, float64(v), fmt.Sprint(k[0]), fmt.Sprint(k[1]))
+	}
+}
+
+// monoToWall converts a CLOCK_MONOTONIC time to wall-clock time.
+func monoToWall(mono time.Duration) time.Time {
+	now := time.Now()
+	return now.Add(mono - monotonicNow())
+}
