@@ -15,6 +15,7 @@ declare -A PKGS=(
 	[iproute2]=/usr/sbin/ip
 	[procps]=/usr/bin/pgrep
 	[iputils-ping]=/usr/bin/ping
+	[netcat-openbsd]=/usr/bin/nc.openbsd
 	[curl]=/usr/bin/curl
 	[unzip]=/usr/bin/unzip
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
