@@ -236,12 +236,6 @@ func serveTCP(t *testing.T, ns, addr string) *server {
 	return s
 }
 
-func (s *server) count(src netip.Addr) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.accepted[src]
-}
-
 // dial connects from namespace ns to addr.
 func dial(ns, addr string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn

@@ -290,8 +290,7 @@ func (l *Loader) mode() AttachMode {
 	return AttachClsact
 }
 
-// mapsDir and linksDir are where the pins live.
-func (l *Loader) mapsDir() string  { return filepath.Join(l.opts.BPFFS, "maps") }
+// linksDir is where the link pins live (map pins: see loadObjects).
 func (l *Loader) linksDir() string { return filepath.Join(l.opts.BPFFS, "links") }
 
 // nopWriter discards log output.
