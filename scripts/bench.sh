@@ -43,4 +43,6 @@ run "BenchmarkPrivilegedChangeToToR" -benchtime=40x -timeout 30m ./internal/agen
 run "BenchmarkPrivilegedAgentRSS" -benchtime=1x ./internal/agent
 # eBPF verdict cost per packet (BPF_PROG_TEST_RUN) beside an empty program.
 run "BenchmarkPrivilegedVerdict" -benchtime=3000000x ./internal/datapath
+# Policy change -> enforced, 1,000 and 10,000 endpoints (compile + map writes).
+run "BenchmarkPrivilegedChangeToEnforce" -benchtime=20x ./internal/loader
 echo "bench: results in $out"

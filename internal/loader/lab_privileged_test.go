@@ -62,7 +62,7 @@ const (
 	gatewayIP = "169.254.1.1"
 )
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	testenv.Privileged(t)
 	l := &lab{node: testenv.NetNS(t, "lnode"), ext: testenv.NetNS(t, "lext"), pods: map[string]*pod{}}
@@ -89,7 +89,7 @@ func newLab(t *testing.T) *lab {
 
 // mountBPFFS mounts a private BPF filesystem on a temporary directory for
 // the test, so that pins never touch the host's /sys/fs/bpf.
-func mountBPFFS(t *testing.T) string {
+func mountBPFFS(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	testenv.Run(t, "mount", "-t", "bpf", "bpf", dir)
@@ -97,7 +97,7 @@ func mountBPFFS(t *testing.T) string {
 	return dir
 }
 
-func ifindexIn(t *testing.T, ns, ifname string) int {
+func ifindexIn(t testing.TB, ns, ifname string) int {
 	t.Helper()
 	var idx int
 	if err := inNS(ns, func() error {
