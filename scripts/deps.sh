@@ -16,6 +16,7 @@ declare -A PKGS=(
 	[procps]=/usr/bin/pgrep
 	[iputils-ping]=/usr/bin/ping
 	[netcat-openbsd]=/usr/bin/nc.openbsd
+	[iptables]=/usr/sbin/iptables
 	[curl]=/usr/bin/curl
 	[unzip]=/usr/bin/unzip
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
