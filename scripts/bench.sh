@@ -45,4 +45,6 @@ run "BenchmarkPrivilegedAgentRSS" -benchtime=1x ./internal/agent
 run "BenchmarkPrivilegedVerdict" -benchtime=3000000x ./internal/datapath
 # Policy change -> enforced, 1,000 and 10,000 endpoints (compile + map writes).
 run "BenchmarkPrivilegedChangeToEnforce" -benchtime=20x ./internal/loader
+# Real TCP between pods: no policy, eBPF, iptables; 1,000 and 10,000 rules.
+run "BenchmarkPrivilegedTrafficVsIptables" -benchtime=10000x ./internal/loader
 echo "bench: results in $out"

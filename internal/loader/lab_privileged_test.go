@@ -343,7 +343,7 @@ func (d *drops) waitFor(ok func(datapath.DropEvent) bool) (datapath.DropEvent, b
 
 // tcxPrograms returns the ids of the programs at a TCX hook of ifindex in
 // namespace ns, in the order they run.
-func tcxPrograms(t *testing.T, ns string, ifindex int, at ebpf.AttachType) []ebpf.ProgramID {
+func tcxPrograms(t testing.TB, ns string, ifindex int, at ebpf.AttachType) []ebpf.ProgramID {
 	t.Helper()
 	var ids []ebpf.ProgramID
 	if err := inNS(ns, func() error {

@@ -35,8 +35,9 @@ type Config struct {
 	// Listen is the host:port of the health, metrics and inspection API.
 	Listen string
 	// HostIPs are the node's own addresses: the ipcache maps them to the
-	// host identity (policy.WithHostIPs). Empty means roost-loader takes
-	// them from the node's interfaces itself.
+	// host identity (policy.WithHostIPs), so rules with fromEntities host
+	// (and the implicit allow-localhost) match traffic from them. Empty:
+	// no address is host; traffic from the node then counts as world.
 	HostIPs []netip.Addr
 }
 

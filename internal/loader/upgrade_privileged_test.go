@@ -1,0 +1,270 @@
+package loader
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/roost-net/roost/bpf"
+	"github.com/roost-net/roost/internal/datapath"
+)
+
+// guestUDPPolicy lets guest send UDP to db's port 7000 as well.
+const guestUDPPolicy = `---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: guest-udp
+spec:
+  endpointSelector:
+    matchLabels:
+      app: protected-db
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        app: guest
+    toPorts:
+    - ports:
+      - port: "7000"
+        protocol: UDP
+`
+
+// changeBuild stands in for an upgrade to a roost whose programs differ:
+// it loads to_endpoint and from_endpoint of package bpf with a no-op
+// (r1 = r1) put before their first instruction, so that their instructions
+// and tags differ from this build's, over exactly the maps ld's own programs
+// use (the pinned maps, and the flow cache and generation of ld's
+// collection, which ld's writes bump), and gives them to ld in place of its
+// own programs, which were never attached. It returns the new programs'
+// tags. A loader has no seam to load another build (Open always loads
+// package bpf's): this is what Open would have loaded, had the build been
+// another.
+func changeBuild(t *testing.T, ld *Loader) (toTag, fromTag string) {
+	t.Helper()
+	spec, err := bpf.LoadPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{bpf.PolicyProgToEndpoint, bpf.PolicyProgFromEndpoint} {
+		insns := spec.Programs[name].Instructions
+		// The no-op takes over the first instruction's metadata (its
+		// symbol, function and line info), so that it opens the function.
+		nop := asm.Mov.Reg(asm.R1, asm.R1).WithMetadata(insns[0].Metadata)
+		first := insns[0].WithMetadata(asm.Metadata{})
+		spec.Programs[name].Instructions = append(asm.Instructions{nop, first}, insns[1:]...)
+	}
+
+	// The maps of ld's to_endpoint are every map of the collection.
+	info, err := ld.objs.ToEndpoint.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, ok := info.MapIDs()
+	if !ok {
+		t.Fatal("to_endpoint's map ids are not available")
+	}
+	repl := map[string]*ebpf.Map{}
+	for _, id := range ids {
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close() // the collection keeps clones
+		mi, err := m.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		repl[mi.Name] = m
+	}
+	for name := range spec.Maps {
+		if repl[name] == nil {
+			t.Fatalf("map %q of the collection is not among to_endpoint's maps %v", name, ids)
+		}
+	}
+
+	var progs struct {
+		To   *ebpf.Program `ebpf:"to_endpoint"`
+		From *ebpf.Program `ebpf:"from_endpoint"`
+	}
+	if err := spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		t.Fatalf("load the changed build: %v", err)
+	}
+	tags := make([]string, 2)
+	for i, pair := range []struct{ old, new *ebpf.Program }{{ld.objs.ToEndpoint, progs.To}, {ld.objs.FromEndpoint, progs.From}} {
+		oldInfo, err := pair.old.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		newInfo, err := pair.new.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if oldInfo.Tag == newInfo.Tag {
+			t.Fatalf("program %s: the changed build has the same tag %s", oldInfo.Name, oldInfo.Tag)
+		}
+		tags[i] = newInfo.Tag
+	}
+	ld.objs.ToEndpoint.Close()
+	ld.objs.FromEndpoint.Close()
+	ld.objs.ToEndpoint, ld.objs.FromEndpoint = progs.To, progs.From
+	return tags[0], tags[1]
+}
+
+// TestPrivilegedUpgradeUnderTraffic upgrades the loader to a changed build
+// (Close, Open with programs whose instructions differ, Apply) while guest
+// and employee send UDP to db without pause and two TCP connections
+// (employee to db, and db to employee, whose replies pass by conntrack
+// alone) exchange lines: the links keep their ids and move to the new
+// programs (new program ids and tags, current), not one guest datagram
+// arrives, not one of employee's is lost, and neither connection breaks.
+// Then a policy change lets guest's datagrams in: the new programs read the
+// pinned maps, and the new loader's writes void their flow cache.
+func TestPrivilegedUpgradeUnderTraffic(t *testing.T) {
+	lab := newLab(t)
+	db, emp, guest := lab.pods["db"], lab.pods["employee"], lab.pods["guest"]
+	serveTCP(t, db.ns, dbRedis)
+	serveTCP(t, emp.ns, empHTTP)
+	sink := sinkUDP(t, db.ns, dbProbe)
+	res := compile(t, seedPolicy+udpProbePolicy, lab.endpoints())
+
+	ld := lab.open(t, AttachAuto)
+	apply(t, ld, res)
+	before, err := ld.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := ld.Attachments()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(old) != 6 {
+		t.Fatalf("%d attachments, want 6: %+v", len(old), old)
+	}
+	for _, a := range old {
+		if a.Mode != AttachTCX || !a.Current || a.LinkID == 0 || a.Tag == "" {
+			t.Fatalf("attachment %+v: want a current TCX link with a tag", a)
+		}
+	}
+
+	toDB, fromDB := chat(t, emp.ns, dbRedis), chat(t, db.ns, empHTTP)
+	empUDP, guestUDP := sendUDP(t, emp.ns, dbProbe), sendUDP(t, guest.ns, dbProbe)
+	progress := func(step string) {
+		t.Helper()
+		if !sink.waitReceived(emp.ip, sink.received(emp.ip)+50) {
+			t.Fatalf("%s: employee's datagrams stopped arriving", step)
+		}
+		for _, c := range []*chatter{toDB, fromDB} {
+			n := c.rounds.Load()
+			for deadline := time.Now().Add(10 * time.Second); c.rounds.Load() < n+10; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: a TCP connection stopped", step)
+				}
+			}
+		}
+		if n := sink.received(guest.ip); n != 0 {
+			t.Fatalf("%s: db received %d of guest's datagrams", step, n)
+		}
+	}
+	progress("old build")
+
+	if err := ld.Close(); err != nil {
+		t.Fatal(err)
+	}
+	progress("no loader")
+	ld = lab.open(t, AttachAuto)
+	toTag, fromTag := changeBuild(t, ld)
+	progress("new build open")
+	pending, err := ld.Attachments()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != len(old) {
+		t.Fatalf("attachments of the new loader %+v, want %+v", pending, old)
+	}
+	for i, a := range pending {
+		if a.LinkID != old[i].LinkID || a.ProgramID != old[i].ProgramID || a.Tag != old[i].Tag || a.Current {
+			t.Errorf("before Apply: attachment %+v; want link %d still running the old build's program %d", a, old[i].LinkID, old[i].ProgramID)
+		}
+	}
+
+	rep := apply(t, ld, res)
+	if rep.Counts != (Counts{}) || len(rep.Endpoints) != 3 {
+		t.Errorf("upgrade apply %+v; want the 3 endpoints updated and nothing written", rep)
+	}
+	for _, c := range rep.Endpoints {
+		if c.Action != Updated {
+			t.Errorf("upgrade apply: endpoint %+v; want updated", c)
+		}
+	}
+	progress("new build applied")
+
+	upgraded, err := ld.Attachments()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(upgraded) != len(old) {
+		t.Fatalf("attachments after the upgrade %+v, want %d", upgraded, len(old))
+	}
+	wantTag := map[string]string{bpf.PolicyProgToEndpoint: toTag, bpf.PolicyProgFromEndpoint: fromTag}
+	for i, a := range upgraded {
+		if a.LinkID != old[i].LinkID || a.ProgramID == old[i].ProgramID || a.Tag != wantTag[a.Program] || !a.Current {
+			t.Errorf("after the upgrade: attachment %+v; want link %d running the new build (a program other than %d, tag %s), current",
+				a, old[i].LinkID, old[i].ProgramID, wantTag[a.Program])
+		}
+	}
+	newTo, err := programID(ld.objs.ToEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tcxPrograms(t, lab.node, db.ifindex, ebpf.AttachTCXEgress); len(got) != 1 || got[0] != newTo {
+		t.Errorf("db egress runs %v, want the new to_endpoint %d alone", got, newTo)
+	}
+
+	for name, err := range map[string]error{
+		"employee udp": empUDP.halt(), "employee -> db tcp": toDB.halt(), "db -> employee tcp": fromDB.halt(),
+	} {
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	sent := int(empUDP.sent.Load())
+	if !sink.waitReceived(emp.ip, sent) {
+		t.Errorf("employee sent %d datagrams, db received %d: %d lost", sent, sink.received(emp.ip), sent-sink.received(emp.ip))
+	}
+	// guest keeps sending, and its flow stays in the new programs' cache.
+	guestSent := guestUDP.sent.Load()
+	if n := sink.received(guest.ip); n != 0 {
+		t.Errorf("db received %d of guest's %d datagrams; want none", n, guestSent)
+	}
+	after, err := ld.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drops := after[datapath.ReasonDropPolicyDefault].Packets - before[datapath.ReasonDropPolicyDefault].Packets; drops < uint64(guestSent) {
+		t.Errorf("%d default-deny drops counted for guest's %d datagrams", drops, guestSent)
+	}
+	t.Logf("employee: %d datagrams, all received; guest: %d, none received; tcp rounds %d and %d; tags to_endpoint %s -> %s, from_endpoint %s -> %s",
+		sent, guestSent, toDB.rounds.Load(), fromDB.rounds.Load(), tagOf(old, bpf.PolicyProgToEndpoint), toTag, tagOf(old, bpf.PolicyProgFromEndpoint), fromTag)
+
+	// The new programs enforce what the new loader writes next.
+	apply(t, ld, compile(t, seedPolicy+udpProbePolicy+guestUDPPolicy, lab.endpoints()))
+	if !sink.waitReceived(guest.ip, 50) {
+		t.Errorf("guest's datagrams do not arrive after they were allowed (received %d)", sink.received(guest.ip))
+	}
+	if err := guestUDP.halt(); err != nil {
+		t.Errorf("guest udp: %v", err)
+	}
+}
+
+// tagOf returns the tag of the first attachment of program prog.
+func tagOf(atts []Attachment, prog string) string {
+	for _, a := range atts {
+		if a.Program == prog {
+			return a.Tag
+		}
+	}
+	return fmt.Sprintf("(no %s)", prog)
+}
