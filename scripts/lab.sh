@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# lab.sh — roost's network-namespace lab: a two-ToR BGP fabric on one machine.
+# lab.sh — roost's network-namespace lab: a two-ToR BGP fabric on one machine,
+# with pods on the nodes and eBPF policy enforced on them.
 #
 #   scripts/lab.sh up       build (or complete) the lab, wait until both ToRs
-#                           hold both PodCIDRs, then print what each side sees
-#   scripts/lab.sh status   print the same, changing nothing
-#   scripts/lab.sh down     remove every namespace, process and file it made
+#                           hold both PodCIDRs and both roost-loaders enforce
+#                           the seed policy, then print what each side sees
+#                           and run the traffic checks; exits non-zero when
+#                           one check does not give what it should
+#   scripts/lab.sh status   print the same and run the same checks, changing
+#                           nothing (the checks only open TCP connections)
+#   scripts/lab.sh down     remove every namespace, process, mount and file it
+#                           made
 #
-# Topology (network namespaces; the root namespace is never touched):
+# Topology (network namespaces; the root namespace is never touched, except
+# for the two BPF filesystems mounted in the state directory):
 #
 #   link            subnet        ToR end    node end
 #   tor1 -- node1   10.0.1.0/30   .1         .2
@@ -18,30 +25,66 @@
 #               AS 65000, router ids 10.0.1.1 and 10.0.2.1; they install what
 #               they learn into their own kernel FIB (ECMP allowed) and
 #               forward; they do not peer with each other
-#   node1       BIRD + roost-agent, AS 65101, router id 10.0.1.2, 10.244.1.0/24
-#   node2       BIRD + roost-agent, AS 65102, router id 10.0.3.2, 10.244.2.0/24
+#   node1       BIRD + roost-agent + roost-loader, AS 65101, router id
+#               10.0.1.2, 10.244.1.0/24
+#   node2       BIRD + roost-agent + roost-loader, AS 65102, router id
+#               10.0.3.2, 10.244.2.0/24
 #
 # The veth interface at each end is named after the namespace at the other
-# end. Each node has a default route via both ToRs (ECMP) and owns
-# 10.244.<n>.1 on lo, so "ip netns exec node1 ping -I 10.244.1.1 10.244.2.1"
-# crosses the fabric.
+# end, except inside a pod, where it is eth0. Each node has a default route
+# via both ToRs (ECMP), learns nothing by BGP, and owns 10.244.<n>.1 on lo, so
+# "ip netns exec node1 ping -I 10.244.1.1 10.244.2.1" crosses the fabric.
+#
+# Workloads (one namespace each, named as in the endpoints file):
+#
+#   name       where            address         labels
+#   db         pod on node1     10.244.1.10/32  app=protected-db
+#   employee   pod on node1     10.244.1.11/32  app=employee
+#   guest      pod on node2     10.244.2.10/32  app=guest
+#   employee2  pod on node2     10.244.2.11/32  app=employee
+#   vm1        behind tor1      10.0.9.10/24    app=employee (an external
+#                               workload, outside the cluster)
+#
+# A pod is wired as Calico and Cilium wire them: its eth0 holds its /32 and
+# routes everything via 169.254.1.1, an address of every host-side veth; the
+# node routes the pod's /32 to the host-side veth (the route roost-loader
+# finds a local endpoint by) and forwards. vm1 sits on 10.0.9.0/24, a subnet
+# of tor1 only (tor1 .1, vm1 .10, vm1's default via tor1): each node routes it
+# via its tor1 uplink, and tor2 does not know it. vm1 reaches the PodCIDRs
+# through tor1, which learnt them by BGP. So pod traffic between the nodes,
+# and vm1's, really crosses the ToRs.
+#
+# Policy: each node runs roost-loader (config <state>/nodeN/loader.yaml) on a
+# private BPF filesystem mounted at <state>/nodeN/bpffs, with the seed
+# policy (internal/endpoints/testdata/policies/seed.yaml, copied to
+# <state>/policies: only app=employee may reach app=protected-db, on TCP 6379)
+# and the five workloads in <state>/endpoints.yaml. db listens on TCP 6379 and
+# 22 (netcat). The traffic checks: employee, employee2 and vm1 reach db:6379;
+# guest's SYNs to db:6379 and employee's to db:22 are dropped, and the drops
+# show in node1's "roostctl drops".
 #
 # Environment:
 #   ROOST_LAB_DIR       state directory (default /run/roost-lab): configs,
-#                       sockets, pid files and logs of every daemon
-#   ROOST_BIN           where roost-agent and roostctl are (default <repo>/bin,
-#                       built by "make build")
-#   ROOST_LAB_TIMEOUT   seconds "up" waits for the ToRs to converge (default 60)
+#                       sockets, pid files, logs and BPF filesystems of every
+#                       daemon
+#   ROOST_BIN           where roost-agent, roost-loader and roostctl are
+#                       (default <repo>/bin, built by "make build")
+#   ROOST_LAB_TIMEOUT   seconds "up" waits for the ToRs to converge, and then
+#                       for the loaders to enforce the policy (default 60)
 #   ROOST_LAB_NO_AGENT  1: "up" runs BIRD with a hand-written config
 #                       equivalent to what roost-agent renders, and no agent
-#                       (for testing the lab itself); "status" remembers it
+#                       (for testing the lab itself); "status" remembers it;
+#                       the loaders and the traffic checks run all the same
 #
 # Query a ToR:  vtysh --vty_socket /run/roost-lab/tor1/run -c 'show bgp summary'
 # Query a node: ip netns exec node1 bin/roostctl --bird-socket \
 #                 /run/roost-lab/node1/run/bird.ctl peers
+#               ip netns exec node1 bin/roostctl drops   (the loader's API is
+#                 127.0.0.1:9480 inside each node, roostctl's default)
+# Try a flow:   ip netns exec guest nc -z -v -w 2 10.244.1.10 6379
 #
-# Packages (bird2, frr, iproute2) come from scripts/deps.sh; this script
-# installs nothing.
+# Packages (bird2, frr, iproute2, netcat-openbsd) come from scripts/deps.sh;
+# this script installs nothing.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,12 +97,30 @@ readonly MARKER="$STATE/.roost-lab" # proves the directory is ours before "down"
 readonly NO_AGENT_FLAG="$STATE/no-agent" # present when "up" ran with ROOST_LAB_NO_AGENT=1
 readonly FRR_DIR=/usr/lib/frr
 readonly AGENT_LISTEN=127.0.0.1:9479
+readonly LOADER_LISTEN=127.0.0.1:9480
 readonly TOR_ASN=65000
+readonly POD_GATEWAY=169.254.1.1 # on every host-side veth; the pods' next hop
+readonly SEED_POLICY="$REPO/internal/endpoints/testdata/policies/seed.yaml"
 
 readonly TORS=(tor1 tor2)
 readonly NODES=(node1 node2)
 # links: "<tor> <node> <n>" — subnet 10.0.<n>.0/30, ToR .1, node .2
 readonly LINKS=("tor1 node1 1" "tor2 node1 2" "tor1 node2 3" "tor2 node2 4")
+readonly PODS=(db employee guest employee2)
+readonly VMS=(vm1)
+# vm1's subnet, on tor1 only: tor1 holds .1, and each node routes the subnet
+# via its tor1 uplink ("<node> <tor1's address on that link>").
+readonly VM_NET=10.0.9.0/24 VM_GATEWAY=10.0.9.1 VM_TOR=tor1
+readonly VM_ROUTES=("node1 10.0.1.1" "node2 10.0.3.1")
+readonly DB_PORTS=(6379 22) # db's TCP listeners
+# traffic checks: "<client> <server> <port> <expectation: allow|drop>"
+readonly CHECKS=(
+	"employee db 6379 allow"
+	"employee2 db 6379 allow"
+	"vm1 db 6379 allow"
+	"guest db 6379 drop"
+	"employee db 22 drop"
+)
 
 # node_asn, node_router_id, node_podcidr, node_lo print one node's settings.
 node_asn() { case "$1" in node1) echo 65101 ;; node2) echo 65102 ;; esac; }
@@ -67,6 +128,25 @@ node_router_id() { case "$1" in node1) echo 10.0.1.2 ;; node2) echo 10.0.3.2 ;; 
 node_podcidr() { case "$1" in node1) echo 10.244.1.0/24 ;; node2) echo 10.244.2.0/24 ;; esac; }
 node_lo() { case "$1" in node1) echo 10.244.1.1 ;; node2) echo 10.244.2.1 ;; esac; }
 tor_router_id() { case "$1" in tor1) echo 10.0.1.1 ;; tor2) echo 10.0.2.1 ;; esac; }
+
+# workload_ip, workload_app and pod_node print one workload's address, its
+# "app" label and (pods only) its node.
+workload_ip() {
+	case "$1" in
+	db) echo 10.244.1.10 ;; employee) echo 10.244.1.11 ;;
+	guest) echo 10.244.2.10 ;; employee2) echo 10.244.2.11 ;;
+	vm1) echo 10.0.9.10 ;;
+	esac
+}
+workload_app() {
+	case "$1" in
+	db) echo protected-db ;; employee | employee2 | vm1) echo employee ;; guest) echo guest ;;
+	esac
+}
+pod_node() { case "$1" in db | employee) echo node1 ;; guest | employee2) echo node2 ;; esac; }
+# enforced_pod succeeds for the pods the seed policy selects (ingress
+# default-deny on them).
+enforced_pod() { [[ $1 == db ]]; }
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() {
@@ -77,9 +157,11 @@ die() {
 usage() {
 	cat >&2 <<EOF
 usage: $0 up|down|status
-  up      create the lab (idempotent) and wait until both ToRs hold both PodCIDRs
-  status  show ToR RIBs and node peers/routes without changing anything
-  down    remove every namespace, process and file the lab made
+  up      create the lab (idempotent), wait until both ToRs hold both PodCIDRs
+          and both roost-loaders enforce the seed policy, then run the checks
+  status  show ToR RIBs, node peers/routes, the policy and the traffic checks
+          without changing anything
+  down    remove every namespace, process, mount and file the lab made
 EOF
 	exit 2
 }
@@ -150,24 +232,28 @@ wait_for() {
 
 # --- programs ----------------------------------------------------------------
 
-# find_programs sets BIRD, BIRDC, VTYSH, AGENT and ROOSTCTL, and dies with what
-# to do when one is missing.
+# find_programs sets BIRD, BIRDC, VTYSH, NC, AGENT, LOADER and ROOSTCTL, and
+# dies with what to do when one is missing.
 find_programs() {
 	BIRD=$(command -v bird || echo /usr/sbin/bird)
 	BIRDC=$(command -v birdc || echo /usr/sbin/birdc)
 	VTYSH=$(command -v vtysh || echo /usr/bin/vtysh)
+	# OpenBSD's netcat by name: the traditional one takes other flags.
+	NC=$(command -v nc.openbsd || echo /usr/bin/nc.openbsd)
 	local p
 	for p in "$BIRD" "$BIRDC" "$VTYSH" "$FRR_DIR/zebra" "$FRR_DIR/bgpd"; do
 		[[ -x $p ]] || die "$p not found: install bird2 and frr (scripts/deps.sh)"
 	done
+	[[ -x $NC ]] || die "$NC not found: install netcat-openbsd (scripts/deps.sh)"
 	id frr >/dev/null 2>&1 || die "user frr does not exist: install frr (scripts/deps.sh)"
 	AGENT=$BIN/roost-agent
+	LOADER=$BIN/roost-loader
 	ROOSTCTL=$BIN/roostctl
-	if [[ $NO_AGENT != 1 ]]; then
-		for p in "$AGENT" "$ROOSTCTL"; do
-			[[ -x $p ]] || die "$p not found: run 'make build' or point ROOST_BIN at the directory holding roost-agent and roostctl"
-		done
-	fi
+	local need=("$LOADER" "$ROOSTCTL")
+	[[ $NO_AGENT == 1 ]] || need+=("$AGENT")
+	for p in "${need[@]}"; do
+		[[ -x $p ]] || die "$p not found: run 'make build' or point ROOST_BIN at the directory holding roost-agent, roost-loader and roostctl"
+	done
 }
 
 # --- network -----------------------------------------------------------------
@@ -199,16 +285,61 @@ make_link() {
 	ip -n "$node" link set "$tor" up
 }
 
-# setup_network builds namespaces, links, sysctls and node routes.
+# make_pod POD wires POD to its node: a veth named POD on the node and eth0
+# in the pod; the pod's /32 on eth0 and its default route via POD_GATEWAY,
+# which every host-side veth holds as a /32; on the node, a host route to
+# the pod's /32 through the veth. Each step is skipped or replaced when
+# already done.
+make_pod() {
+	local pod=$1 node ip
+	node=$(pod_node "$pod") ip=$(workload_ip "$pod")
+	if ! ip -n "$node" link show "$pod" >/dev/null 2>&1; then
+		ip -n "$pod" link del eth0 2>/dev/null || true
+		ip -n "$node" link add "$pod" type veth peer name eth0 netns "$pod"
+	fi
+	# The lab is IPv4 only: without this, the node's router solicitations
+	# into an enforced pod show up as drops.
+	[[ ! -d /proc/sys/net/ipv6 ]] || ip netns exec "$node" sysctl -qw "net.ipv6.conf.$pod.disable_ipv6=1"
+	ip -n "$node" addr replace "$POD_GATEWAY/32" dev "$pod"
+	ip -n "$pod" addr replace "$ip/32" dev eth0
+	ip -n "$node" link set "$pod" up
+	ip -n "$pod" link set eth0 up
+	ip -n "$pod" route replace "$POD_GATEWAY" dev eth0 scope link
+	ip -n "$pod" route replace default via "$POD_GATEWAY" dev eth0
+	ip -n "$node" route replace "$ip/32" dev "$pod"
+}
+
+# make_vm VM wires VM to VM_TOR on VM_NET: VM_TOR holds VM_GATEWAY, VM its
+# own address and a default route via VM_GATEWAY.
+make_vm() {
+	local vm=$1 ip bits=${VM_NET#*/}
+	ip=$(workload_ip "$vm")
+	if ! ip -n "$VM_TOR" link show "$vm" >/dev/null 2>&1; then
+		ip -n "$vm" link del "$VM_TOR" 2>/dev/null || true
+		ip -n "$VM_TOR" link add "$vm" type veth peer name "$VM_TOR" netns "$vm"
+	fi
+	ip -n "$VM_TOR" addr replace "$VM_GATEWAY/$bits" dev "$vm"
+	ip -n "$vm" addr replace "$ip/$bits" dev "$VM_TOR"
+	ip -n "$VM_TOR" link set "$vm" up
+	ip -n "$vm" link set "$VM_TOR" up
+	ip -n "$vm" route replace default via "$VM_GATEWAY" dev "$VM_TOR"
+}
+
+# setup_network builds namespaces, links, sysctls and routes.
 setup_network() {
-	local ns link
+	local ns link pod vm route node gw
 	for ns in "${TORS[@]}" "${NODES[@]}"; do
 		make_netns "$ns"
 		# Hash flows by L4 ports so that ECMP spreads them.
 		ip netns exec "$ns" sysctl -qw net.ipv4.fib_multipath_hash_policy=1
-	done
-	for ns in "${TORS[@]}"; do
 		ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+	done
+	for ns in "${PODS[@]}" "${VMS[@]}"; do
+		make_netns "$ns"
+		# IPv4 only (see make_pod); "default" covers the veth ends made
+		# later. (A kernel without IPv6 has nothing to turn off.)
+		[[ ! -d /proc/sys/net/ipv6 ]] ||
+			ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 	done
 	for link in "${LINKS[@]}"; do
 		# shellcheck disable=SC2086 # split "tor node n"
@@ -219,6 +350,12 @@ setup_network() {
 	done
 	ip -n node1 route replace default nexthop via 10.0.1.1 dev tor1 nexthop via 10.0.2.1 dev tor2
 	ip -n node2 route replace default nexthop via 10.0.3.1 dev tor1 nexthop via 10.0.4.1 dev tor2
+	for pod in "${PODS[@]}"; do make_pod "$pod"; done
+	for vm in "${VMS[@]}"; do make_vm "$vm"; done
+	for route in "${VM_ROUTES[@]}"; do
+		read -r node gw <<<"$route"
+		ip -n "$node" route replace "$VM_NET" via "$gw" dev "$VM_TOR"
+	done
 }
 
 # --- ToRs (FRR) --------------------------------------------------------------
@@ -411,6 +548,236 @@ start_node() {
 	fi
 }
 
+# --- policy (roost-loader) and workloads -------------------------------------
+
+# update_file FILE CONTENT writes CONTENT (and a newline) to FILE through a
+# rename, so that a watcher never reads half a file, unless FILE holds it
+# already. It succeeds when it wrote FILE, and fails when FILE was current.
+update_file() {
+	local file=$1 content=$2
+	[[ -f $file && $(<"$file") == "$content" ]] && return 1
+	printf '%s\n' "$content" >"$file.new"
+	mv "$file.new" "$file"
+}
+
+# endpoints_conf prints roost-loader's endpoints file: every workload with
+# its address and labels (the same as internal/endpoints/testdata/endpoints/
+# lab.yaml).
+endpoints_conf() {
+	local w
+	printf '# written by scripts/lab.sh: the pods and the external workload\nendpoints:\n'
+	for w in "${PODS[@]}" "${VMS[@]}"; do
+		printf '  - name: %s\n    ips: [%s]\n    labels: {app: %s}\n' "$w" "$(workload_ip "$w")" "$(workload_app "$w")"
+	done
+}
+
+# node_loader_conf NODE prints roost-loader's config for NODE.
+node_loader_conf() {
+	local node=$1
+	cat <<EOF
+# written by scripts/lab.sh
+node: $node
+bpffs: $STATE/$node/bpffs
+policyDir: $STATE/policies
+endpointsFile: $STATE/endpoints.yaml
+kubernetes: {enabled: false, kubeconfig: ""}
+listen: $LOADER_LISTEN
+EOF
+}
+
+# bpffs_mounted DIR succeeds when a BPF filesystem is mounted on DIR.
+bpffs_mounted() { awk -v d="$1" '$2 == d && $3 == "bpf" { found = 1 } END { exit !found }' /proc/self/mounts; }
+
+# write_policy_files writes the seed policy and the endpoints file that both
+# loaders read. A loader would notice a change by itself, but "up" could not
+# tell when it has applied it, so running loaders are restarted instead
+# (their pinned programs keep enforcing meanwhile): a ready loader has then
+# applied the files as they are now.
+write_policy_files() {
+	local changed=0 node
+	[[ -f $SEED_POLICY ]] || die "$SEED_POLICY not found: the lab's policy comes from the repository"
+	mkdir -p "$STATE/policies"
+	update_file "$STATE/policies/seed.yaml" "$(<"$SEED_POLICY")" && changed=1
+	update_file "$STATE/endpoints.yaml" "$(endpoints_conf)" && changed=1
+	((changed)) || return 0
+	for node in "${NODES[@]}"; do
+		if alive "$STATE/$node/run/loader.pid" "$node"; then
+			log "$node: policy or endpoints changed, restarting roost-loader"
+			stop_pid "$STATE/$node/run/loader.pid" "$node"
+		fi
+	done
+}
+
+# start_loader NODE mounts NODE's private BPF filesystem (the loader pins
+# its maps and links there, never in /sys/fs/bpf) and starts NODE's
+# roost-loader unless it runs; a changed config restarts it.
+start_loader() {
+	local node=$1 dir=$STATE/$1 out
+	mkdir -p "$dir/bpffs" "$dir/run" "$dir/log"
+	if ! bpffs_mounted "$dir/bpffs"; then
+		mount -t bpf bpf "$dir/bpffs"
+		log "$node: bpffs mounted on $dir/bpffs"
+	fi
+	if update_file "$dir/loader.yaml" "$(node_loader_conf "$node")"; then
+		# A running loader read the old file at start.
+		stop_pid "$dir/run/loader.pid" "$node"
+	fi
+	alive "$dir/run/loader.pid" "$node" && return 0
+	out=$("$LOADER" --config "$dir/loader.yaml" --dry-run 2>&1) ||
+		die "$node: roost-loader rejects its config, endpoints or policy ($dir/loader.yaml): $out"
+	spawn "$node" "$dir/run/loader.pid" "$dir/log/loader.log" \
+		"$LOADER" --config "$dir/loader.yaml"
+	sleep 0.5
+	alive "$dir/run/loader.pid" "$node" ||
+		die "$node: roost-loader exited at start; see $dir/log/loader.log"
+	log "$node: roost-loader started (pid $(<"$dir/run/loader.pid"))"
+}
+
+# listening NS PORT succeeds when something listens on TCP PORT in NS.
+listening() { [[ -n $(ip netns exec "$1" ss -Htln "sport = :$2") ]]; }
+
+# start_servers starts db's TCP listeners (netcat, accepting one connection
+# after another) unless they run.
+start_servers() {
+	local port dir=$STATE/db
+	mkdir -p "$dir/run" "$dir/log"
+	for port in "${DB_PORTS[@]}"; do
+		alive "$dir/run/nc-$port.pid" db && continue
+		spawn db "$dir/run/nc-$port.pid" "$dir/log/nc-$port.log" "$NC" -d -l -k "$port"
+		wait_for 5 listening db "$port" || die "db: nc does not listen on $port; see $dir/log/nc-$port.log"
+		log "db: nc listening on $port (pid $(<"$dir/run/nc-$port.pid"))"
+	done
+}
+
+# roostctl_loader NODE ARGS... runs roostctl against NODE's roost-loader.
+roostctl_loader() {
+	local node=$1
+	shift
+	ip netns exec "$node" "$ROOSTCTL" --loader "$LOADER_LISTEN" "$@"
+}
+
+# loader_ready NODE succeeds when NODE's roost-loader answers, its last
+# reconcile succeeded, and it sees NODE's pods as local endpoints, with
+# ingress enforced on exactly those the seed policy selects.
+loader_ready() {
+	local node=$1 out pod want
+	out=$(roostctl_loader "$node" --timeout 2s endpoints 2>/dev/null) || return 1
+	! grep -q '^last apply' <<<"$out" || return 1
+	for pod in "${PODS[@]}"; do
+		[[ $(pod_node "$pod") == "$node" ]] || continue
+		want="yes open"
+		if enforced_pod "$pod"; then want="yes enforced"; fi
+		[[ $(awk -v p="$pod" '$1 == p { print $4, $5 }' <<<"$out") == "$want" ]] || return 1
+	done
+}
+
+# loaders_ready succeeds when every node's loader is ready.
+loaders_ready() {
+	local node
+	for node in "${NODES[@]}"; do loader_ready "$node" || return 1; done
+}
+
+# drops_after NODE LAST prints the drops NODE's roost-loader reports after
+# the line LAST (all of them when LAST is empty), one per line as roostctl
+# prints them.
+drops_after() {
+	roostctl_loader "$1" drops |
+		awk -v last="$2" 'last == "" || found { print; next } $0 == last { found = 1 }'
+}
+
+# count_drops SRC DST PORT counts the drop lines on stdin from SRC (any
+# port) to DST:PORT.
+count_drops() {
+	awk -v s="$1:" -v d="$2:$3" '$NF == d && $(NF-1) == "->" && index($(NF-2), s) == 1 { n++ } END { print n + 0 }'
+}
+
+# probe CLIENT IP PORT tries a TCP connection from CLIENT's namespace to
+# IP:PORT, with 2 s to connect, and prints how it ended.
+probe() {
+	local out
+	if out=$(ip netns exec "$1" "$NC" -z -v -n -w 2 "$2" "$3" 2>&1); then
+		echo connected
+	elif [[ $out == *"timed out"* ]]; then
+		echo "no answer"
+	elif [[ $out == *refused* ]]; then
+		echo "refused (RST)"
+	else
+		echo "failed: ${out##*: }"
+	fi
+}
+
+# tor_forwarded TOR prints how many IPv4 packets TOR has forwarded (its BGP
+# sessions are its own traffic, not counted).
+tor_forwarded() {
+	ip netns exec "$1" cat /proc/net/snmp |
+		awk '$1 == "Ip:" && !col { for (i = 2; i <= NF; i++) if ($i == "ForwDatagrams") col = i; next }
+			$1 == "Ip:" { print $col; exit }'
+}
+
+# traffic runs CHECKS and prints a table of what each should give and what
+# it gave: an allowed flow connects and is never dropped; a dropped flow
+# gets no answer (not even a reset) and shows in the server node's
+# "roostctl drops". VIA lists the ToRs that forwarded packets meanwhile: a
+# flow between the nodes, or from vm1, must cross one, a flow within a node
+# none. It returns non-zero when a check fails, after running them all.
+traffic() {
+	local rc=0 check client server port expect src dst node last listed out got drops want ok i
+	local tor via n cross
+	local -A fwd
+	printf '%-10s %-12s %-22s %-9s %-10s %-10s %-10s %s\n' \
+		CLIENT SOURCE DESTINATION EXPECTED RESULT VIA NEW-DROPS CHECK
+	for check in "${CHECKS[@]}"; do
+		read -r client server port expect <<<"$check"
+		src=$(workload_ip "$client") dst=$(workload_ip "$server") node=$(pod_node "$server")
+		cross=1
+		[[ $(pod_node "$client") != "$node" ]] || cross=0
+		for tor in "${TORS[@]}"; do fwd[$tor]=$(tor_forwarded "$tor"); done
+		# Without the loader's API the flow is still tried (the pinned
+		# programs enforce on), but its drops cannot be counted.
+		drops="?" last="" listed=0
+		if out=$(drops_after "$node" "" 2>/dev/null); then
+			last=$(tail -n 1 <<<"$out") listed=1
+		fi
+		got=$(probe "$client" "$dst" "$port")
+		# Drop events reach the loader through a ring buffer: give them a
+		# moment.
+		for ((i = 0; listed && i < 15; i++)); do
+			if ! out=$(drops_after "$node" "$last" 2>/dev/null); then
+				drops="?"
+				break
+			fi
+			drops=$(count_drops "$src" "$dst" "$port" <<<"$out")
+			[[ $expect == drop && $drops == 0 ]] || break
+			sleep 0.2
+		done
+		via=""
+		for tor in "${TORS[@]}"; do
+			n=$(tor_forwarded "$tor")
+			[[ $n == "${fwd[$tor]}" ]] || via+=${via:++}$tor
+		done
+		ok=FAIL
+		case $expect in
+		allow)
+			want=allowed
+			[[ $got == connected && $drops == 0 ]] && ok=ok
+			;;
+		drop)
+			want=dropped
+			[[ $got == "no answer" && $drops =~ ^[1-9] ]] && ok=ok
+			;;
+		esac
+		if ((cross)) && [[ -z $via ]]; then
+			ok="FAIL (crossed no ToR)"
+		elif ((!cross)) && [[ -n $via ]]; then
+			ok="FAIL (left the node)"
+		fi
+		[[ $ok == ok ]] || rc=1
+		printf '%-10s %-12s %-22s %-9s %-10s %-10s %-10s %s\n' \
+			"$client" "$src" "$server $dst:$port" "$want" "$got" "${via:--}" "$drops" "$ok"
+	done
+	return "$rc"
+}
+
 # --- convergence and report --------------------------------------------------
 
 # tor_holds TOR PREFIX succeeds when TOR's zebra has installed PREFIX, learned
@@ -474,6 +841,74 @@ report() {
 	return "$rc"
 }
 
+# hop NS DST [SRC IIF] prints NS's route to DST, for a packet from SRC that
+# came in on IIF when given: where NS sends it next.
+hop() {
+	local ns=$1 dst=$2 src=${3:-} iif=${4:-} out
+	if [[ -n $src ]]; then
+		out=$(ip -n "$ns" -o route get "$dst" from "$src" iif "$iif" 2>&1)
+	else
+		out=$(ip -n "$ns" -o route get "$dst" 2>&1)
+	fi
+	out=${out%%\\*} # drop the cache details after the route
+	out=$(tr -s ' ' <<<"$out")
+	printf '  %-6s %s\n' "$ns" "${out% }"
+}
+
+# paths prints the hops of the flows between the nodes and from vm1: each
+# node sends other nodes' pods and vm1 to a ToR (by its default route, and
+# the route to vm1's subnet via tor1), and the ToRs send each PodCIDR to its
+# node (by what that node's roost-agent announced).
+paths() {
+	echo "employee2 -> db (node2 -> ToR -> node1):"
+	hop node2 10.244.1.10 10.244.2.11 employee2
+	hop tor1 10.244.1.10 10.0.3.2 node2
+	hop tor2 10.244.1.10 10.0.4.2 node2
+	hop node1 10.244.1.10 10.244.2.11 tor1
+	echo "db -> employee2 (node1 -> ToR -> node2):"
+	hop node1 10.244.2.11 10.244.1.10 db
+	hop tor1 10.244.2.11 10.0.1.2 node1
+	hop tor2 10.244.2.11 10.0.2.2 node1
+	echo "vm1 -> db (tor1 -> node1), and back (node1 -> tor1):"
+	hop tor1 10.244.1.10 10.0.9.10 vm1
+	hop node1 10.0.9.10 10.244.1.10 db
+}
+
+# report_policy prints the paths, runs the traffic checks, then prints
+# node1's drops, endpoints and db's policy with the datapath's counters,
+# and node2's endpoints. It returns non-zero when a check failed, after
+# printing everything.
+report_policy() {
+	local rc=0 out n
+	section "paths"
+	paths
+	section "traffic (seed policy: only app=employee may reach app=protected-db, on TCP 6379)"
+	traffic || rc=1
+	section "node1: roostctl drops"
+	if out=$(roostctl_loader node1 drops); then
+		n=$(grep -c . <<<"$out" || true)
+		if ((n > 20)); then
+			echo "(the last 20 of $n)"
+			tail -n 20 <<<"$out"
+		else
+			printf '%s\n' "$out"
+		fi
+	else
+		echo "(roostctl drops failed)"
+		rc=1
+	fi
+	local args
+	for args in "node1 endpoints" "node1 policy db" "node2 endpoints"; do
+		section "${args%% *}: roostctl ${args#* }"
+		# shellcheck disable=SC2086 # split "node command [endpoint]"
+		roostctl_loader $args || {
+			echo "(roostctl ${args#* } failed)"
+			rc=1
+		}
+	done
+	return "$rc"
+}
+
 # --- commands ----------------------------------------------------------------
 
 cmd_up() {
@@ -486,13 +921,31 @@ cmd_up() {
 	local ns
 	for ns in "${TORS[@]}"; do start_tor "$ns"; done
 	for ns in "${NODES[@]}"; do start_node "$ns"; done
+	write_policy_files
+	for ns in "${NODES[@]}"; do start_loader "$ns"; done
+	start_servers
 	log "waiting up to ${TIMEOUT}s for both ToRs to hold both PodCIDRs"
 	if ! wait_for "$TIMEOUT" converged; then
 		report || true
 		die "ToRs did not learn both PodCIDRs within ${TIMEOUT}s; logs are in $STATE/*/log"
 	fi
 	log "converged"
-	report
+	log "waiting up to ${TIMEOUT}s for both roost-loaders to enforce the seed policy on their pods"
+	if ! wait_for "$TIMEOUT" loaders_ready; then
+		for ns in "${NODES[@]}"; do
+			section "$ns: roostctl endpoints"
+			roostctl_loader "$ns" endpoints || true
+		done
+		die "the roost-loaders are not ready within ${TIMEOUT}s; see $STATE/node*/log/loader.log"
+	fi
+	log "policy enforced"
+	local rc=0
+	report || rc=1
+	report_policy || rc=1
+	if ((rc != 0)); then
+		die "a check failed (see above); logs are in $STATE/*/log"
+	fi
+	log "all checks passed"
 }
 
 cmd_status() {
@@ -501,30 +954,50 @@ cmd_status() {
 	find_programs
 	local rc=0 ns f
 	section "processes"
-	for ns in "${TORS[@]}" "${NODES[@]}"; do
+	for ns in "${TORS[@]}" "${NODES[@]}" "${PODS[@]}"; do
 		for f in "$STATE/$ns"/run/*.pid; do
 			[[ -e $f ]] || continue
 			if alive "$f" "$ns"; then
-				printf '%-6s %-6s pid %s\n' "$ns" "$(basename "$f" .pid)" "$(<"$f")"
+				printf '%-9s %-8s pid %s\n' "$ns" "$(basename "$f" .pid)" "$(<"$f")"
 			else
-				printf '%-6s %-6s NOT RUNNING\n' "$ns" "$(basename "$f" .pid)"
+				printf '%-9s %-8s NOT RUNNING\n' "$ns" "$(basename "$f" .pid)"
 				rc=1
 			fi
 		done
 	done
+	for ns in "${NODES[@]}"; do
+		if bpffs_mounted "$STATE/$ns/bpffs"; then
+			printf '%-9s %-8s mounted on %s\n' "$ns" bpffs "$STATE/$ns/bpffs"
+		else
+			printf '%-9s %-8s NOT MOUNTED on %s\n' "$ns" bpffs "$STATE/$ns/bpffs"
+			rc=1
+		fi
+	done
 	report || rc=1
-	return "$rc"
+	report_policy || rc=1
+	if ((rc != 0)); then
+		log "a check failed (see above)"
+		return "$rc"
+	fi
+	log "all checks passed"
 }
 
 cmd_down() {
 	local ns f pid
 	for ns in "${NODES[@]}" "${TORS[@]}"; do
-		# agent before bird, bgpd before zebra: the order they depend on
-		for f in agent bird bgpd zebra; do
+		# loader and agent before bird, bgpd before zebra: the order they
+		# depend on
+		for f in loader agent bird bgpd zebra; do
 			stop_pid "$STATE/$ns/run/$f.pid" "$ns"
 		done
 	done
-	for ns in "${NODES[@]}" "${TORS[@]}"; do
+	for ns in "${PODS[@]}" "${VMS[@]}"; do
+		for f in "$STATE/$ns"/run/*.pid; do
+			[[ -e $f ]] || continue
+			stop_pid "$f" "$ns"
+		done
+	done
+	for ns in "${PODS[@]}" "${VMS[@]}" "${NODES[@]}" "${TORS[@]}"; do
 		ip netns list | awk '{print $1}' | grep -qx "$ns" || continue
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
 			log "$ns: killing leftover pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null))"
@@ -533,9 +1006,19 @@ cmd_down() {
 		ip netns del "$ns"
 		log "namespace $ns deleted"
 	done
+	# The BPF filesystems, and with them the pins that kept the programs
+	# loaded after the loaders stopped. (Mounted twice by hand, a directory
+	# is unmounted twice.)
+	for ns in "${NODES[@]}"; do
+		while bpffs_mounted "$STATE/$ns/bpffs"; do
+			umount "$STATE/$ns/bpffs"
+			log "$ns: unmounted $STATE/$ns/bpffs"
+		done
+	done
 	if [[ -d $STATE ]]; then
 		if [[ -f $MARKER ]]; then
-			rm -rf -- "$STATE"
+			# never into a file system still mounted below it
+			rm -rf --one-file-system -- "$STATE"
 			log "removed $STATE"
 		else
 			log "left $STATE alone: it has no $(basename "$MARKER") marker, so it is not the lab's"
