@@ -11,14 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/roost-net/roost/internal/loaderapi"
 	"github.com/roost-net/roost/internal/testenv"
@@ -299,39 +296,8 @@ func (n *node) waitLastApply(t *testing.T, errText string) string {
 	return out
 }
 
-// inNS runs f on a thread inside namespace ns, and moves the thread back
-// after (if that fails, the thread stays locked and is discarded).
-func inNS(ns string, f func() error) error {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		err = f()
-		if backErr := netns.Set(orig); backErr != nil {
-			errc <- errors.Join(err, backErr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
+// inNS runs f on a thread inside namespace ns (see testenv.InNetNS).
+func inNS(ns string, f func() error) error { return testenv.InNetNS(ns, f) }
 
 // serveTCP accepts connections on addr in namespace ns and answers each
 // with one line.

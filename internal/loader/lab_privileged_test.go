@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/sirupsen/logrus"
-	"github.com/vishvananda/netns"
 
 	"github.com/roost-net/roost/internal/datapath"
 	"github.com/roost-net/roost/internal/policy"
@@ -113,39 +111,8 @@ func ifindexIn(t testing.TB, ns, ifname string) int {
 	return idx
 }
 
-// inNS runs f on a thread inside namespace ns, and moves the thread back
-// after (if that fails, the thread stays locked and is discarded).
-func inNS(ns string, f func() error) error {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		err = f()
-		if backErr := netns.Set(orig); backErr != nil {
-			errc <- errors.Join(err, backErr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
+// inNS runs f on a thread inside namespace ns (see testenv.InNetNS).
+func inNS(ns string, f func() error) error { return testenv.InNetNS(ns, f) }
 
 // endpoints returns the lab's pods as endpoints, all local, plus extra.
 func (l *lab) endpoints(extra ...policy.Endpoint) []policy.Endpoint {

@@ -1,9 +1,14 @@
 package testenv
 
 import (
+	"errors"
+	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netns"
 )
 
 // NetNS creates a fresh named network namespace (name from Name(prefix)) with
@@ -61,4 +66,39 @@ func InNS(ns string, argv ...string) []string {
 		return argv
 	}
 	return append([]string{"ip", "netns", "exec", ns}, argv...)
+}
+
+// InNetNS runs f on a thread inside the named network namespace, and moves
+// the thread back after; if that fails, the thread stays locked and Go
+// discards it when f's goroutine ends. Sockets f opens stay in ns.
+func InNetNS(ns string, f func() error) error {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	defer h.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		err = f()
+		if backErr := netns.Set(orig); backErr != nil {
+			errc <- errors.Join(err, backErr)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
 }
