@@ -128,10 +128,17 @@ func (l *lab) endpoints(extra ...policy.Endpoint) []policy.Endpoint {
 // and closes it at the end of the test unless the test did.
 func (l *lab) open(t *testing.T, mode AttachMode) *Loader {
 	t.Helper()
+	return l.openWith(t, Options{Attach: mode})
+}
+
+// openWith is open with more options (BPFFS, NetNS and Log are the lab's).
+func (l *lab) openWith(t *testing.T, o Options) *Loader {
+	t.Helper()
 	log := logrus.New()
 	log.SetLevel(logrus.DebugLevel)
 	log.SetOutput(testWriter{t})
-	ld, err := Open(Options{BPFFS: l.bpffs, NetNS: "/var/run/netns/" + l.node, Attach: mode, Log: log})
+	o.BPFFS, o.NetNS, o.Log = l.bpffs, "/var/run/netns/"+l.node, log
+	ld, err := Open(o)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

@@ -67,14 +67,17 @@ func checkFeatures(fs []feature) error {
 	return errors.Join(errs...)
 }
 
-// loadObjects loads the Policy collection into objs with every map but the
-// unpinned ones pinned by name under dir/maps: existing pins are adopted,
-// missing ones created. Pins of maps the collection does not have are
-// removed.
-func loadObjects(objs *bpf.PolicyObjects, dir string, log logrus.FieldLogger) error {
-	spec, err := bpf.LoadPolicy()
+// loadObjects loads the collection that newSpec returns (Options.Spec) into
+// objs with every map but the unpinned ones pinned by name under dir/maps:
+// existing pins are adopted, missing ones created. Pins of maps the
+// collection does not have are removed.
+func loadObjects(objs *bpf.PolicyObjects, newSpec func() (*ebpf.CollectionSpec, error), dir string, log logrus.FieldLogger) error {
+	spec, err := newSpec()
 	if err != nil {
 		return fmt.Errorf("load bpf collection spec: %w", err)
+	}
+	if spec == nil {
+		return errors.New("load bpf collection spec: Options.Spec returned no spec")
 	}
 	mapsDir := filepath.Join(dir, "maps")
 	for name, m := range spec.Maps {

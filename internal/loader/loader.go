@@ -22,15 +22,15 @@
 //
 // Close never detaches anything: while no loader runs, the pinned links keep
 // the last programs enforcing with the pinned maps. Open loads the programs
-// of this binary anew over the pinned maps; Apply writes the map changes,
-// then moves every existing link to the new programs with link.Update, which
-// swaps the program atomically: there is no moment with no program
-// attached, and no packet is judged by anything but the old or the new
-// programs over the same maps. Until its link moves, an old program keeps
-// the flow cache of its own collection, which the new loader cannot void:
-// between the new loader's first map write and the link update, a flow
-// whose decision the old program cached is still decided by the policy
-// before the write (the old policy, never neither).
+// of this binary (or those of Options.Spec) anew over the pinned maps;
+// Apply writes the map changes, then moves every existing link to the new
+// programs with link.Update, which swaps the program atomically: there is
+// no moment with no program attached, and no packet is judged by anything
+// but the old or the new programs over the same maps. Until its link moves,
+// an old program keeps the flow cache of its own collection, which the new
+// loader cannot void: between the new loader's first map write and the link
+// update, a flow whose decision the old program cached is still decided by
+// the policy before the write (the old policy, never neither).
 //
 // # Endpoints
 //
@@ -80,6 +80,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -142,6 +143,11 @@ type Options struct {
 	Attach AttachMode
 	// Log receives what the loader does; nil discards it.
 	Log logrus.FieldLogger
+	// Spec returns the programs to load, a fresh spec on every call
+	// (loading changes it); nil means package bpf's (bpf.LoadPolicy). An
+	// upgrade is a loader opened with a newer spec over the same pins;
+	// tests pass a modified spec.
+	Spec func() (*ebpf.CollectionSpec, error)
 }
 
 // Loader owns roost's pinned eBPF objects under one BPF filesystem
@@ -174,9 +180,9 @@ var (
 	ErrKernelFeature = errors.New("kernel lacks a feature roost needs")
 )
 
-// Open loads the programs and adopts (or creates) the pinned maps under
-// o.BPFFS. It removes the memlock limit, checks the kernel's features, and
-// runs bump_generation once. It attaches nothing: Apply does.
+// Open loads the programs (o.Spec) and adopts (or creates) the pinned maps
+// under o.BPFFS. It removes the memlock limit, checks the kernel's features,
+// and runs bump_generation once. It attaches nothing: Apply does.
 //
 // Errors wrap ErrNotBPFFS (with how to mount one), ErrBusy,
 // ErrKernelFeature (naming the feature), ebpf.ErrMapIncompatible (naming
@@ -191,6 +197,9 @@ func Open(o Options) (*Loader, error) {
 		discard := logrus.New()
 		discard.Out = nopWriter{}
 		o.Log = discard
+	}
+	if o.Spec == nil {
+		o.Spec = bpf.LoadPolicy
 	}
 	if err := prepareBPFFS(o.BPFFS); err != nil {
 		return nil, err
@@ -212,7 +221,7 @@ func (l *Loader) open() error {
 	if err := checkKernel(); err != nil {
 		return err
 	}
-	if err := loadObjects(&l.objs, l.opts.BPFFS, l.log); err != nil {
+	if err := loadObjects(&l.objs, l.opts.Spec, l.opts.BPFFS, l.log); err != nil {
 		return err
 	}
 	l.maps = datapath.NewMaps(&l.objs)

@@ -32,89 +32,33 @@ spec:
         protocol: UDP
 `
 
-// changeBuild stands in for an upgrade to a roost whose programs differ:
-// it loads to_endpoint and from_endpoint of package bpf with a no-op
-// (r1 = r1) put before their first instruction, so that their instructions
-// and tags differ from this build's, over exactly the maps ld's own programs
-// use (the pinned maps, and the flow cache and generation of ld's
-// collection, which ld's writes bump), and gives them to ld in place of its
-// own programs, which were never attached. It returns the new programs'
-// tags. A loader has no seam to load another build (Open always loads
-// package bpf's): this is what Open would have loaded, had the build been
-// another.
-func changeBuild(t *testing.T, ld *Loader) (toTag, fromTag string) {
-	t.Helper()
+// changedBuild stands in for a roost whose programs differ (an upgrade):
+// it is package bpf's spec with a no-op (r1 = r1) put before the first
+// instruction of to_endpoint and from_endpoint, so that their instructions
+// and tags differ from this build's while they use the same maps.
+func changedBuild() (*ebpf.CollectionSpec, error) {
 	spec, err := bpf.LoadPolicy()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, name := range []string{bpf.PolicyProgToEndpoint, bpf.PolicyProgFromEndpoint} {
-		insns := spec.Programs[name].Instructions
+		prog := spec.Programs[name]
+		if prog == nil || len(prog.Instructions) == 0 {
+			return nil, fmt.Errorf("change build: no program %s", name)
+		}
+		insns := prog.Instructions
 		// The no-op takes over the first instruction's metadata (its
 		// symbol, function and line info), so that it opens the function.
 		nop := asm.Mov.Reg(asm.R1, asm.R1).WithMetadata(insns[0].Metadata)
 		first := insns[0].WithMetadata(asm.Metadata{})
-		spec.Programs[name].Instructions = append(asm.Instructions{nop, first}, insns[1:]...)
+		prog.Instructions = append(asm.Instructions{nop, first}, insns[1:]...)
 	}
-
-	// The maps of ld's to_endpoint are every map of the collection.
-	info, err := ld.objs.ToEndpoint.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, ok := info.MapIDs()
-	if !ok {
-		t.Fatal("to_endpoint's map ids are not available")
-	}
-	repl := map[string]*ebpf.Map{}
-	for _, id := range ids {
-		m, err := ebpf.NewMapFromID(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close() // the collection keeps clones
-		mi, err := m.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		repl[mi.Name] = m
-	}
-	for name := range spec.Maps {
-		if repl[name] == nil {
-			t.Fatalf("map %q of the collection is not among to_endpoint's maps %v", name, ids)
-		}
-	}
-
-	var progs struct {
-		To   *ebpf.Program `ebpf:"to_endpoint"`
-		From *ebpf.Program `ebpf:"from_endpoint"`
-	}
-	if err := spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
-		t.Fatalf("load the changed build: %v", err)
-	}
-	tags := make([]string, 2)
-	for i, pair := range []struct{ old, new *ebpf.Program }{{ld.objs.ToEndpoint, progs.To}, {ld.objs.FromEndpoint, progs.From}} {
-		oldInfo, err := pair.old.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		newInfo, err := pair.new.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if oldInfo.Tag == newInfo.Tag {
-			t.Fatalf("program %s: the changed build has the same tag %s", oldInfo.Name, oldInfo.Tag)
-		}
-		tags[i] = newInfo.Tag
-	}
-	ld.objs.ToEndpoint.Close()
-	ld.objs.FromEndpoint.Close()
-	ld.objs.ToEndpoint, ld.objs.FromEndpoint = progs.To, progs.From
-	return tags[0], tags[1]
+	return spec, nil
 }
 
 // TestPrivilegedUpgradeUnderTraffic upgrades the loader to a changed build
-// (Close, Open with programs whose instructions differ, Apply) while guest
+// (Close, Open with Options.Spec giving programs whose instructions differ,
+// Apply) while guest
 // and employee send UDP to db without pause and two TCP connections
 // (employee to db, and db to employee, whose replies pass by conntrack
 // alone) exchange lines: the links keep their ids and move to the new
@@ -174,8 +118,25 @@ func TestPrivilegedUpgradeUnderTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	progress("no loader")
-	ld = lab.open(t, AttachAuto)
-	toTag, fromTag := changeBuild(t, ld)
+	ld = lab.openWith(t, Options{Spec: changedBuild})
+	var toTag, fromTag string
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+		tag  *string
+	}{
+		{bpf.PolicyProgToEndpoint, ld.objs.ToEndpoint, &toTag},
+		{bpf.PolicyProgFromEndpoint, ld.objs.FromEndpoint, &fromTag},
+	} {
+		info, err := p.prog.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Tag == tagOf(old, p.name) {
+			t.Fatalf("program %s: the changed build has the same tag %s", p.name, info.Tag)
+		}
+		*p.tag = info.Tag
+	}
 	progress("new build open")
 	pending, err := ld.Attachments()
 	if err != nil {
