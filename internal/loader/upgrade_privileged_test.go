@@ -58,10 +58,9 @@ func changedBuild() (*ebpf.CollectionSpec, error) {
 
 // TestPrivilegedUpgradeUnderTraffic upgrades the loader to a changed build
 // (Close, Open with Options.Spec giving programs whose instructions differ,
-// Apply) while guest
-// and employee send UDP to db without pause and two TCP connections
-// (employee to db, and db to employee, whose replies pass by conntrack
-// alone) exchange lines: the links keep their ids and move to the new
+// Apply) while guest and employee send UDP to db without pause and two TCP
+// connections (employee to db, and db to employee, whose replies pass by
+// conntrack alone) exchange lines: the links keep their ids and move to the new
 // programs (new program ids and tags, current), not one guest datagram
 // arrives, not one of employee's is lost, and neither connection breaks.
 // Then a policy change lets guest's datagrams in: the new programs read the
