@@ -13,12 +13,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/policy"
 )
 
@@ -200,11 +200,11 @@ func relevant(old, cur *corev1.Pod) bool {
 // client-go, which logs them through klog.
 func WatchPods(ctx context.Context, cs kubernetes.Interface, resync time.Duration, fn func(PodsState)) error {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watch{dirty: make(chan struct{}, 1), cancel: cancel}
+	w := &watch{dirty: make(chan struct{}, 1), guard: k8swatch.NewSyncGuard(cancel)}
 	inf := coreinformers.NewFilteredPodInformer(cs, metav1.NamespaceAll, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.FieldSelector = podFieldSelector
 	})
-	if err := inf.SetWatchErrorHandlerWithContext(w.watchError); err != nil {
+	if err := inf.SetWatchErrorHandlerWithContext(w.guard.WatchError); err != nil {
 		cancel()
 		return fmt.Errorf("watch pods: %w", err)
 	}
@@ -243,9 +243,9 @@ func WatchPods(ctx context.Context, cs kubernetes.Interface, resync time.Duratio
 	}()
 
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return w.syncError(ctx)
+		return w.guard.Err(ctx, "watch pods", "the loader needs list and watch on pods in all namespaces")
 	}
-	w.setSynced()
+	w.guard.Synced()
 
 	var last PodsState
 	for {
@@ -276,13 +276,8 @@ func current(store cache.Store) PodsState {
 
 // watch is the state one WatchPods shares with the informer's goroutines.
 type watch struct {
-	dirty  chan struct{} // holds one token when the pods may have changed
-	cancel context.CancelFunc
-
-	mu      sync.Mutex
-	synced  bool
-	lastErr error // last list/watch error before the first sync
-	fatal   error // the error that ended the watch before the first sync
+	dirty chan struct{} // holds one token when the pods may have changed
+	guard *k8swatch.SyncGuard
 }
 
 // poke notes that the state may have changed.
@@ -291,44 +286,4 @@ func (w *watch) poke() {
 	case w.dirty <- struct{}{}:
 	default:
 	}
-}
-
-// watchError handles the informer's list and watch errors. Before the first
-// sync it notes the error for syncError, and ends the watch on errors that
-// retrying cannot heal. Every other error gets client-go's default handling
-// (logged through klog, then retried).
-func (w *watch) watchError(ctx context.Context, r *cache.Reflector, err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.synced {
-		w.lastErr = err
-		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-			// WatchPods returns this error; it is not logged here too.
-			if w.fatal == nil {
-				w.fatal = err
-				w.cancel()
-			}
-			return
-		}
-	}
-	cache.DefaultWatchErrorHandler(ctx, r, err)
-}
-
-func (w *watch) setSynced() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.synced = true
-}
-
-// syncError returns why the informer did not sync before ctx ended.
-func (w *watch) syncError(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.fatal != nil {
-		return fmt.Errorf("watch pods: %w (check the loader's credentials and RBAC: it needs list and watch on pods in all namespaces)", w.fatal)
-	}
-	if w.lastErr != nil {
-		return fmt.Errorf("watch pods: stopped before the first list succeeded (last error: %v): %w", w.lastErr, ctx.Err())
-	}
-	return fmt.Errorf("watch pods: stopped before the first list completed: %w", ctx.Err())
 }

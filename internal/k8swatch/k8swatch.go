@@ -17,7 +17,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	coreinformers "k8s.io/client-go/informers/core/v1"
@@ -105,11 +104,11 @@ func WatchNode(ctx context.Context, cs kubernetes.Interface, node string, resync
 		return errors.New("watch node: no node name given")
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watch{node: node, dirty: make(chan struct{}, 1), cancel: cancel}
+	w := &watch{node: node, dirty: make(chan struct{}, 1), guard: NewSyncGuard(cancel)}
 	inf := coreinformers.NewFilteredNodeInformer(cs, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
 	})
-	if err := inf.SetWatchErrorHandlerWithContext(w.watchError); err != nil {
+	if err := inf.SetWatchErrorHandlerWithContext(w.guard.WatchError); err != nil {
 		cancel()
 		return fmt.Errorf("watch node %s: %w", node, err)
 	}
@@ -132,9 +131,9 @@ func WatchNode(ctx context.Context, cs kubernetes.Interface, node string, resync
 	}()
 
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return w.syncError(ctx)
+		return w.guard.Err(ctx, "watch node "+node, "the agent needs get, list and watch on nodes")
 	}
-	w.setSynced()
+	w.guard.Synced()
 
 	var last NodeState
 	for {
@@ -153,14 +152,9 @@ func WatchNode(ctx context.Context, cs kubernetes.Interface, node string, resync
 
 // watch is the state one WatchNode shares with the informer's goroutines.
 type watch struct {
-	node   string
-	dirty  chan struct{} // holds one token when the Node may have changed
-	cancel context.CancelFunc
-
-	mu      sync.Mutex
-	synced  bool
-	lastErr error // last list/watch error before the first sync
-	fatal   error // the error that ended the watch before the first sync
+	node  string
+	dirty chan struct{} // holds one token when the Node may have changed
+	guard *SyncGuard
 }
 
 // poke notes that obj, if it is our Node, may have changed.
@@ -189,46 +183,6 @@ func (w *watch) current(store cache.Store) NodeState {
 		return stateOf(nil)
 	}
 	return stateOf(n)
-}
-
-// watchError handles the informer's list and watch errors. Before the first
-// sync it notes the error for syncError, and ends the watch on errors that
-// retrying cannot heal. Every other error gets client-go's default handling
-// (logged through klog, then retried).
-func (w *watch) watchError(ctx context.Context, r *cache.Reflector, err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.synced {
-		w.lastErr = err
-		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-			// WatchNode returns this error; it is not logged here too.
-			if w.fatal == nil {
-				w.fatal = err
-				w.cancel()
-			}
-			return
-		}
-	}
-	cache.DefaultWatchErrorHandler(ctx, r, err)
-}
-
-func (w *watch) setSynced() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.synced = true
-}
-
-// syncError returns why the informer did not sync before ctx ended.
-func (w *watch) syncError(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.fatal != nil {
-		return fmt.Errorf("watch node %s: %w (check the agent's credentials and RBAC: it needs get, list and watch on nodes)", w.node, w.fatal)
-	}
-	if w.lastErr != nil {
-		return fmt.Errorf("watch node %s: stopped before the first list succeeded (last error: %v): %w", w.node, w.lastErr, ctx.Err())
-	}
-	return fmt.Errorf("watch node %s: stopped before the first list completed: %w", w.node, ctx.Err())
 }
 
 // NewClientset returns a Kubernetes client configured from the kubeconfig
