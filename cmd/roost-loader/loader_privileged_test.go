@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -296,72 +294,14 @@ func (n *node) waitLastApply(t *testing.T, errText string) string {
 	return out
 }
 
-// inNS runs f on a thread inside namespace ns (see testenv.InNetNS).
-func inNS(ns string, f func() error) error { return testenv.InNetNS(ns, f) }
-
-// serveTCP accepts connections on addr in namespace ns and answers each
-// with one line.
-func serveTCP(t *testing.T, ns, addr string) {
-	t.Helper()
-	var ln net.Listener
-	if err := inNS(ns, func() (err error) {
-		ln, err = net.Listen("tcp4", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "hello")
-			c.Close()
-		}
-	}()
-}
-
-// errDropped is a connection attempt that timed out, as one does when its
-// SYN is dropped.
-var errDropped = errors.New("timed out (dropped)")
-
-// connect opens a TCP connection from namespace ns to addr and reads the
-// server's line. It returns errDropped when the attempt times out; any
-// other failure (refused, unreachable) is another error.
-func connect(ns, addr string, timeout time.Duration) error {
-	var c net.Conn
-	err := inNS(ns, func() (err error) {
-		c, err = net.DialTimeout("tcp4", addr, timeout)
-		return err
-	})
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return errDropped
-	}
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
-		return err
-	}
-	line, err := io.ReadAll(c)
-	if err != nil || string(line) != "hello\n" {
-		return fmt.Errorf("connected, but read %q: %v", line, err)
-	}
-	return nil
-}
-
 // checkEnforced checks the seed policy: employee reaches db's 6379, guest
 // does not.
 func (n *node) checkEnforced(t *testing.T, step string) {
 	t.Helper()
-	if err := connect(n.employee, dbRedis, 3*time.Second); err != nil {
+	if err := testenv.ConnectHello(n.employee, dbRedis, 3*time.Second); err != nil {
 		t.Errorf("%s: employee -> db:6379: %v", step, err)
 	}
-	if err := connect(n.guest, dbRedis, 300*time.Millisecond); !errors.Is(err, errDropped) {
+	if err := testenv.ConnectHello(n.guest, dbRedis, 300*time.Millisecond); !errors.Is(err, testenv.ErrDropped) {
 		t.Errorf("%s: guest -> db:6379: %v; want it dropped", step, err)
 	}
 }
@@ -384,13 +324,13 @@ func (n *node) probeUntil(t *testing.T, start time.Time, what string, allowed bo
 	for {
 		at := time.Since(start)
 		starts = append(starts, at)
-		err := connect(n.guest, dbRedis, 50*time.Millisecond)
+		err := testenv.ConnectHello(n.guest, dbRedis, 50*time.Millisecond)
 		switch {
 		case err == nil && allowed:
 			return prev, at, len(starts)
 		case err == nil:
 			dropped = -1
-		case errors.Is(err, errDropped) && !allowed:
+		case errors.Is(err, testenv.ErrDropped) && !allowed:
 			if dropped < 0 {
 				dropped = len(starts) - 1
 			} else {
@@ -400,7 +340,7 @@ func (n *node) probeUntil(t *testing.T, start time.Time, what string, allowed bo
 				}
 				return 0, first, len(starts)
 			}
-		case !errors.Is(err, errDropped):
+		case !errors.Is(err, testenv.ErrDropped):
 			t.Fatalf("%s: guest -> db:6379: %v", what, err)
 		}
 		prev = at
@@ -420,7 +360,7 @@ func (n *node) probeUntil(t *testing.T, start time.Time, what string, allowed bo
 // adopts its pinned links; --dry-run prints the resolved policy.
 func TestPrivilegedLoaderBinary(t *testing.T) {
 	n := newNode(t)
-	serveTCP(t, n.db, dbRedis)
+	testenv.ServeHello(t, n.db, dbRedis)
 	n.start(t)
 	n.waitEnforced(t)
 	n.waitLastApply(t, "")
@@ -452,7 +392,7 @@ func TestPrivilegedLoaderBinary(t *testing.T) {
 		n.writeFile(t, path, guestPolicy)
 		from, to, tries := n.probeUntil(t, start, "guest allowed", true)
 		t.Logf("policy file added: enforced between %v and %v after the rename (guest -> db:6379 connects; %d attempts)", from, to, tries)
-		if err := connect(n.employee, dbRedis, 3*time.Second); err != nil {
+		if err := testenv.ConnectHello(n.employee, dbRedis, 3*time.Second); err != nil {
 			t.Errorf("employee -> db:6379 with guest allowed too: %v", err)
 		}
 

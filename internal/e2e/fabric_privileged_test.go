@@ -487,30 +487,6 @@ func (f *fabric) crossed(t *testing.T, what string, before [2]uint64, least uint
 // inNS runs fn on a thread inside namespace ns (see testenv.InNetNS).
 func inNS(ns string, fn func() error) error { return testenv.InNetNS(ns, fn) }
 
-// serveTCP accepts connections on addr in namespace ns and answers each
-// with one line.
-func serveTCP(t *testing.T, ns, addr string) {
-	t.Helper()
-	var ln net.Listener
-	if err := inNS(ns, func() (err error) {
-		ln, err = net.Listen("tcp4", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "hello")
-			c.Close()
-		}
-	}()
-}
-
 // datagram is one UDP datagram a server received.
 type datagram struct {
 	from    netip.AddrPort
@@ -580,37 +556,6 @@ func dialUDP(t *testing.T, ns, addr string) *net.UDPConn {
 	return conn
 }
 
-// errDropped is a connection attempt that timed out, as one does when its
-// SYN is dropped.
-var errDropped = errors.New("timed out (dropped)")
-
-// connect opens a TCP connection from namespace ns to addr and reads the
-// server's line. It returns errDropped when the attempt times out; any
-// other failure (refused, unreachable) is another error.
-func connect(ns, addr string, timeout time.Duration) error {
-	var c net.Conn
-	err := inNS(ns, func() (err error) {
-		c, err = net.DialTimeout("tcp4", addr, timeout)
-		return err
-	})
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return errDropped
-	}
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
-		return err
-	}
-	line, err := io.ReadAll(c)
-	if err != nil || string(line) != "hello\n" {
-		return fmt.Errorf("connected, but read %q: %v", line, err)
-	}
-	return nil
-}
-
 // TestPrivilegedTwoNodesThroughToRs runs scripts/lab.sh's fabric as real
 // processes: two FRR ToRs and two nodes, each with BIRD, roost-agent
 // announcing its PodCIDR and roost-loader enforcing the seed policy. Once
@@ -637,12 +582,12 @@ func TestPrivilegedTwoNodesThroughToRs(t *testing.T) {
 	node1 := f.nodes[0]
 	dbRedis := net.JoinHostPort(ip["db"], strconv.Itoa(redisPort))
 	dbUDP := net.JoinHostPort(ip["db"], strconv.Itoa(udpPort))
-	serveTCP(t, f.podNS["db"], dbRedis)
+	testenv.ServeHello(t, f.podNS["db"], dbRedis)
 	udpGot := serveUDP(t, f.podNS["db"], dbUDP)
 
 	t.Run("employee2 to db TCP 6379 is allowed", func(t *testing.T) {
 		before := f.forwarded(t)
-		if err := connect(f.podNS["employee2"], dbRedis, 5*time.Second); err != nil {
+		if err := testenv.ConnectHello(f.podNS["employee2"], dbRedis, 5*time.Second); err != nil {
 			t.Fatalf("employee2 -> db:6379: %v", err)
 		}
 		// At least the SYN one way and the SYN-ACK back.
@@ -652,7 +597,7 @@ func TestPrivilegedTwoNodesThroughToRs(t *testing.T) {
 
 	t.Run("guest to db TCP 6379 is dropped", func(t *testing.T) {
 		before := f.forwarded(t)
-		if err := connect(f.podNS["guest"], dbRedis, time.Second); !errors.Is(err, errDropped) {
+		if err := testenv.ConnectHello(f.podNS["guest"], dbRedis, time.Second); !errors.Is(err, testenv.ErrDropped) {
 			t.Errorf("guest -> db:6379: %v; want no answer (dropped)", err)
 		}
 		f.crossed(t, "guest -> db:6379", before, 1)
