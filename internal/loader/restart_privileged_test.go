@@ -230,22 +230,7 @@ func TestPrivilegedRestartNoGap(t *testing.T) {
 	toDB, fromDB := chat(t, emp.ns, dbRedis), chat(t, db.ns, empHTTP)
 	empUDP, guestUDP := sendUDP(t, emp.ns, dbProbe), sendUDP(t, guest.ns, dbProbe)
 
-	// progress waits until employee's datagrams and both connections moved
-	// on by some amount: traffic flowed during the step before.
-	progress := func(step string) {
-		t.Helper()
-		if !sink.waitReceived(emp.ip, sink.received(emp.ip)+50) {
-			t.Fatalf("%s: employee's datagrams stopped arriving", step)
-		}
-		for _, c := range []*chatter{toDB, fromDB} {
-			n := c.rounds.Load()
-			for deadline := time.Now().Add(10 * time.Second); c.rounds.Load() < n+10; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: a TCP connection stopped", step)
-				}
-			}
-		}
-	}
+	progress := func(step string) { waitFlowing(t, step, sink, emp, guest, toDB, fromDB) }
 	progress("start")
 	for i := range 2 {
 		if err := ld.Close(); err != nil {
@@ -292,4 +277,25 @@ func TestPrivilegedRestartNoGap(t *testing.T) {
 	}
 	t.Logf("employee: %d datagrams, all received; guest: %d, all dropped; tcp rounds %d and %d",
 		sent, guestUDP.sent.Load(), toDB.rounds.Load(), fromDB.rounds.Load())
+}
+
+// waitFlowing waits until employee's datagrams and both TCP connections have
+// moved on by some amount (traffic flowed during the step before), and fails
+// if db has received any of guest's datagrams.
+func waitFlowing(t *testing.T, step string, sink *udpSink, emp, guest *pod, conns ...*chatter) {
+	t.Helper()
+	if !sink.waitReceived(emp.ip, sink.received(emp.ip)+50) {
+		t.Fatalf("%s: employee's datagrams stopped arriving", step)
+	}
+	for _, c := range conns {
+		n := c.rounds.Load()
+		for deadline := time.Now().Add(10 * time.Second); c.rounds.Load() < n+10; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: a TCP connection stopped", step)
+			}
+		}
+	}
+	if n := sink.received(guest.ip); n != 0 {
+		t.Fatalf("%s: db received %d of guest's datagrams", step, n)
+	}
 }

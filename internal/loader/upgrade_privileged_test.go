@@ -3,7 +3,6 @@ package loader
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -94,23 +93,7 @@ func TestPrivilegedUpgradeUnderTraffic(t *testing.T) {
 
 	toDB, fromDB := chat(t, emp.ns, dbRedis), chat(t, db.ns, empHTTP)
 	empUDP, guestUDP := sendUDP(t, emp.ns, dbProbe), sendUDP(t, guest.ns, dbProbe)
-	progress := func(step string) {
-		t.Helper()
-		if !sink.waitReceived(emp.ip, sink.received(emp.ip)+50) {
-			t.Fatalf("%s: employee's datagrams stopped arriving", step)
-		}
-		for _, c := range []*chatter{toDB, fromDB} {
-			n := c.rounds.Load()
-			for deadline := time.Now().Add(10 * time.Second); c.rounds.Load() < n+10; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: a TCP connection stopped", step)
-				}
-			}
-		}
-		if n := sink.received(guest.ip); n != 0 {
-			t.Fatalf("%s: db received %d of guest's datagrams", step, n)
-		}
-	}
+	progress := func(step string) { waitFlowing(t, step, sink, emp, guest, toDB, fromDB) }
 	progress("old build")
 
 	if err := ld.Close(); err != nil {
