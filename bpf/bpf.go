@@ -23,4 +23,4 @@
 // produces.
 package bpf
 
-//go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type drop_event -type reason -type identity -type endpoint_flags -type verdict -type verdict_limits -type ct_flags -type flow_cache_limits -type flow_key Policy policy.c
+//go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type drop_event -type reason -type identity -type endpoint_flags -type verdict -type verdict_limits -type ct_flags -type flow_cache_limits -type policy_counter_limits -type flow_key Policy policy.c

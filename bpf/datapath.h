@@ -94,18 +94,20 @@ struct ipcache_value {
 	__u32 flags; /* reserved, 0 */
 };
 
-/* policy: (endpoint, remote identity) -> verdict table. The entry for
- * IDENTITY_ANY serves every identity that has no entry of its own, so the
- * compiler folds the wildcard rules into each specific entry. No entry at all
- * for an enforcing endpoint means default deny. */
+/* policy: (endpoint, remote identity) -> verdict table and counter. The
+ * entry for IDENTITY_ANY serves every identity that has no entry of its own,
+ * so the compiler folds the wildcard rules into each specific entry. No entry
+ * at all for an enforcing endpoint means default deny. counter took the
+ * place of a reserved field that was always 0, so entries pinned before
+ * counters existed read as "not counted" until the loader rewrites them. */
 struct policy_key {
 	__u32 endpoint;
 	__u32 identity;
 };
 
 struct policy_value {
-	__u32 table; /* index into the verdicts array */
-	__u32 flags; /* reserved, 0 */
+	__u32 table;   /* index into the verdicts array */
+	__u32 counter; /* index into policy_counters; 0: not counted */
 };
 
 /* verdicts: index -> verdict table. A table maps the 24-bit space
@@ -200,13 +202,29 @@ struct flow_entry {
 	__u32 identity;
 	__u8 verdict; /* enum verdict */
 	__u8 enforce; /* the endpoint enforces ingress */
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 counter; /* the policy entry's counter, 0 when none */
 };
 
 /* counters: per-CPU array indexed by enum reason. */
 struct counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* policy_counters: per-CPU array of what to_endpoint decided with each
+ * policy entry, at the index in the entry's value (the loader gives each
+ * entry its own). A packet counts once, under the verdict its entry's table
+ * gave it, when that verdict decided: allowed packets, and dropped ones
+ * (deny rule, or no rule: default deny, later fragments included). Replies
+ * and ICMP errors that conntrack lets through count under their reason
+ * only. Index 0 is never written: it means "not counted". */
+enum policy_counter_limits {
+	POLICY_COUNTERS_MAX = 65536, /* slots, index 0 included */
+};
+
+struct policy_counter {
+	struct counter verdicts[3]; /* by enum verdict: none, allow, deny */
 };
 
 /* drops: ring buffer of drop_event records. */

@@ -38,14 +38,20 @@
  *   8. A reply in a connection the endpoint opened (conntrack), or an ICMP
  *      error quoting one: pass. Else drop, as denied or default-denied.
  *
+ * Every packet counts once in the counters map, under its reason. A packet
+ * that step 7 allowed, or that step 8 dropped, also counts in the counter of
+ * the policy entry that decided it (policy_counters, at the index the entry
+ * holds), under the table's verdict: allow, deny, or none (default deny).
+ *
  * Flow cache. Steps 1, 3, 6 and 7 depend only on (ifindex, source address,
  * protocol, port), and each hash lookup costs a kernel call (about 28 ns on
  * the development VM, more than the rest of the program): to_endpoint keeps
- * their outcome in a per-CPU direct-mapped cache, valid while the global
- * generation is the one it was read under. bump_generation, run after every
- * write to endpoints, ipcache, policy or verdicts, voids all of it; while
- * the generation is 0 nothing is cached. Steps 2, 4, 5 and 8, fragments
- * without ports and conntrack state are never cached.
+ * their outcome (with the entry's counter index) in a per-CPU direct-mapped
+ * cache, valid while the global generation is the one it was read under.
+ * bump_generation, run after every write to endpoints, ipcache, policy or
+ * verdicts, voids all of it; while the generation is 0 nothing is cached.
+ * Steps 2, 4, 5 and 8, fragments without ports and conntrack state are never
+ * cached. A cached decision counts in its entry's counter like any other.
  *
  * Fragments: a first fragment is decided like any packet, and when it passes
  * its ports are remembered (fragments map) under (src, dst, IP ID, protocol);
@@ -147,6 +153,13 @@ struct {
 } counters SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, POLICY_COUNTERS_MAX);
+	__type(key, __u32);
+	__type(value, struct policy_counter);
+} policy_counters SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } drops SEC(".maps");
@@ -173,6 +186,7 @@ struct btf_types {
 	enum verdict_limits verdict_limits;
 	enum ct_flags ct_flags;
 	enum flow_cache_limits flow_cache_limits;
+	enum policy_counter_limits policy_counter_limits;
 };
 
 __attribute__((noinline, used)) int btf_anchor(struct btf_types *t)
@@ -447,6 +461,19 @@ static __always_inline void count(__u32 reason, __u32 len)
 	}
 }
 
+/* count_entry counts a packet of len bytes under verdict in the counter of
+ * the policy entry that decided it (index 0: none). */
+static __always_inline void count_entry(__u32 index, __u32 verdict, __u32 len)
+{
+	if (!index || verdict > VERDICT_DENY)
+		return;
+	struct policy_counter *c = bpf_map_lookup_elem(&policy_counters, &index);
+	if (c) {
+		c->verdicts[verdict].packets++;
+		c->verdicts[verdict].bytes += len;
+	}
+}
+
 static __always_inline int pass(struct __sk_buff *skb, __u32 reason)
 {
 	count(reason, skb->len);
@@ -502,7 +529,11 @@ static __always_inline __u32 src_identity(const struct pkt *p)
 	return v ? v->identity : IDENTITY_WORLD;
 }
 
-static __always_inline const struct verdict_table *policy_table(__u32 endpoint, __u32 identity)
+/* policy_table returns the verdict table of the policy entry of (endpoint,
+ * identity), else of (endpoint, any), and sets *counter to that entry's
+ * counter; with neither entry, it returns 0 and leaves *counter alone. */
+static __always_inline const struct verdict_table *policy_table(__u32 endpoint, __u32 identity,
+								__u32 *counter)
 {
 	struct policy_key k = {.endpoint = endpoint, .identity = identity};
 	const struct policy_value *v = bpf_map_lookup_elem(&policy, &k);
@@ -513,6 +544,7 @@ static __always_inline const struct verdict_table *policy_table(__u32 endpoint, 
 			return 0;
 	}
 	__u32 table = v->table;
+	*counter = v->counter;
 	return bpf_map_lookup_elem(&verdicts, &table);
 }
 
@@ -788,7 +820,7 @@ int to_endpoint(struct __sk_buff *skb)
 
 	struct flow_key fk = {};
 	struct flow_entry *slot = 0;
-	__u32 endpoint, identity, verdict;
+	__u32 endpoint, identity, verdict, counter = 0;
 	int l3_only = 0;
 
 	/* Cached decision: packets whose whole decision the key determines. */
@@ -802,6 +834,7 @@ int to_endpoint(struct __sk_buff *skb)
 			endpoint = slot->endpoint;
 			identity = slot->identity;
 			verdict = slot->verdict;
+			counter = slot->counter;
 			goto decided;
 		}
 	}
@@ -840,7 +873,7 @@ int to_endpoint(struct __sk_buff *skb)
 	 * alone: its ports are unknown. */
 	l3_only = p.frag == FRAG_LATER && !frag_recall(&p);
 
-	const struct verdict_table *t = policy_table(endpoint, identity);
+	const struct verdict_table *t = policy_table(endpoint, identity, &counter);
 	verdict = t ? table_verdict(t, (__u32)p.proto << 16 | policy_port(&p), l3_only)
 		    : VERDICT_NONE;
 	if (slot) {
@@ -850,10 +883,12 @@ int to_endpoint(struct __sk_buff *skb)
 		slot->identity = identity;
 		slot->verdict = verdict;
 		slot->enforce = 1;
+		slot->counter = counter;
 	}
 
 decided:
 	if (verdict == VERDICT_ALLOW) {
+		count_entry(counter, VERDICT_ALLOW, skb->len);
 		frag_remember(&p);
 		return pass(skb, REASON_PASS_POLICY);
 	}
@@ -863,6 +898,7 @@ decided:
 	}
 	if (ct_related(skb, &p, endpoint))
 		return pass(skb, REASON_PASS_RELATED);
+	count_entry(counter, verdict, skb->len);
 	if (verdict == VERDICT_DENY)
 		return drop(skb, &p, endpoint, identity, REASON_DROP_POLICY_DENY);
 	return drop(skb, &p, endpoint, identity,

@@ -90,7 +90,8 @@ type PolicyFlowEntry struct {
 	Identity uint32
 	Verdict  uint8
 	Enforce  uint8
-	Pad      [6]uint8
+	Pad      [2]uint8
+	Counter  uint32
 }
 
 type PolicyFlowKey struct {
@@ -161,6 +162,17 @@ type PolicyIpcacheValue struct {
 	Flags    uint32
 }
 
+type PolicyPolicyCounter struct {
+	_        structs.HostLayout
+	Verdicts [3]PolicyCounter
+}
+
+type PolicyPolicyCounterLimits uint32
+
+const (
+	PolicyPolicyCounterLimitsPOLICY_COUNTERS_MAX PolicyPolicyCounterLimits = 65536
+)
+
 type PolicyPolicyKey struct {
 	_        structs.HostLayout
 	Endpoint uint32
@@ -168,9 +180,9 @@ type PolicyPolicyKey struct {
 }
 
 type PolicyPolicyValue struct {
-	_     structs.HostLayout
-	Table uint32
-	Flags uint32
+	_       structs.HostLayout
+	Table   uint32
+	Counter uint32
 }
 
 type PolicyReason uint32
@@ -234,6 +246,7 @@ const (
 	PolicyMapIpcacheLpm4     = "ipcache_lpm4"
 	PolicyMapIpcacheLpm6     = "ipcache_lpm6"
 	PolicyMapPolicy          = "policy"
+	PolicyMapPolicyCounters  = "policy_counters"
 	PolicyMapVerdicts        = "verdicts"
 	PolicyProgBumpGeneration = "bump_generation"
 	PolicyProgEmpty          = "empty"
@@ -294,18 +307,19 @@ type PolicyProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PolicyMapSpecs struct {
-	Conntrack    *ebpf.MapSpec `ebpf:"conntrack"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Drops        *ebpf.MapSpec `ebpf:"drops"`
-	Endpoints    *ebpf.MapSpec `ebpf:"endpoints"`
-	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
-	Fragments    *ebpf.MapSpec `ebpf:"fragments"`
-	IpcacheHost4 *ebpf.MapSpec `ebpf:"ipcache_host4"`
-	IpcacheHost6 *ebpf.MapSpec `ebpf:"ipcache_host6"`
-	IpcacheLpm4  *ebpf.MapSpec `ebpf:"ipcache_lpm4"`
-	IpcacheLpm6  *ebpf.MapSpec `ebpf:"ipcache_lpm6"`
-	Policy       *ebpf.MapSpec `ebpf:"policy"`
-	Verdicts     *ebpf.MapSpec `ebpf:"verdicts"`
+	Conntrack      *ebpf.MapSpec `ebpf:"conntrack"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Drops          *ebpf.MapSpec `ebpf:"drops"`
+	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	FlowCache      *ebpf.MapSpec `ebpf:"flow_cache"`
+	Fragments      *ebpf.MapSpec `ebpf:"fragments"`
+	IpcacheHost4   *ebpf.MapSpec `ebpf:"ipcache_host4"`
+	IpcacheHost6   *ebpf.MapSpec `ebpf:"ipcache_host6"`
+	IpcacheLpm4    *ebpf.MapSpec `ebpf:"ipcache_lpm4"`
+	IpcacheLpm6    *ebpf.MapSpec `ebpf:"ipcache_lpm6"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCounters *ebpf.MapSpec `ebpf:"policy_counters"`
+	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
 // PolicyVariableSpecs contains global variables before they are loaded into the kernel.
@@ -335,18 +349,19 @@ func (o *PolicyObjects) Close() error {
 //
 // It can be passed to LoadPolicyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PolicyMaps struct {
-	Conntrack    *ebpf.Map `ebpf:"conntrack"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Drops        *ebpf.Map `ebpf:"drops"`
-	Endpoints    *ebpf.Map `ebpf:"endpoints"`
-	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
-	Fragments    *ebpf.Map `ebpf:"fragments"`
-	IpcacheHost4 *ebpf.Map `ebpf:"ipcache_host4"`
-	IpcacheHost6 *ebpf.Map `ebpf:"ipcache_host6"`
-	IpcacheLpm4  *ebpf.Map `ebpf:"ipcache_lpm4"`
-	IpcacheLpm6  *ebpf.Map `ebpf:"ipcache_lpm6"`
-	Policy       *ebpf.Map `ebpf:"policy"`
-	Verdicts     *ebpf.Map `ebpf:"verdicts"`
+	Conntrack      *ebpf.Map `ebpf:"conntrack"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Drops          *ebpf.Map `ebpf:"drops"`
+	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	FlowCache      *ebpf.Map `ebpf:"flow_cache"`
+	Fragments      *ebpf.Map `ebpf:"fragments"`
+	IpcacheHost4   *ebpf.Map `ebpf:"ipcache_host4"`
+	IpcacheHost6   *ebpf.Map `ebpf:"ipcache_host6"`
+	IpcacheLpm4    *ebpf.Map `ebpf:"ipcache_lpm4"`
+	IpcacheLpm6    *ebpf.Map `ebpf:"ipcache_lpm6"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCounters *ebpf.Map `ebpf:"policy_counters"`
+	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 }
 
 func (m *PolicyMaps) Close() error {
@@ -362,6 +377,7 @@ func (m *PolicyMaps) Close() error {
 		m.IpcacheLpm4,
 		m.IpcacheLpm6,
 		m.Policy,
+		m.PolicyCounters,
 		m.Verdicts,
 	)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -92,10 +93,17 @@ func newIdentitiesCmd(o *options) *cobra.Command {
 func newPolicyCmd(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "policy [ENDPOINT]",
-		Short: "Show the resolved ingress policy of local endpoints, and the datapath's verdict counters",
+		Short: "Show the resolved ingress policy of local endpoints, with the datapath's counters per entry and per reason",
 		Long: `policy prints, for each local endpoint (or the one named), whether its
 ingress is enforced and its resolved allow/deny entries with the rules they
-come from, then the datapath's packet counters by verdict reason.`,
+come from, grouped by source. Beside each source are the datapath's counters
+of the policy entry that decides its traffic: packets (and bytes) of new
+traffic it allowed, denied with a deny rule, and denied because no rule
+matched (default deny). The datapath keeps one entry per source identity,
+with the rules for any source folded in, so its counters cover all of that
+source's rows; "any" counts the sources without an entry of their own.
+Replies to the endpoint's own connections count under no entry. Then the
+datapath's packet counters by verdict reason, for all endpoints.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
@@ -117,50 +125,103 @@ come from, then the datapath's packet counters by verdict reason.`,
 					return fmt.Errorf("no local endpoint %q (see roostctl endpoints)", args[0])
 				}
 			}
+			entries := []loaderapi.EntryCounter{}
+			for _, e := range res.EntryCounters {
+				if slices.ContainsFunc(eps, func(ep policy.EndpointPolicy) bool { return ep.Name == e.Endpoint }) {
+					entries = append(entries, e)
+				}
+			}
 			counters, err := c.Counters(ctx)
 			if err != nil {
 				return err
 			}
 			if o.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"endpoints": eps, "counters": counters})
+				return printJSON(cmd.OutOrStdout(), map[string]any{"endpoints": eps, "entryCounters": entries, "counters": counters})
 			}
-			return printPolicy(cmd.OutOrStdout(), eps, res, counters)
+			return printPolicy(cmd.OutOrStdout(), eps, res.Resolved, entries, counters)
 		},
 	}
 }
 
-func printPolicy(w io.Writer, eps []policy.EndpointPolicy, res policy.Resolved, counters []loaderapi.Counter) error {
+// printPolicy prints each endpoint's entries, grouped by source, with the
+// counters of the datapath entry that decides each source, then the
+// counters by reason.
+func printPolicy(w io.Writer, eps []policy.EndpointPolicy, res policy.Resolved, entries []loaderapi.EntryCounter, counters []loaderapi.Counter) error {
 	names := map[policy.Identity]string{}
 	for _, id := range res.Identities {
 		names[id.ID] = id.String()
 	}
+	from := func(remote policy.Identity) string {
+		if remote == policy.IdentityAny {
+			return "any"
+		}
+		if n := names[remote]; n != "" {
+			return n
+		}
+		return fmt.Sprint(remote)
+	}
+	anyCounted := false
 	for _, ep := range eps {
 		state := "ingress open (no rule selects it)"
 		if ep.Enforced {
 			state = "ingress enforced (default deny)"
 		}
 		fmt.Fprintf(w, "%s %s identity %d: %s\n", ep.Name, addrList(ep.IPs), ep.Identity, state)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		if len(ep.Entries) > 0 {
-			fmt.Fprintln(tw, "  VERDICT\tPROTO/PORTS\tFROM\tRULE")
-		}
-		for _, e := range ep.Entries {
-			from := "any"
-			if e.Remote != 0 {
-				from = names[e.Remote]
-				if from == "" {
-					from = fmt.Sprint(e.Remote)
-				}
+		own := map[policy.Identity]loaderapi.EntryCounter{}
+		for _, e := range entries {
+			if e.Endpoint == ep.Name {
+				own[policy.Identity(e.Remote)] = e
 			}
+		}
+		// Rows by source, in the entries' order within each; a source
+		// with a datapath entry and no row of its own (the wildcard
+		// entry without rules) gets a row for its counters.
+		rows := slices.Clone(ep.Entries)
+		for remote := range own {
+			if !slices.ContainsFunc(rows, func(e policy.Entry) bool { return e.Remote == remote }) {
+				rows = append(rows, policy.Entry{Remote: remote})
+			}
+		}
+		slices.SortStableFunc(rows, func(a, b policy.Entry) int { return cmp.Compare(a.Remote, b.Remote) })
+		if len(rows) == 0 {
+			continue
+		}
+		counted := len(own) > 0
+		anyCounted = anyCounted || counted
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		if counted {
+			fmt.Fprintln(tw, "  FROM\tVERDICT\tPROTO/PORTS\tALLOWED\tDENIED\tNO RULE\tRULE")
+		} else {
+			fmt.Fprintln(tw, "  FROM\tVERDICT\tPROTO/PORTS\tRULE")
+		}
+		for i, e := range rows {
+			verdict, ports := e.Verdict.String(), e.Ports()
 			var rules []string
 			for _, s := range e.Sources {
 				rules = append(rules, s.String())
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.Verdict, e.Ports(), from, strings.Join(rules, "; "))
+			if e.Verdict == 0 { // the row of a datapath entry alone (the zero Verdict is invalid)
+				verdict, ports, rules = "-", "-", []string{"(no rule for any source)"}
+			}
+			if !counted {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", from(e.Remote), verdict, ports, strings.Join(rules, "; "))
+				continue
+			}
+			// The counters go on the first row of each source.
+			cells := [3]string{}
+			if i == 0 || rows[i-1].Remote != e.Remote {
+				cells = entryCells(own, e.Remote)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", from(e.Remote), verdict, ports, cells[0], cells[1], cells[2], strings.Join(rules, "; "))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	if anyCounted {
+		fmt.Fprintln(w, `ALLOWED, DENIED (by a deny rule), NO RULE (default deny): packets (bytes) of new traffic from
+that source, counted by the datapath's entry for it, which applies the rules for "any" too;
+"any" counts the sources without an entry of their own.`)
 	}
 	if len(counters) > 0 {
 		fmt.Fprintln(w, "counters (all endpoints):")
@@ -176,6 +237,49 @@ func printPolicy(w io.Writer, eps []policy.EndpointPolicy, res policy.Resolved, 
 		return tw.Flush()
 	}
 	return nil
+}
+
+// entryCells returns the ALLOWED, DENIED and NO RULE cells of source
+// remote: its own datapath entry's counters, else those of the entry for
+// any source, which then decides its traffic.
+func entryCells(own map[policy.Identity]loaderapi.EntryCounter, remote policy.Identity) [3]string {
+	e, ok := own[remote]
+	switch {
+	case !ok && remote != policy.IdentityAny:
+		if _, ok := own[policy.IdentityAny]; ok {
+			return [3]string{"as any"}
+		}
+		return [3]string{"-", "-", "-"}
+	case !ok:
+		return [3]string{"-", "-", "-"}
+	case !e.Counted:
+		return [3]string{"not counted", "", ""}
+	}
+	return [3]string{countCell(e.Allowed), countCell(e.Denied), countCell(e.DefaultDenied)}
+}
+
+// countCell formats packets and bytes as "12 (840 B)", or "0".
+func countCell(c loaderapi.Count) string {
+	if c.Packets == 0 && c.Bytes == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%s)", c.Packets, byteSize(c.Bytes))
+}
+
+// byteSize formats n bytes as "840 B", "12.3 KiB", "4.5 MiB" or "1.2 GiB".
+func byteSize(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, suffix := float64(n)/unit, "KiB"
+	for _, s := range []string{"MiB", "GiB", "TiB"} {
+		if v < unit {
+			break
+		}
+		v, suffix = v/unit, s
+	}
+	return fmt.Sprintf("%.1f %s", v, suffix)
 }
 
 func newDropsCmd(o *options) *cobra.Command {

@@ -2,17 +2,25 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/roost-net/roost/internal/loaderapi"
 	"github.com/roost-net/roost/internal/policy"
 )
 
-func fakeLoader(t *testing.T) *httptest.Server {
+// fakePolicy is the seed policy compiled for db (local) and employee, with
+// the counters the datapath could have for db's entries: employee's
+// allowed 12 packets and default-denied 1, the wildcard entry (no rule)
+// default-denied 4, the host's nothing.
+func fakePolicy(t *testing.T) loaderapi.Policy {
 	t.Helper()
 	pols, err := policy.Parse(strings.NewReader(`apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -33,13 +41,25 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	employee := uint32(res.Lookup(netip.MustParseAddr("10.244.1.11")))
+	return loaderapi.Policy{Resolved: res, EntryCounters: []loaderapi.EntryCounter{
+		{Endpoint: "db", EndpointID: 5, Remote: 0, Counted: true, DefaultDenied: loaderapi.Count{Packets: 4, Bytes: 240}},
+		{Endpoint: "db", EndpointID: 5, Remote: 1, Counted: true},
+		{Endpoint: "db", EndpointID: 5, Remote: employee, Counted: true,
+			Allowed: loaderapi.Count{Packets: 12, Bytes: 840}, DefaultDenied: loaderapi.Count{Packets: 1, Bytes: 60}},
+		{Endpoint: "other", EndpointID: 6, Remote: 0, Counted: true, DefaultDenied: loaderapi.Count{Packets: 9, Bytes: 540}},
+	}}
+}
+
+func fakeLoader(t *testing.T) *httptest.Server {
+	t.Helper()
 	mux := http.NewServeMux()
 	js := func(path string, v any) {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(v) })
 	}
 	js(loaderapi.PathStatus, loaderapi.Status{Node: "node1", Ready: true, LastApply: loaderapi.Apply{Result: loaderapi.ResultOK},
 		Endpoints: []loaderapi.Endpoint{{Name: "db", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}, Identity: 7, Local: true, Enforced: true}}})
-	js(loaderapi.PathPolicy, res)
+	js(loaderapi.PathPolicy, fakePolicy(t))
 	js(loaderapi.PathCounters, []loaderapi.Counter{{Reason: "drop-policy-default", Dropped: true, Packets: 4, Bytes: 240}})
 	js(loaderapi.PathBPF, loaderapi.BPF{Pins: "/sys/fs/bpf/roost", Attachments: []loaderapi.Attachment{{Interface: "lxcdb", Ifindex: 5, Hook: "egress", Program: "to_endpoint", Mode: "tcx", Current: true}}})
 	mux.HandleFunc(loaderapi.PathDrops, func(w http.ResponseWriter, r *http.Request) {
@@ -59,10 +79,11 @@ func TestLoaderCommands(t *testing.T) {
 	}{
 		{[]string{"endpoints"}, []string{"db", "10.244.1.10", "enforced", "app=protected-db"}},
 		{[]string{"identities"}, []string{"reserved", "world", "app=employee"}},
-		{[]string{"policy", "db"}, []string{"ingress enforced", "allow", "TCP/6379", "app=employee", "drop-policy-default", "4"}},
+		{[]string{"policy", "db"}, []string{"ingress enforced", "allow", "TCP/6379", "app=employee", "drop-policy-default", "4",
+			"12 (840 B)", "1 (60 B)", "4 (240 B)", "NO RULE"}},
 		{[]string{"drops"}, []string{"drop (drop-policy-default) to endpoint db", "TCP 10.244.2.10:40000 -> 10.244.1.10:6379"}},
 		{[]string{"bpf"}, []string{"/sys/fs/bpf/roost", "lxcdb", "to_endpoint", "tcx"}},
-		{[]string{"policy", "-o", "json"}, []string{`"counters"`, `"ingressEnforced": true`}},
+		{[]string{"policy", "-o", "json"}, []string{`"counters"`, `"ingressEnforced": true`, `"entryCounters"`, `"defaultDenied"`, `"packets": 12`}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -77,10 +98,94 @@ func TestLoaderCommands(t *testing.T) {
 			}
 		})
 	}
+	// The JSON of one endpoint carries that endpoint's entry counters only.
+	out, err := roostctl("--loader", srv.URL, "policy", "db", "-o", "json")
+	var doc struct {
+		EntryCounters []loaderapi.EntryCounter `json:"entryCounters"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &doc) != nil || len(doc.EntryCounters) != 3 ||
+		slices.ContainsFunc(doc.EntryCounters, func(e loaderapi.EntryCounter) bool { return e.Endpoint != "db" }) {
+		t.Errorf("policy db -o json: %v, entry counters %+v\n%s", err, doc.EntryCounters, out)
+	}
 	if _, err := roostctl("--loader", srv.URL, "policy", "nosuch"); err == nil || !strings.Contains(err.Error(), `no local endpoint "nosuch"`) {
 		t.Errorf("unknown endpoint: %v", err)
 	}
 	if _, err := roostctl("--loader", "127.0.0.1:1", "endpoints"); err == nil || !strings.Contains(err.Error(), "is roost-loader running?") {
 		t.Errorf("loader down: %v", err)
+	}
+}
+
+// TestPrintPolicy checks the policy table line by line (runs of spaces
+// folded): rows grouped by source, the counters of each source's datapath
+// entry on its first row, a row for a datapath entry without rules, and
+// what stands in for counters that are elsewhere or missing.
+func TestPrintPolicy(t *testing.T) {
+	base := fakePolicy(t)
+	db := base.Endpoints[0]
+	employee := base.EntryCounters[2].Remote
+	withUDP := db
+	withUDP.Entries = append(slices.Clone(db.Entries), policy.Entry{Remote: policy.Identity(employee), Protocol: policy.ProtoUDP,
+		Port: 53, EndPort: 53, Verdict: policy.Allow, Sources: []policy.RuleRef{{Policy: "dns", Rule: "spec.ingress[0]", Source: "dns.yaml:8"}}})
+	head := fmt.Sprintf("db 10.244.1.10 identity %d: ingress enforced (default deny)", db.Identity)
+	legend := []string{
+		"ALLOWED, DENIED (by a deny rule), NO RULE (default deny): packets (bytes) of new traffic from",
+		`that source, counted by the datapath's entry for it, which applies the rules for "any" too;`,
+		`"any" counts the sources without an entry of their own.`,
+	}
+	tests := []struct {
+		name    string
+		ep      policy.EndpointPolicy
+		entries []loaderapi.EntryCounter
+		want    []string
+	}{
+		{"counted", withUDP, base.EntryCounters[:3], append([]string{
+			head,
+			"FROM VERDICT PROTO/PORTS ALLOWED DENIED NO RULE RULE",
+			"any - - 0 0 4 (240 B) (no rule for any source)",
+			"reserved:host allow ANY 0 0 0 implicit allow-localhost",
+			"labels:app=employee allow TCP/6379 12 (840 B) 0 1 (60 B) p spec.ingress[0] (p.yaml:7)",
+			"labels:app=employee allow UDP/53 dns spec.ingress[0] (dns.yaml:8)",
+		}, legend...)},
+		{"folded into any, not counted", db, []loaderapi.EntryCounter{{Endpoint: "db", Remote: 0}, {Endpoint: "db", Remote: 1, Counted: true,
+			Allowed: loaderapi.Count{Packets: 3, Bytes: 5000}}}, append([]string{
+			head,
+			"FROM VERDICT PROTO/PORTS ALLOWED DENIED NO RULE RULE",
+			"any - - not counted (no rule for any source)",
+			"reserved:host allow ANY 3 (4.9 KiB) 0 0 implicit allow-localhost",
+			"labels:app=employee allow TCP/6379 as any p spec.ingress[0] (p.yaml:7)",
+		}, legend...)},
+		{"no datapath entries", db, nil, []string{
+			head,
+			"FROM VERDICT PROTO/PORTS RULE",
+			"reserved:host allow ANY implicit allow-localhost",
+			"labels:app=employee allow TCP/6379 p spec.ingress[0] (p.yaml:7)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := printPolicy(&b, []policy.EndpointPolicy{tt.ep}, base.Resolved, tt.entries, nil); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+				got = append(got, strings.Join(strings.Fields(line), " "))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("output (-want +got):\n%s\nfull output:\n%s", diff, b.String())
+			}
+		})
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		n    uint64
+		want string
+	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {5 << 20, "5.0 MiB"}, {3 << 30, "3.0 GiB"}, {2 << 40, "2.0 TiB"}, {2 << 50, "2048.0 TiB"}}
+	for _, tt := range tests {
+		if got := byteSize(tt.n); got != tt.want {
+			t.Errorf("byteSize(%d) = %q, want %q", tt.n, got, tt.want)
+		}
 	}
 }

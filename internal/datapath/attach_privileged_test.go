@@ -103,7 +103,7 @@ func TestPrivilegedAttached(t *testing.T) {
 		d.maps.SetVerdictTable(2, echo),
 		d.maps.SetIdentity(netip.PrefixFrom(hostV4, 32), IdentityHost),
 		d.maps.SetIdentity(netip.PrefixFrom(hostV6, 128), IdentityHost),
-		d.maps.SetPolicy(testEndpoint, IdentityAny, 1),
+		d.maps.SetPolicy(testEndpoint, IdentityAny, PolicyEntry{Table: 1}),
 		d.maps.SetEndpoint(ifindex, Endpoint{ID: testEndpoint, EnforceIngress: true}),
 	} {
 		if step != nil {
@@ -147,7 +147,7 @@ func TestPrivilegedAttached(t *testing.T) {
 		t.Errorf("counters: track-new %d, pass-reply %d; want 2 each at least", counted(ReasonTrackNew), counted(ReasonPassReply))
 	}
 
-	if err := d.maps.SetPolicy(testEndpoint, IdentityHost, 2); err != nil {
+	if err := d.maps.SetPolicy(testEndpoint, IdentityHost, PolicyEntry{Table: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if !ping(hostNS, podV4) {

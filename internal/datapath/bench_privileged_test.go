@@ -13,8 +13,9 @@ import (
 
 // fillScale adds n ipcache host entries (half IPv4 from 10.128.0.0, half
 // IPv6 from fd00:80::) and n policy entries for endpoint testEndpoint, each
-// identity 10000+i allowed by the frontend table (2). It returns the i-th
-// IPv4 and IPv6 source, for i = n/2 - 1 (the last written).
+// identity 10000+i allowed by the frontend table (2) and counted at a slot of
+// its own while slots last (after the fixture's). It returns the i-th IPv4
+// and IPv6 source, for i = n/2 - 1 (the last written).
 func fillScale(tb testing.TB, d *testDatapath, n int) (v4, v6 netip.Addr) {
 	tb.Helper()
 	half := n / 2
@@ -35,7 +36,11 @@ func fillScale(tb testing.TB, d *testDatapath, n int) (v4, v6 netip.Addr) {
 	}
 	for i := range n {
 		pk = append(pk, bpf.PolicyPolicyKey{Endpoint: testEndpoint, Identity: uint32(10000 + i)})
-		pv = append(pv, bpf.PolicyPolicyValue{Table: 2})
+		counter := uint32(testCounterSlots + 1 + i)
+		if counter >= uint32(MaxEntryCounters) {
+			counter = 0
+		}
+		pv = append(pv, bpf.PolicyPolicyValue{Table: 2, Counter: counter})
 	}
 	for _, batch := range []struct {
 		m          *ebpf.Map

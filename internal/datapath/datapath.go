@@ -18,6 +18,12 @@
 // compiler folds wildcard (L4-only) rules into every specific entry. Tables
 // are meant to be shared between entries with the same rules.
 //
+// Counters: the counters map counts every packet by Reason. Besides, each
+// policy entry names a slot of the policy_counters map (PolicyEntry.Counter,
+// 0 for none) where to_endpoint counts the packets the entry decided, by the
+// verdict its table gave (EntryCounter): whoever writes entries hands out
+// the slots, one per entry, and resets a slot before reusing it.
+//
 // Order of writes, so that no window fails open: write a verdict table
 // before a policy entry points at it; write the endpoint entry and its
 // policy, attach from_endpoint, then attach to_endpoint; detach before
@@ -141,4 +147,42 @@ func (e Endpoint) encode() bpf.PolicyEndpointInfo {
 type Counter struct {
 	Packets uint64
 	Bytes   uint64
+}
+
+// PolicyEntry is the value of a policy entry: the verdict table it points
+// at, and its counter.
+type PolicyEntry struct {
+	Table uint32 // index into the verdicts map
+	// Counter is the entry's index in the policy_counters map, 1 to
+	// MaxEntryCounters - 1; 0 means the entry is not counted.
+	Counter uint32
+}
+
+// MaxEntryCounters is the size of the policy_counters map, index 0 (never
+// counted) included.
+const MaxEntryCounters = int(bpf.PolicyPolicyCounterLimitsPOLICY_COUNTERS_MAX)
+
+// EntryCounter is what to_endpoint decided with one policy entry, summed
+// over CPUs: the packets its table allowed, denied by a deny rule, or gave
+// no verdict (default deny). Packets that conntrack let through (replies,
+// ICMP errors about the endpoint's own connections) are not in it.
+type EntryCounter struct {
+	Allowed       Counter
+	Denied        Counter
+	DefaultDenied Counter
+}
+
+// decodeEntryCounter sums the per-CPU values of one policy_counters slot.
+func decodeEntryCounter(per []bpf.PolicyPolicyCounter) EntryCounter {
+	var c EntryCounter
+	add := func(to *Counter, from bpf.PolicyCounter) {
+		to.Packets += from.Packets
+		to.Bytes += from.Bytes
+	}
+	for _, p := range per {
+		add(&c.Allowed, p.Verdicts[VerdictAllow])
+		add(&c.Denied, p.Verdicts[VerdictDeny])
+		add(&c.DefaultDenied, p.Verdicts[VerdictNone])
+	}
+	return c
 }

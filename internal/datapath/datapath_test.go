@@ -51,6 +51,7 @@ func TestSpecMatchesGoTypes(t *testing.T) {
 		{bpf.PolicyMapConntrack, bpf.PolicyCtKey{}, bpf.PolicyCtValue{}},
 		{bpf.PolicyMapFragments, bpf.PolicyFragKey{}, bpf.PolicyFragValue{}},
 		{bpf.PolicyMapCounters, uint32(0), bpf.PolicyCounter{}},
+		{bpf.PolicyMapPolicyCounters, uint32(0), bpf.PolicyPolicyCounter{}},
 		{bpf.PolicyMapFlowCache, uint32(0), bpf.PolicyFlowEntry{}},
 	}
 	for _, tc := range tests {
@@ -65,6 +66,12 @@ func TestSpecMatchesGoTypes(t *testing.T) {
 	}
 	if n := spec.Maps[bpf.PolicyMapCounters].MaxEntries; int(n) != numReasons {
 		t.Errorf("counters: %d entries, want %d", n, numReasons)
+	}
+	if n := spec.Maps[bpf.PolicyMapPolicyCounters].MaxEntries; int(n) != MaxEntryCounters {
+		t.Errorf("policy_counters: %d entries, want %d", n, MaxEntryCounters)
+	}
+	if n := len(bpf.PolicyPolicyCounter{}.Verdicts); n != int(VerdictDeny)+1 {
+		t.Errorf("policy_counter: %d verdict slots, want one per verdict (%d)", n, VerdictDeny+1)
 	}
 	if n := spec.Maps[bpf.PolicyMapFlowCache].MaxEntries; n != uint32(bpf.PolicyFlowCacheLimitsFLOW_CACHE_SLOTS) || n&(n-1) != 0 {
 		t.Errorf("flow_cache: %d entries, want FLOW_CACHE_SLOTS, a power of two", n)

@@ -75,7 +75,7 @@ func TestPrivilegedFlowCache(t *testing.T) {
 		d.step(t, nil, allowed, ReasonPassPolicy, 0)
 		// Written behind Maps' back, without a bump: the cache still decides.
 		key := bpf.PolicyPolicyKey{Endpoint: testEndpoint, Identity: uint32(idFrontend)}
-		if err := d.objs.Policy.Put(key, bpf.PolicyPolicyValue{Table: 4}); err != nil {
+		if err := d.objs.Policy.Put(key, bpf.PolicyPolicyValue{Table: 4, Counter: fixturePolicy[idFrontend].Counter}); err != nil {
 			t.Fatal(err)
 		}
 		d.step(t, nil, allowed, ReasonPassPolicy, 0)
@@ -84,7 +84,7 @@ func TestPrivilegedFlowCache(t *testing.T) {
 		}
 		d.step(t, nil, allowed, ReasonDropPolicyDeny, idFrontend)
 		// Through Maps the change is seen at once.
-		if err := d.maps.SetPolicy(testEndpoint, idFrontend, 2); err != nil {
+		if err := d.maps.SetPolicy(testEndpoint, idFrontend, fixturePolicy[idFrontend]); err != nil {
 			t.Fatal(err)
 		}
 		d.step(t, nil, allowed, ReasonPassPolicy, 0)

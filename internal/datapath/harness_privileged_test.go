@@ -60,7 +60,32 @@ func loadDatapath(tb testing.TB) *testDatapath {
 type result struct {
 	ret     int32
 	reasons map[Reason]Counter // counter increments
+	// entries are the increments of policy_counters slots 1 to
+	// testCounterSlots, by slot.
+	entries map[uint32]EntryCounter
 	events  []DropEvent
+}
+
+// testCounterSlots is how many policy_counters slots run watches: those
+// the tests give entries.
+const testCounterSlots = 8
+
+// entryCounters reads policy_counters slots 1 to testCounterSlots.
+func (d *testDatapath) entryCounters(t *testing.T) map[uint32]EntryCounter {
+	t.Helper()
+	out := map[uint32]EntryCounter{}
+	for i := uint32(1); i <= testCounterSlots; i++ {
+		c, err := d.maps.EntryCounter(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = c
+	}
+	return out
+}
+
+func (c Counter) minus(o Counter) Counter {
+	return Counter{Packets: c.Packets - o.Packets, Bytes: c.Bytes - o.Bytes}
 }
 
 // onCPU0 runs f on CPU 0, so that every run sees the same per-CPU flow
@@ -91,6 +116,7 @@ func (d *testDatapath) run(t *testing.T, prog *ebpf.Program, frame []byte) resul
 	if err != nil {
 		t.Fatal(err)
 	}
+	entriesBefore := d.entryCounters(t)
 	var ret uint32
 	onCPU0(t, func() { ret, err = prog.Run(&ebpf.RunOptions{Data: frame}) })
 	if err != nil {
@@ -100,11 +126,18 @@ func (d *testDatapath) run(t *testing.T, prog *ebpf.Program, frame []byte) resul
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := result{ret: int32(ret), reasons: map[Reason]Counter{}}
+	r := result{ret: int32(ret), reasons: map[Reason]Counter{}, entries: map[uint32]EntryCounter{}}
 	for reason, c := range after {
 		b := before[reason]
 		if c != b {
-			r.reasons[reason] = Counter{Packets: c.Packets - b.Packets, Bytes: c.Bytes - b.Bytes}
+			r.reasons[reason] = c.minus(b)
+		}
+	}
+	for i, c := range d.entryCounters(t) {
+		b := entriesBefore[i]
+		if c != b {
+			r.entries[i] = EntryCounter{Allowed: c.Allowed.minus(b.Allowed), Denied: c.Denied.minus(b.Denied),
+				DefaultDenied: c.DefaultDenied.minus(b.DefaultDenied)}
 		}
 	}
 	r.events = d.readEvents(t)

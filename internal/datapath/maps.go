@@ -134,11 +134,12 @@ func (m *Maps) SetVerdictTable(index uint32, t VerdictTable) error {
 }
 
 // SetPolicy points the policy of endpoint for remote identity (IdentityAny:
-// every identity without an entry of its own) at verdict table index. The
-// table must already be written.
-func (m *Maps) SetPolicy(endpoint uint32, remote Identity, table uint32) error {
+// every identity without an entry of its own) at verdict table e.Table, and
+// has its decisions counted at e.Counter. The table must already be written,
+// and the counter reset (ResetEntryCounter) unless it is the entry's own.
+func (m *Maps) SetPolicy(endpoint uint32, remote Identity, e PolicyEntry) error {
 	key := bpf.PolicyPolicyKey{Endpoint: endpoint, Identity: uint32(remote)}
-	if err := m.m.Policy.Put(key, bpf.PolicyPolicyValue{Table: table}); err != nil {
+	if err := m.m.Policy.Put(key, bpf.PolicyPolicyValue{Table: e.Table, Counter: e.Counter}); err != nil {
 		return fmt.Errorf("policy: put endpoint %d identity %d: %w", endpoint, remote, err)
 	}
 	return m.BumpGeneration()
@@ -173,4 +174,30 @@ func (m *Maps) Counters() (map[Reason]Counter, error) {
 		}
 	}
 	return out, nil
+}
+
+// ResetEntryCounter zeroes the policy_counters slot index (1 to
+// MaxEntryCounters - 1) on every CPU, before a policy entry is given it.
+func (m *Maps) ResetEntryCounter(index uint32) error {
+	if index == 0 || int(index) >= MaxEntryCounters {
+		return fmt.Errorf("policy counters: reset %d: index out of 1-%d", index, MaxEntryCounters-1)
+	}
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("policy counters: reset %d: %w", index, err)
+	}
+	if err := m.m.PolicyCounters.Put(index, make([]bpf.PolicyPolicyCounter, n)); err != nil {
+		return fmt.Errorf("policy counters: reset %d: %w", index, err)
+	}
+	return nil
+}
+
+// EntryCounter returns what the policy_counters slot index holds, summed
+// over CPUs. Index 0 is never counted: it reads as zero.
+func (m *Maps) EntryCounter(index uint32) (EntryCounter, error) {
+	var per []bpf.PolicyPolicyCounter
+	if err := m.m.PolicyCounters.Lookup(index, &per); err != nil {
+		return EntryCounter{}, fmt.Errorf("policy counters: lookup %d: %w", index, err)
+	}
+	return decodeEntryCounter(per), nil
 }

@@ -47,8 +47,10 @@ var (
 		4: append(slices.Clone(wildcardRules), Rule{Proto: ProtoAny, LastPort: 65535, Deny: true}),
 		5: append(slices.Clone(wildcardRules), AnyProtocol()),
 	}
-	fixturePolicy = map[Identity]uint32{
-		IdentityAny: 1, idFrontend: 2, idAdmin: 3, idBlocked: 4, idCIDR: 5, idNoTable: 7,
+	// fixturePolicy: the entries, each counted at a slot of its own.
+	fixturePolicy = map[Identity]PolicyEntry{
+		IdentityAny: {Table: 1, Counter: 1}, idFrontend: {Table: 2, Counter: 2}, idAdmin: {Table: 3, Counter: 3},
+		idBlocked: {Table: 4, Counter: 4}, idCIDR: {Table: 5, Counter: 5}, idNoTable: {Table: 7, Counter: 7},
 	}
 	fixtureIPCache = map[string]Identity{
 		"10.0.1.1/32": idFrontend, "fd00:1::1/128": idFrontend,
@@ -73,8 +75,11 @@ func setupFixture(t testing.TB, d *testDatapath) {
 			t.Fatal(err)
 		}
 	}
-	for id, idx := range fixturePolicy {
-		if err := d.maps.SetPolicy(testEndpoint, id, idx); err != nil {
+	for id, e := range fixturePolicy {
+		if err := d.maps.ResetEntryCounter(e.Counter); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.maps.SetPolicy(testEndpoint, id, e); err != nil {
 			t.Fatal(err)
 		}
 	}

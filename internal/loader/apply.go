@@ -184,6 +184,10 @@ func (l *Loader) Apply(res policy.Resolved) (Report, error) {
 	if err := l.deleteStale(want, cur, written, &rep.Counts); err != nil {
 		return rep, fmt.Errorf("apply: %w", err)
 	}
+	l.names = make(map[uint32]string, len(names))
+	for id, ep := range names {
+		l.names[id] = ep.Name
+	}
 	slices.SortFunc(rep.Endpoints, func(a, b EndpointChange) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Ifindex, b.Ifindex))
 	})
@@ -231,43 +235,49 @@ func (l *Loader) locals(eps []policy.EndpointPolicy) ([]local, []Skipped, error)
 func firstIP(ips []netip.Addr) netip.Addr { return slices.MinFunc(ips, netip.Addr.Compare) }
 
 // writeAdditions writes, in this order, the new verdict tables, the new
-// and changed policy entries, endpoint entries and ipcache entries. It
-// returns the table index of every policy entry it wrote.
-func (l *Loader) writeAdditions(want state, cur current, n *Counts) (map[policyKey]uint32, error) {
+// and changed policy entries (with the counter slots of new entries reset
+// before), endpoint entries and ipcache entries. It returns the value of
+// every policy entry it wrote.
+func (l *Loader) writeAdditions(want state, cur current, n *Counts) (map[policyKey]datapath.PolicyEntry, error) {
 	// Tables and policy entries, endpoint by endpoint, identity by identity.
 	keys := slices.SortedFunc(maps.Keys(want.policy), comparePolicyKey)
-	index := make(map[policyKey]uint32, len(keys))
+	written := make(map[policyKey]datapath.PolicyEntry, len(keys))
+	uncounted := 0
 	for _, k := range keys {
 		tk := want.policy[k]
-		if i, ok := cur.policy[k]; ok {
-			if have, ok := l.tables.content(i); ok && have == tk {
-				continue
-			}
-		}
-		i, ok := l.tables.find(tk)
-		if !ok {
-			var err error
-			if i, err = l.tables.alloc(); err != nil {
-				return nil, err
-			}
-			vt, err := datapath.DecodeVerdictTable(&tk)
+		have, exists := cur.policy[k]
+		var e datapath.PolicyEntry
+		if t, ok := l.tables.content(have.Table); exists && ok && t == tk {
+			e.Table = have.Table
+		} else {
+			i, err := l.table(tk, n)
 			if err != nil {
 				return nil, err
 			}
-			if err := l.maps.SetVerdictTable(i, vt); err != nil {
-				return nil, err
-			}
-			l.tables.adopt(i, tk)
-			n.TablesWritten++
+			e.Table = i
 		}
-		index[k] = i
+		c, err := l.counter(k)
+		switch {
+		case errors.Is(err, ErrNoFreeCounter):
+			uncounted++
+		case err != nil:
+			return nil, err
+		}
+		e.Counter = c
+		if exists && have == e {
+			continue
+		}
+		written[k] = e
+	}
+	if uncounted > 0 {
+		l.log.WithField(fieldEntries, uncounted).Warn("policy entries not counted: every policy counter is in use")
 	}
 	for _, k := range keys {
-		i, ok := index[k]
+		e, ok := written[k]
 		if !ok {
 			continue
 		}
-		if err := l.maps.SetPolicy(k.endpoint, k.remote, i); err != nil {
+		if err := l.maps.SetPolicy(k.endpoint, k.remote, e); err != nil {
 			return nil, err
 		}
 		n.PolicySet++
@@ -292,13 +302,53 @@ func (l *Loader) writeAdditions(want state, cur current, n *Counts) (map[policyK
 		}
 		n.IPCacheSet++
 	}
-	return index, nil
+	return written, nil
+}
+
+// table returns the index of a verdict table in use equal to tk, or writes
+// tk at a free index.
+func (l *Loader) table(tk tableKey, n *Counts) (uint32, error) {
+	if i, ok := l.tables.find(tk); ok {
+		return i, nil
+	}
+	i, err := l.tables.alloc()
+	if err != nil {
+		return 0, err
+	}
+	vt, err := datapath.DecodeVerdictTable(&tk)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.maps.SetVerdictTable(i, vt); err != nil {
+		return 0, err
+	}
+	l.tables.adopt(i, tk)
+	n.TablesWritten++
+	return i, nil
+}
+
+// counter returns the counter slot of policy entry k: its own, or a free
+// one, reset. It returns an error wrapping ErrNoFreeCounter, and slot 0 (not
+// counted), when none is free.
+func (l *Loader) counter(k policyKey) (uint32, error) {
+	if c, ok := l.counters.get(k); ok {
+		return c, nil
+	}
+	c, err := l.counters.alloc(k)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.maps.ResetEntryCounter(c); err != nil {
+		l.counters.retain(func(o policyKey) bool { return o != k })
+		return 0, err
+	}
+	return c, nil
 }
 
 // deleteStale deletes the ipcache and policy entries that want does not
-// have, then releases the verdict tables no policy entry points at any
-// more (written holds the entries writeAdditions changed).
-func (l *Loader) deleteStale(want state, cur current, written map[policyKey]uint32, n *Counts) error {
+// have, then releases the verdict tables and counter slots no policy entry
+// names any more (written holds the entries writeAdditions changed).
+func (l *Loader) deleteStale(want state, cur current, written map[policyKey]datapath.PolicyEntry, n *Counts) error {
 	for _, p := range slices.SortedFunc(maps.Keys(cur.ipcache), comparePrefix) {
 		if _, ok := want.ipcache[p]; ok {
 			continue
@@ -319,13 +369,17 @@ func (l *Loader) deleteStale(want state, cur current, written map[policyKey]uint
 	}
 	keep := make(map[uint32]bool, len(want.policy))
 	for k := range want.policy {
-		if i, ok := written[k]; ok {
-			keep[i] = true
+		if e, ok := written[k]; ok {
+			keep[e.Table] = true
 		} else {
-			keep[cur.policy[k]] = true
+			keep[cur.policy[k].Table] = true
 		}
 	}
 	n.TablesReleased += l.tables.release(keep)
+	l.counters.retain(func(k policyKey) bool {
+		_, ok := want.policy[k]
+		return ok
+	})
 	return nil
 }
 

@@ -70,8 +70,9 @@ func desiredState(ipcache []policy.IPCacheEntry, eps []local) (state, error) {
 // entry of IdentityAny, never both; so the rules of wildcard entries are
 // folded into every identity's table, and deny precedence is resolved
 // inside each table. An identity whose table would equal the wildcard one
-// gets no entry. Without any wildcard rule there is no wildcard entry, and
-// identities without an entry are default-denied.
+// gets no entry. Without any wildcard rule the wildcard entry has the empty
+// table, which denies everything: it decides exactly as no entry would, and
+// gives the default denials of identities without an entry a counter.
 //
 // An endpoint that is not enforced passes everything without looking at its
 // policy, yet deny entries still apply to it (policy.EndpointPolicy.Decide):
@@ -111,6 +112,8 @@ func policyTables(ep policy.EndpointPolicy) (bool, map[datapath.Identity]datapat
 		}
 		tables[datapath.IdentityAny] = t
 		wild = t.Encode()
+	} else {
+		tables[datapath.IdentityAny] = datapath.VerdictTable{}
 	}
 	for remote, rules := range specific {
 		t, err := datapath.NewVerdictTable(append(rules, wildcard...))

@@ -243,6 +243,7 @@ func TestPolicyTables(t *testing.T) {
 		{"db", true, map[string]string{
 			"host":     "0/0- allow",
 			"employee": "6/6379-6/6379 allow, 6/6380- none",
+			"any":      "none", // no wildcard rule: denies all, and counts it
 		}},
 		{"employee", false, map[string]string{}},
 		{"cache", true, map[string]string{
@@ -251,7 +252,7 @@ func TestPolicyTables(t *testing.T) {
 				"17/11212-132/11210 allow, 132/11211-132/11211 deny, 132/11212- allow",
 			"any": "0/0- allow",
 		}},
-		{"sink", true, map[string]string{"host": "0/0- allow"}},
+		{"sink", true, map[string]string{"host": "0/0- allow", "any": "none"}},
 		{"api", true, map[string]string{
 			"any": "0/0-6/9089 allow, 6/9090-6/9090 deny, 6/9091-17/9089 allow, 17/9090-17/9090 deny, " +
 				"17/9091-132/9089 allow, 132/9090-132/9090 deny, 132/9091- allow",
@@ -366,7 +367,7 @@ func TestDesiredState(t *testing.T) {
 	}
 	slices.SortFunc(keys, comparePolicyKey)
 	emp := res.Lookup(netip.MustParseAddr("10.244.1.11"))
-	wantKeys := []policyKey{{10, datapath.IdentityHost}, {10, datapath.Identity(emp)}}
+	wantKeys := []policyKey{{10, datapath.IdentityAny}, {10, datapath.IdentityHost}, {10, datapath.Identity(emp)}}
 	if diff := cmp.Diff(wantKeys, keys, cmp.AllowUnexported(policyKey{})); diff != "" {
 		t.Errorf("policy keys (-want +got):\n%s", diff)
 	}

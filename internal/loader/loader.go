@@ -53,6 +53,22 @@
 // and their entries deleted; then stale ipcache and policy entries are
 // deleted and tables no entry points at are released.
 //
+// Every enforcing endpoint gets a wildcard entry (IdentityAny), with the
+// empty table when no rule is for any identity: it denies exactly as no
+// entry would, and counts those denials.
+//
+// # Counters
+//
+// Each policy entry names a slot of the pinned policy_counters map, where
+// to_endpoint counts what the entry decided (EntryCounters). Apply gives a
+// new entry a free slot, reset before the entry names it, and the entry
+// keeps it as long as it exists, across policy changes (a new table),
+// restarts and upgrades; a deleted entry's slot is reused only after a
+// grace period, and last. Slots are limited (datapath.MaxEntryCounters):
+// an entry written when none is free is not counted, and gets one at a
+// later Apply. Entries from a roost before per-entry counters name none
+// (slot 0); the first Apply gives them one.
+//
 // Each map write is atomic, but Apply as a whole is not: while it runs, a
 // packet may meet some entries old and others new. A source address whose
 // identity changes is judged by the new policy for its old identity until
@@ -93,6 +109,7 @@ import (
 const (
 	fieldBPFFS     = "bpffs"
 	fieldEndpoint  = "endpoint"
+	fieldEntries   = "entries"
 	fieldIfindex   = "ifindex"
 	fieldInterface = "interface"
 	fieldMode      = "mode"
@@ -152,8 +169,8 @@ type Options struct {
 
 // Loader owns roost's pinned eBPF objects under one BPF filesystem
 // directory. Its methods may be called from several goroutines (Apply,
-// Locate and Attachments take turns; Counters and ReadDrops run alongside),
-// but not after Close.
+// Locate, Attachments and EntryCounters take turns; Counters and ReadDrops
+// run alongside), but not after Close.
 type Loader struct {
 	opts Options
 	log  logrus.FieldLogger
@@ -166,8 +183,11 @@ type Loader struct {
 	nl     *netlink.Handle
 	useTCX bool
 
-	mu     sync.Mutex // serializes Apply
-	tables *tables
+	mu       sync.Mutex // serializes Apply
+	tables   *tables
+	counters *counterSlots
+	// names are the names of the endpoints of the last Apply, by id.
+	names map[uint32]string
 }
 
 // Sentinel errors of Open.
@@ -249,11 +269,11 @@ func (l *Loader) open() error {
 	if err := l.probeAttach(); err != nil {
 		return err
 	}
-	t, err := l.readTables()
+	t, s, err := l.readAllocators()
 	if err != nil {
 		return fmt.Errorf("open loader: %w", err)
 	}
-	l.tables = t
+	l.tables, l.counters = t, s
 	return nil
 }
 
@@ -307,5 +327,5 @@ type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-// now is the clock of the table allocator.
+// now is the clock of the table and counter slot allocators.
 func now() time.Time { return time.Now() }

@@ -29,7 +29,8 @@ const (
 // TestPrivilegedApply applies the seed policy to the lab and checks real
 // TCP: employee reaches db's 6379, guest and the outside do not, nor does
 // employee reach db's 22; db's own connections get their replies; drop
-// events and counters show the drops; endpoints that do not route to a
+// events, counters and the counters of db's policy entries show what
+// passed and what was dropped; endpoints that do not route to a
 // host-side veth are skipped; to_endpoint runs at the head of the TCX
 // chain; a second Apply changes nothing.
 func TestPrivilegedApply(t *testing.T) {
@@ -99,8 +100,8 @@ func TestPrivilegedApply(t *testing.T) {
 	if len(skipped) != 2 || !strings.Contains(skipped["remote"], "gateway") || !strings.Contains(skipped["vm"], "192.168.77.0/24, not by a host route") {
 		t.Errorf("skipped %q; want remote (via a gateway) and vm (not a host route)", skipped)
 	}
-	if rep.Counts.EndpointsSet != 3 || rep.Counts.PolicySet != 2 || rep.Counts.TablesWritten != 2 || rep.Counts.IPCacheSet != len(res.IPCache) {
-		t.Errorf("counts %+v; want 3 endpoints, 2 policy entries (host, employee), 2 tables, %d ipcache entries", rep.Counts, len(res.IPCache))
+	if rep.Counts.EndpointsSet != 3 || rep.Counts.PolicySet != 3 || rep.Counts.TablesWritten != 3 || rep.Counts.IPCacheSet != len(res.IPCache) {
+		t.Errorf("counts %+v; want 3 endpoints, 3 policy entries and tables (any: the empty table, host, employee), %d ipcache entries", rep.Counts, len(res.IPCache))
 	}
 
 	if !connects(t, emp.ns, dbRedis) {
@@ -136,6 +137,39 @@ func TestPrivilegedApply(t *testing.T) {
 		if counters[r].Packets == 0 {
 			t.Errorf("counter %v is 0", r)
 		}
+	}
+	// employee's entry allowed its connection to 6379 and default-denied
+	// the one to 22; the wildcard entry default-denied guest and the
+	// outside. No deny rule, nothing denied.
+	entries, err := ld.EntryCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	empID := datapath.Identity(res.Lookup(emp.ip))
+	slots := map[uint32]bool{}
+	for _, e := range entries {
+		slot, _ := ld.counters.get(policyKey{endpoint: e.EndpointID, remote: e.Remote})
+		if e.Endpoint != "db" || e.EndpointID != uint32(db.ifindex) || !e.Counted || slot == 0 || slots[slot] {
+			t.Errorf("entry counter %+v (slot %d): want db's, counted at a slot of its own", e, slot)
+		}
+		slots[slot] = true
+		allowed, defaultDenied := e.Counts.Allowed.Packets, e.Counts.DefaultDenied.Packets
+		switch e.Remote {
+		case empID:
+			if allowed == 0 || defaultDenied == 0 {
+				t.Errorf("employee's entry %+v: want packets allowed and default-denied", e.Counts)
+			}
+		case datapath.IdentityAny:
+			if allowed != 0 || defaultDenied == 0 {
+				t.Errorf("the wildcard entry %+v: want packets default-denied, none allowed", e.Counts)
+			}
+		}
+		if e.Counts.Denied.Packets != 0 || e.Counts.Allowed.Bytes < 40*allowed || e.Counts.DefaultDenied.Bytes < 40*defaultDenied {
+			t.Errorf("entry counter %+v: want nothing denied, 40 bytes a packet at least", e)
+		}
+	}
+	if len(entries) != 3 {
+		t.Errorf("entry counters %+v; want db's 3 entries", entries)
 	}
 
 	// to_endpoint first at egress, the other program after it.
@@ -301,6 +335,12 @@ spec:
 	if !dropped(t, guest.ns, dbRedis) {
 		t.Fatal("seed: guest -> db:6379 passed")
 	}
+	if !connects(t, emp.ns, dbRedis) {
+		t.Fatal("seed: employee -> db:6379 failed")
+	}
+	empEntry := policyKey{endpoint: uint32(db.ifindex), remote: datapath.Identity(seed.Lookup(emp.ip))}
+	empSlot, _ := ld.counters.get(empEntry)
+	empBefore := entryCounter(t, ld, empEntry)
 	rep := apply(t, ld, open)
 	if want := (Counts{PolicySet: 2, TablesWritten: 1, TablesReleased: 1}); rep.Counts != want || len(rep.Endpoints) != 0 {
 		t.Errorf("policy change report %+v; want counts %+v (guest's entry and table, employee's entry moved to the shared L3 table), no attachment change", rep, want)
@@ -310,6 +350,17 @@ spec:
 	}
 	if !connects(t, emp.ns, dbRedis) {
 		t.Error("employee -> db:6379 failed under the L3 allow")
+	}
+	// employee's entry has a new table, but the same counter, counting on.
+	if slot, _ := ld.counters.get(empEntry); slot != empSlot || slot == 0 {
+		t.Errorf("employee's entry moved from counter %d to %d", empSlot, slot)
+	}
+	if c := entryCounter(t, ld, empEntry); c.Counts.Allowed.Packets <= empBefore.Counts.Allowed.Packets {
+		t.Errorf("employee's entry counts %+v after the change, before %+v: want more allowed", c.Counts, empBefore.Counts)
+	}
+	guestEntry := policyKey{endpoint: uint32(db.ifindex), remote: datapath.Identity(open.Lookup(guest.ip))}
+	if c := entryCounter(t, ld, guestEntry); !c.Counted || c.Counts.Allowed.Packets == 0 || c.Counts.DefaultDenied.Packets != 0 {
+		t.Errorf("guest's new entry %+v: want counted from its creation, packets allowed only", c)
 	}
 
 	rep = apply(t, ld, seed)
@@ -322,9 +373,28 @@ spec:
 	if !connects(t, emp.ns, dbRedis) {
 		t.Error("employee -> db:6379 failed after the seed came back")
 	}
-	if n := ld.tables.inUse(); n != 2 {
-		t.Errorf("%d verdict tables in use, want 2 (host, employee)", n)
+	if n := ld.tables.inUse(); n != 3 {
+		t.Errorf("%d verdict tables in use, want 3 (any: empty, host, employee)", n)
 	}
+	if n := ld.counters.inUse(); n != 3 {
+		t.Errorf("%d counters in use, want 3 (any, host, employee)", n)
+	}
+}
+
+// entryCounter returns the counter of policy entry k.
+func entryCounter(t *testing.T, ld *Loader, k policyKey) EntryCounter {
+	t.Helper()
+	cs, err := ld.EntryCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.EndpointID == k.endpoint && c.Remote == k.remote {
+			return c
+		}
+	}
+	t.Fatalf("no policy entry %+v among %+v", k, cs)
+	return EntryCounter{}
 }
 
 // TestPrivilegedEndpointGone removes endpoints both ways: dropped from the
@@ -344,8 +414,11 @@ func TestPrivilegedEndpointGone(t *testing.T) {
 	if len(rep.Endpoints) != 1 || rep.Endpoints[0].Action != Detached || rep.Endpoints[0].Ifindex != db.ifindex || rep.Endpoints[0].Interface != db.hostIf {
 		t.Errorf("report %+v; want db's interface detached", rep.Endpoints)
 	}
-	if rep.Counts.EndpointsDeleted != 1 || rep.Counts.PolicyDeleted != 2 || rep.Counts.TablesReleased != 2 {
-		t.Errorf("counts %+v; want 1 endpoint and 2 policy entries deleted, 2 tables released", rep.Counts)
+	if rep.Counts.EndpointsDeleted != 1 || rep.Counts.PolicyDeleted != 3 || rep.Counts.TablesReleased != 3 {
+		t.Errorf("counts %+v; want 1 endpoint and 3 policy entries deleted, 3 tables released", rep.Counts)
+	}
+	if n := ld.counters.inUse(); n != 0 {
+		t.Errorf("%d counters in use after db left, want 0", n)
 	}
 	for _, at := range []ebpf.AttachType{ebpf.AttachTCXEgress, ebpf.AttachTCXIngress} {
 		if got := tcxPrograms(t, lab.node, db.ifindex, at); len(got) != 0 {
@@ -543,5 +616,67 @@ func TestPrivilegedStalePins(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "links", "stray")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stray link pin remains: %v", err)
+	}
+}
+
+// TestPrivilegedEntriesFromBeforeCounters starts a loader on pins whose
+// policy entries name no counter, as the roost before per-entry counters
+// wrote them (the field was reserved, 0): they are listed as not counted,
+// enforcement goes on, and the first Apply gives each entry a counter of
+// its own and rewrites it; the next changes nothing.
+func TestPrivilegedEntriesFromBeforeCounters(t *testing.T) {
+	lab := newLab(t)
+	db, emp, guest := lab.pods["db"], lab.pods["employee"], lab.pods["guest"]
+	serveTCP(t, db.ns, dbRedis)
+	res := compile(t, seedPolicy, lab.endpoints())
+	ld := lab.open(t, AttachAuto)
+	apply(t, ld, res)
+	entries, err := ld.readPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, e := range entries {
+		key := bpf.PolicyPolicyKey{Endpoint: k.endpoint, Identity: uint32(k.remote)}
+		if err := ld.objs.Policy.Put(key, bpf.PolicyPolicyValue{Table: e.Table}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ld.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ld = lab.open(t, AttachAuto)
+	if n := ld.counters.inUse(); n != 0 {
+		t.Errorf("%d counters adopted from entries that name none", n)
+	}
+	cs, err := ld.EntryCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.Counted || c.Counts != (datapath.EntryCounter{}) || c.Endpoint != "" {
+			t.Errorf("entry %+v before any Apply: want not counted, no name", c)
+		}
+	}
+	if !connects(t, emp.ns, dbRedis) || !dropped(t, guest.ns, dbRedis) {
+		t.Fatal("entries without counters do not enforce the seed")
+	}
+
+	rep := apply(t, ld, res)
+	if want := (Counts{PolicySet: len(entries)}); rep.Counts != want {
+		t.Errorf("first apply %+v; want %+v (every entry given a counter)", rep.Counts, want)
+	}
+	if !connects(t, emp.ns, dbRedis) || !dropped(t, guest.ns, dbRedis) {
+		t.Error("after the entries got counters, the seed is not enforced")
+	}
+	empEntry := policyKey{endpoint: uint32(db.ifindex), remote: datapath.Identity(res.Lookup(emp.ip))}
+	if c := entryCounter(t, ld, empEntry); !c.Counted || c.Endpoint != "db" || c.Counts.Allowed.Packets == 0 {
+		t.Errorf("employee's entry %+v: want counted, allowed packets", c)
+	}
+	if c := entryCounter(t, ld, policyKey{endpoint: uint32(db.ifindex)}); !c.Counted || c.Counts.DefaultDenied.Packets == 0 {
+		t.Errorf("the wildcard entry %+v: want counted, default-denied packets", c)
+	}
+	if rep := apply(t, ld, res); rep.Changed() {
+		t.Errorf("second apply changed %+v", rep)
 	}
 }

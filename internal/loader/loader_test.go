@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/roost-net/roost/bpf"
 )
 
 // TestOpenNotBPFFS points the loader at a directory of an ordinary
@@ -97,5 +99,56 @@ func TestCheckFeatures(t *testing.T) {
 	}
 	if err := checkFeatures([]feature{{"present", ok}}); err != nil {
 		t.Errorf("all present: %v", err)
+	}
+}
+
+// TestPinnedLayouts pins down the layout of every pinned map: a map whose
+// type, key or value size, size or flags change no longer adopts the pin a
+// running roost made (Open then fails with ebpf.ErrMapIncompatible), so an
+// upgrade would need the migration checkPinned describes. The layouts up
+// to policy_counters are those of the build deployed before per-entry
+// counters (commit f0e98a7), which an upgrade must adopt. Change this table
+// only together with a way to migrate.
+func TestPinnedLayouts(t *testing.T) {
+	want := map[string]struct {
+		typ             ebpf.MapType
+		key, value, max uint32
+		flags           uint32
+	}{
+		"conntrack":     {ebpf.LRUHash, 44, 16, 131072, 0},
+		"counters":      {ebpf.PerCPUArray, 4, 16, 64, 0},
+		"drops":         {ebpf.RingBuf, 0, 0, 262144, 0},
+		"endpoints":     {ebpf.Hash, 4, 8, 4096, 1},
+		"fragments":     {ebpf.LRUHash, 40, 8, 8192, 0},
+		"ipcache_host4": {ebpf.Hash, 4, 8, 262144, 1},
+		"ipcache_host6": {ebpf.Hash, 16, 8, 262144, 1},
+		"ipcache_lpm4":  {ebpf.LPMTrie, 8, 8, 16384, 1},
+		"ipcache_lpm6":  {ebpf.LPMTrie, 20, 8, 16384, 1},
+		"policy":        {ebpf.Hash, 8, 8, 262144, 1},
+		"verdicts":      {ebpf.Array, 4, 1028, 4096, 0},
+		// Added with per-entry counters: 3 verdicts x (packets, bytes).
+		"policy_counters": {ebpf.PerCPUArray, 4, 48, 65536, 0},
+	}
+	spec, err := bpf.LoadPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range spec.Maps {
+		if !isPinned(name) {
+			continue
+		}
+		w, ok := want[name]
+		if !ok {
+			t.Errorf("map %s is pinned but not in this test: add its layout", name)
+			continue
+		}
+		delete(want, name)
+		if m.Type != w.typ || m.KeySize != w.key || m.ValueSize != w.value || m.MaxEntries != w.max || m.Flags != w.flags {
+			t.Errorf("map %s: %v key %d value %d max %d flags %#x; pinned maps have %v key %d value %d max %d flags %#x",
+				name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, m.Flags, w.typ, w.key, w.value, w.max, w.flags)
+		}
+	}
+	for name := range want {
+		t.Errorf("map %s is no longer pinned: a loader would remove its pin", name)
 	}
 }

@@ -23,6 +23,49 @@ func (l *Loader) Counters() (map[datapath.Reason]datapath.Counter, error) {
 	return l.maps.Counters()
 }
 
+// EntryCounter is what to_endpoint decided with one policy entry.
+type EntryCounter struct {
+	// Endpoint is the endpoint's name in the last Apply; empty when this
+	// loader has not applied a policy with the endpoint yet.
+	Endpoint   string
+	EndpointID uint32 // the ifindex of its host-side interface
+	// Remote is the entry's source identity; datapath.IdentityAny's entry
+	// serves every source without an entry of its own.
+	Remote datapath.Identity
+	// Counted is false when the entry has no counter slot: every slot was
+	// taken when it was written, or an older roost wrote it and no Apply
+	// has given it one since. Counts is zero then.
+	Counted bool
+	Counts  datapath.EntryCounter
+}
+
+// EntryCounters returns the counters of every policy entry in the maps,
+// sorted by endpoint id and remote identity, summed over CPUs. An entry's
+// counts start when the loader gives it its slot (when it is first written)
+// and go on across restarts, policy changes that keep the entry, and
+// upgrades (the map is pinned). It waits for a running Apply.
+func (l *Loader) EntryCounters() ([]EntryCounter, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	entries, err := l.readPolicy()
+	if err != nil {
+		return nil, fmt.Errorf("entry counters: %w", err)
+	}
+	out := make([]EntryCounter, 0, len(entries))
+	for _, k := range slices.SortedFunc(maps.Keys(entries), comparePolicyKey) {
+		e := entries[k]
+		c := EntryCounter{Endpoint: l.names[k.endpoint], EndpointID: k.endpoint, Remote: k.remote}
+		if e.Counter != 0 && int(e.Counter) < datapath.MaxEntryCounters {
+			c.Counted = true
+			if c.Counts, err = l.maps.EntryCounter(e.Counter); err != nil {
+				return nil, fmt.Errorf("entry counters: endpoint %d identity %d: %w", k.endpoint, k.remote, err)
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 // ReadDrops calls fn with every drop event the programs write, until ctx
 // is done; it then returns ctx.Err(). Events are consumed: with two readers
 // of the same pins, each sees only part of them. fn runs on ReadDrops'

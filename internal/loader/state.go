@@ -2,7 +2,9 @@ package loader
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -10,41 +12,42 @@ import (
 	"github.com/roost-net/roost/internal/datapath"
 )
 
-// readTables rebuilds the table allocator from the maps: the tables in use
-// are those the policy entries point at.
-func (l *Loader) readTables() (*tables, error) {
+// readAllocators rebuilds the table and counter slot allocators from the
+// maps: the tables and slots in use are those the policy entries name.
+func (l *Loader) readAllocators() (*tables, *counterSlots, error) {
+	entries, err := l.readPolicy()
+	if err != nil {
+		return nil, nil, err
+	}
 	t := newTables(l.objs.Verdicts.MaxEntries(), now)
-	var (
-		k bpf.PolicyPolicyKey
-		v bpf.PolicyPolicyValue
-	)
-	it := l.objs.Policy.Iterate()
-	for it.Next(&k, &v) {
-		if _, ok := t.content(v.Table); ok {
+	s := newCounterSlots(l.objs.PolicyCounters.MaxEntries(), now)
+	// In order, so that of two entries naming one slot (which this loader
+	// never writes) the same one keeps it every time.
+	for _, k := range slices.SortedFunc(maps.Keys(entries), comparePolicyKey) {
+		e := entries[k]
+		s.adopt(k, e.Counter)
+		if _, ok := t.content(e.Table); ok {
 			continue
 		}
-		if v.Table >= t.size {
+		if e.Table >= t.size {
 			// The datapath ignores such an entry (no table: default deny);
 			// Apply replaces or deletes it.
 			continue
 		}
 		var vt bpf.PolicyVerdictTable
-		if err := l.objs.Verdicts.Lookup(v.Table, &vt); err != nil {
-			return nil, fmt.Errorf("verdicts: lookup %d: %w", v.Table, err)
+		if err := l.objs.Verdicts.Lookup(e.Table, &vt); err != nil {
+			return nil, nil, fmt.Errorf("verdicts: lookup %d: %w", e.Table, err)
 		}
-		t.adopt(v.Table, vt)
+		t.adopt(e.Table, vt)
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("policy: iterate: %w", err)
-	}
-	return t, nil
+	return t, s, nil
 }
 
 // current is what the maps hold now: endpoint entries, policy entries
-// (with their table index) and the ipcache.
+// (table index and counter slot) and the ipcache.
 type current struct {
 	endpoints map[uint32]datapath.Endpoint
-	policy    map[policyKey]uint32
+	policy    map[policyKey]datapath.PolicyEntry
 	ipcache   map[netip.Prefix]datapath.Identity
 }
 
@@ -52,7 +55,6 @@ type current struct {
 func (l *Loader) readState() (current, error) {
 	c := current{
 		endpoints: make(map[uint32]datapath.Endpoint),
-		policy:    make(map[policyKey]uint32),
 		ipcache:   make(map[netip.Prefix]datapath.Identity),
 	}
 	var (
@@ -70,16 +72,9 @@ func (l *Loader) readState() (current, error) {
 		return current{}, fmt.Errorf("endpoints: iterate: %w", err)
 	}
 
-	var (
-		pk bpf.PolicyPolicyKey
-		pv bpf.PolicyPolicyValue
-	)
-	it = l.objs.Policy.Iterate()
-	for it.Next(&pk, &pv) {
-		c.policy[policyKey{endpoint: pk.Endpoint, remote: datapath.Identity(pk.Identity)}] = pv.Table
-	}
-	if err := it.Err(); err != nil {
-		return current{}, fmt.Errorf("policy: iterate: %w", err)
+	var err error
+	if c.policy, err = l.readPolicy(); err != nil {
+		return current{}, err
 	}
 
 	var iv bpf.PolicyIpcacheValue
@@ -104,6 +99,23 @@ func (l *Loader) readState() (current, error) {
 		return current{}, err
 	}
 	return c, nil
+}
+
+// readPolicy reads the policy map.
+func (l *Loader) readPolicy() (map[policyKey]datapath.PolicyEntry, error) {
+	out := make(map[policyKey]datapath.PolicyEntry)
+	var (
+		k bpf.PolicyPolicyKey
+		v bpf.PolicyPolicyValue
+	)
+	it := l.objs.Policy.Iterate()
+	for it.Next(&k, &v) {
+		out[policyKey{endpoint: k.Endpoint, remote: datapath.Identity(k.Identity)}] = datapath.PolicyEntry{Table: v.Table, Counter: v.Counter}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("policy: iterate: %w", err)
+	}
+	return out, nil
 }
 
 // iterate calls f with every key of m, after reading its value into v.

@@ -22,7 +22,7 @@ const (
 	PathReadyz   = "/readyz"
 	PathMetrics  = "/metrics"
 	PathStatus   = "/v1/status"
-	PathPolicy   = "/v1/policy"
+	PathPolicy   = "/v1/policy"   // the resolved policy and its entries' counters
 	PathDrops    = "/v1/drops"    // ?follow=1 streams JSON lines
 	PathBPF      = "/v1/bpf"      // attachments and pins
 	PathCounters = "/v1/counters" // per-reason packet counts
@@ -106,6 +106,42 @@ type BPF struct {
 	Attachments []Attachment `json:"attachments"`
 }
 
+// Policy is the document at PathPolicy: the resolved policy last applied,
+// whose fields it has as policy.Resolved encodes them, and the counters of
+// the datapath's policy entries.
+type Policy struct {
+	policy.Resolved
+	// EntryCounters has one element per policy entry of a local endpoint,
+	// sorted by endpoint and remote identity.
+	EntryCounters []EntryCounter `json:"entryCounters"`
+}
+
+// EntryCounter is what the datapath decided with one policy entry of a local
+// endpoint: of the new traffic from Remote, the packets the entry's rules
+// allowed, denied with a deny rule, or did not match (default deny). The
+// datapath folds the rules for any identity into the entry of every
+// identity that has one, so the entry counts those too. Replies to the
+// endpoint's own connections count in no entry.
+type EntryCounter struct {
+	Endpoint   string `json:"endpoint"`   // empty when the loader has not applied it since it started
+	EndpointID uint32 `json:"endpointID"` // the ifindex of its host-side interface
+	// Remote is the source identity; 0 is the entry of every source without
+	// an entry of its own.
+	Remote uint32 `json:"remote"`
+	// Counted is false when the entry has no counter (all were in use when
+	// it was written; roost-loader logs it): its counts are then 0.
+	Counted       bool  `json:"counted"`
+	Allowed       Count `json:"allowed"`
+	Denied        Count `json:"denied"`
+	DefaultDenied Count `json:"defaultDenied"`
+}
+
+// Count is a number of packets and their bytes.
+type Count struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
 // Counter is packets and bytes for one reason.
 type Counter struct {
 	Reason  string `json:"reason"`
@@ -134,10 +170,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, c.get(ctx, PathStatus, &s)
 }
 
-// Policy fetches the resolved policy last applied.
-func (c *Client) Policy(ctx context.Context) (policy.Resolved, error) {
-	var r policy.Resolved
-	return r, c.get(ctx, PathPolicy, &r)
+// Policy fetches PathPolicy: the resolved policy last applied, and the
+// counters of its entries.
+func (c *Client) Policy(ctx context.Context) (Policy, error) {
+	var p Policy
+	return p, c.get(ctx, PathPolicy, &p)
 }
 
 // BPF fetches PathBPF.

@@ -8,10 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/roost-net/roost/internal/datapath"
 	"github.com/roost-net/roost/internal/endpoints"
@@ -42,9 +45,10 @@ spec:
 // fakeEnforcer marks endpoints whose name starts with "local-" local and
 // records what it is asked to apply.
 type fakeEnforcer struct {
-	mu      sync.Mutex
-	applied []policy.Resolved
-	fail    error
+	mu       sync.Mutex
+	applied  []policy.Resolved
+	fail     error
+	entryErr error // what EntryCounters fails with
 }
 
 func (f *fakeEnforcer) Locate(eps []policy.Endpoint) ([]policy.Endpoint, error) {
@@ -71,6 +75,23 @@ func (f *fakeEnforcer) Counters() (map[datapath.Reason]datapath.Counter, error) 
 		datapath.ReasonPassPolicy:        {Packets: 3, Bytes: 300},
 		datapath.ReasonDropPolicyDefault: {Packets: 2, Bytes: 120},
 		datapath.ReasonPassNotEnforced:   {},
+	}, nil
+}
+
+// EntryCounters returns two entries of local-db (id 5) and one of an
+// endpoint the loader has not named yet, out of order.
+func (f *fakeEnforcer) EntryCounters() ([]loader.EntryCounter, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.entryErr != nil {
+		return nil, f.entryErr
+	}
+	return []loader.EntryCounter{
+		{Endpoint: "local-db", EndpointID: 5, Remote: 7000, Counted: true, Counts: datapath.EntryCounter{
+			Allowed: datapath.Counter{Packets: 3, Bytes: 300}, Denied: datapath.Counter{Packets: 1, Bytes: 60}, DefaultDenied: datapath.Counter{Packets: 2, Bytes: 120}}},
+		{Endpoint: "local-db", EndpointID: 5, Remote: datapath.IdentityAny, Counted: true, Counts: datapath.EntryCounter{
+			DefaultDenied: datapath.Counter{Packets: 4, Bytes: 240}}},
+		{EndpointID: 9, Remote: datapath.IdentityHost},
 	}, nil
 }
 
@@ -212,9 +233,36 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	// The resolved policy as before, with the entries' counters beside.
+	_, body := get(loaderapi.PathPolicy)
 	var res policy.Resolved
-	if _, body := get(loaderapi.PathPolicy); json.Unmarshal([]byte(body), &res) != nil || len(res.Endpoints) != 1 {
+	if json.Unmarshal([]byte(body), &res) != nil || len(res.Endpoints) != 1 || !reflect.DeepEqual(res, d.Resolved()) {
 		t.Errorf("policy = %s", body)
+	}
+	var doc loaderapi.Policy
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	wantEntries := []loaderapi.EntryCounter{
+		{EndpointID: 9, Remote: 1},
+		{Endpoint: "local-db", EndpointID: 5, Remote: 0, Counted: true, DefaultDenied: loaderapi.Count{Packets: 4, Bytes: 240}},
+		{Endpoint: "local-db", EndpointID: 5, Remote: 7000, Counted: true, Allowed: loaderapi.Count{Packets: 3, Bytes: 300},
+			Denied: loaderapi.Count{Packets: 1, Bytes: 60}, DefaultDenied: loaderapi.Count{Packets: 2, Bytes: 120}},
+	}
+	if diff := cmp.Diff(wantEntries, doc.EntryCounters); diff != "" {
+		t.Errorf("entry counters (-want +got):\n%s", diff)
+	}
+	c := loaderapi.NewClient(srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if p, err := c.Policy(ctx); err != nil || len(p.Endpoints) != 1 || len(p.EntryCounters) != 3 {
+		t.Errorf("client: policy %+v, %v", p, err)
+	}
+	enf.mu.Lock()
+	enf.entryErr = errors.New("policy counters: lookup 3: bad file descriptor")
+	enf.mu.Unlock()
+	if code, body := get(loaderapi.PathPolicy); code != http.StatusInternalServerError || !strings.Contains(body, "lookup 3") {
+		t.Errorf("policy with unreadable counters: %d %s", code, body)
 	}
 	var cs []loaderapi.Counter
 	if _, body := get(loaderapi.PathCounters); json.Unmarshal([]byte(body), &cs) != nil || len(cs) != 2 {
@@ -225,16 +273,13 @@ func TestHTTP(t *testing.T) {
 		d.RecordDrop(datapath.DropEvent{Src: netip.MustParseAddr("10.244.2.10"), Dst: netip.MustParseAddr("10.244.1.10"),
 			DstPort: uint16(6379 + i), Proto: 6, Reason: datapath.ReasonDropPolicyDefault})
 	}
-	_, body := get(loaderapi.PathDrops)
+	_, body = get(loaderapi.PathDrops)
 	lines := strings.Split(strings.TrimSpace(body), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], `"dstPort":6380`) || !strings.Contains(lines[1], `"endpoint":"local-db"`) {
 		t.Errorf("drops kept = %q", lines)
 	}
 
 	// Follow: a drop recorded later arrives.
-	c := loaderapi.NewClient(srv.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	got := make(chan loaderapi.Drop, 10)
 	go c.Drops(ctx, true, func(dr loaderapi.Drop) error { got <- dr; return nil })
 	<-got

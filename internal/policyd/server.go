@@ -1,6 +1,7 @@
 package policyd
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 // Observer is what the API reads from the loader.
 type Observer interface {
 	Counters() (map[datapath.Reason]datapath.Counter, error)
+	EntryCounters() ([]loader.EntryCounter, error)
 	Attachments() ([]loader.Attachment, error)
 }
 
@@ -44,7 +46,13 @@ func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
 		writeJSON(w, d.Status())
 	})
 	mux.HandleFunc("GET "+loaderapi.PathPolicy, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, d.Resolved())
+		res := d.Resolved()
+		ecs, err := entryCounters(obs)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, loaderapi.Policy{Resolved: res, EntryCounters: ecs})
 	})
 	mux.HandleFunc("GET "+loaderapi.PathCounters, func(w http.ResponseWriter, r *http.Request) {
 		cs, err := counters(obs)
@@ -136,6 +144,27 @@ func counters(obs Observer) ([]loaderapi.Counter, error) {
 			return 1
 		}
 		return 0
+	})
+	return out, nil
+}
+
+// entryCounters returns the counters of the loader's policy entries, by
+// endpoint name, endpoint id and remote identity.
+func entryCounters(obs Observer) ([]loaderapi.EntryCounter, error) {
+	cs, err := obs.EntryCounters()
+	if err != nil {
+		return nil, err
+	}
+	count := func(c datapath.Counter) loaderapi.Count { return loaderapi.Count{Packets: c.Packets, Bytes: c.Bytes} }
+	out := make([]loaderapi.EntryCounter, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, loaderapi.EntryCounter{
+			Endpoint: c.Endpoint, EndpointID: c.EndpointID, Remote: uint32(c.Remote), Counted: c.Counted,
+			Allowed: count(c.Counts.Allowed), Denied: count(c.Counts.Denied), DefaultDenied: count(c.Counts.DefaultDenied),
+		})
+	}
+	slices.SortFunc(out, func(a, b loaderapi.EntryCounter) int {
+		return cmp.Or(cmp.Compare(a.Endpoint, b.Endpoint), cmp.Compare(a.EndpointID, b.EndpointID), cmp.Compare(a.Remote, b.Remote))
 	})
 	return out, nil
 }
