@@ -57,7 +57,8 @@ API. Every command prints a table, or JSON with -o json.`,
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time limit for each command")
 	cmd.AddCommand(newPeersCmd(o), newRoutesCmd(o), newStatusCmd(o), newConfigCmd(o), newReloadCmd(o),
-		newEndpointsCmd(o), newIdentitiesCmd(o), newPolicyCmd(o), newDropsCmd(o), newBPFCmd(o))
+		newEndpointsCmd(o), newIdentitiesCmd(o), newPolicyCmd(o), newDropsCmd(o), newBPFCmd(o),
+		newReadyCmd(o))
 	return cmd
 }
 
