@@ -1,0 +1,64 @@
+{%- from "roost/map.jinja" import roost with context %}
+{%- from "roost/map.jinja" import docker_env with context %}
+# roost.clean: remove everything the roost formula made on this node: the
+# node's routes at the ToRs, the containers, the kernel blackhole routes roost-agent keeps (route protocol
+# 167), the loader's pins (which detaches its programs), the images the
+# formula loaded, and every file and directory it wrote. The bpffs mount and
+# the Docker packages stay: other programs share them.
+{%- set compose = roost.docker.compose ~ ' --project-directory ' ~ roost.paths.compose ~ ' -f ' ~ roost.paths.compose ~ '/docker-compose.yml -p roost' %}
+
+# Withdraw the node's routes first: stopping BIRD is a graceful restart,
+# after which the ToRs would keep them as stale for BIRD's restart time.
+roost-clean-withdraw:
+  cmd.run:
+    - name: docker exec roost-bird birdc -s {{ roost.paths.bird_run }}/bird.ctl disable all
+    - env: {{ docker_env | json }}
+    - onlyif: docker exec roost-bird true
+
+roost-clean-containers:
+  cmd.run:
+    - name: {{ compose }} down --remove-orphans --timeout 10
+    - cwd: {{ roost.paths.compose }}
+    - env: {{ docker_env | json }}
+    - onlyif: test -f {{ roost.paths.compose }}/docker-compose.yml
+    - require:
+      - cmd: roost-clean-withdraw
+
+# Containers the compose file no longer names (or made without it).
+roost-clean-leftover-containers:
+  cmd.run:
+    - name: docker rm -f roost-bird roost-agent roost-loader
+    - env: {{ docker_env | json }}
+    - onlyif: docker inspect roost-bird || docker inspect roost-agent || docker inspect roost-loader
+    - require:
+      - cmd: roost-clean-containers
+
+roost-clean-routes:
+  cmd.run:
+    - name: ip -4 route flush proto 167 && ip -6 route flush proto 167
+    - onlyif: test -n "$(ip -4 route show proto 167)$(ip -6 route show proto 167)"
+    - require:
+      - cmd: roost-clean-leftover-containers
+
+roost-clean-pins:
+  file.absent:
+    - name: {{ roost.loader.bpffs }}
+    - require:
+      - cmd: roost-clean-leftover-containers
+
+{%- set images = [roost.images.bird, roost.images.roost] %}
+roost-clean-images:
+  cmd.run:
+    - name: docker rmi {{ images | join(' ') }}
+    - env: {{ docker_env | json }}
+    - onlyif: docker image inspect {{ images | join(' ') }} >/dev/null 2>&1
+    - require:
+      - cmd: roost-clean-leftover-containers
+
+{%- for path in [roost.paths.etc, roost.paths.bird_etc ~ '/bird.conf', roost.paths.bird_run, roost.paths.state, roost.paths.check] %}
+roost-clean-{{ path }}:
+  file.absent:
+    - name: {{ path }}
+    - require:
+      - cmd: roost-clean-leftover-containers
+{%- endfor %}

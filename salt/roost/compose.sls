@@ -1,0 +1,67 @@
+{%- from "roost/map.jinja" import roost with context %}
+{%- from "roost/map.jinja" import docker_env with context %}
+# roost.compose: the compose stack. `up -d` runs when the compose file, its
+# .env or the images changed, and when a container is missing or stopped;
+# config-only changes never restart a container.
+{%- set compose = roost.docker.compose ~ ' --project-directory ' ~ roost.paths.compose ~ ' -f ' ~ roost.paths.compose ~ '/docker-compose.yml -p roost' %}
+include:
+  - roost.bpffs
+  - roost.images
+  - roost.config
+
+roost-compose-file:
+  file.managed:
+    - name: {{ roost.paths.compose }}/docker-compose.yml
+    - source: salt://roost/files/docker-compose.yml
+    - makedirs: True
+    - mode: '0644'
+
+roost-compose-env:
+  file.managed:
+    - name: {{ roost.paths.compose }}/.env
+    - source: salt://roost/files/compose.env.jinja
+    - template: jinja
+    - makedirs: True
+    - mode: '0644'
+
+# The loader reads loader.yaml only at start (its endpoints and policies it
+# watches); a change to it restarts the loader, which adopts its pins. Before
+# the first `up` there is no container to restart.
+roost-loader-restart:
+  cmd.run:
+    - name: docker restart roost-loader
+    - env: {{ docker_env | json }}
+    - onlyif: docker inspect roost-loader >/dev/null 2>&1
+    - onchanges:
+      - file: roost-loader.yaml
+
+roost-compose-up:
+  cmd.run:
+    - name: {{ compose }} up -d
+    - cwd: {{ roost.paths.compose }}
+    - env: {{ docker_env | json }}
+    - onchanges:
+      - file: roost-compose-file
+      - file: roost-compose-env
+      - cmd: roost-images
+    - require:
+      - cmd: roost-validate
+      - cmd: roost-loader-restart
+      - file: roost-agent.yaml
+      - file: roost-loader.yaml
+      - file: roost-endpoints.yaml
+      - file: roost-policies
+      - file: roost-bird-conf
+      - file: roost-bird-run
+{%- if roost.bpffs.mount %}
+      - cmd: roost-bpffs-shared
+{%- endif %}
+
+roost-compose-running:
+  cmd.run:
+    - name: {{ compose }} up -d
+    - cwd: {{ roost.paths.compose }}
+    - env: {{ docker_env | json }}
+    - unless: {{ roost.paths.check }} running
+    - require:
+      - cmd: roost-compose-up

@@ -1,0 +1,8 @@
+# roost: put this node on the fabric. Docker (optional), bpffs, the images,
+# the checked config and the compose stack, in that order.
+include:
+  - roost.docker
+  - roost.bpffs
+  - roost.images
+  - roost.config
+  - roost.compose
