@@ -10,12 +10,17 @@ PKGS     := ./...
 TESTFLAGS ?= -count=1 -p 2 -timeout 20m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps generate test unit lint lab lab-down lab-status bench clean
+.PHONY: all build deps deps-test generate test unit lint lab lab-down lab-status bench images clean
 
 all: build
 
 deps:
 	./scripts/deps.sh
+
+# deps-test adds what the deployment test needs: Docker, docker-compose,
+# debootstrap, and Salt from PyPI in a venv (/opt/roost-test/salt).
+deps-test:
+	./scripts/deps.sh test
 
 build: deps
 	@mkdir -p $(BIN)
@@ -29,7 +34,7 @@ generate: deps
 # test runs every test. As root it includes the privileged ones (real BIRD,
 # FRR and kernel in network namespaces); CI sets ROOST_REQUIRE_PRIVILEGED=1
 # so that none of them can skip.
-test: deps lint build
+test: deps-test lint build
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 # unit runs the tests that need neither root nor daemons quickly.
@@ -53,6 +58,13 @@ lab-status:
 
 bench: build
 	./scripts/bench.sh
+
+# images builds roost/bird:TAG and roost/roost:TAG (scripts/images.sh; TAG
+# from ROOST_IMAGE_TAG, default `git describe`). Without a registry the base
+# image is debootstrapped locally (scripts/base-image.sh). Needs a running
+# Docker engine (DOCKER_HOST).
+images: build
+	./scripts/images.sh build
 
 clean:
 	rm -rf $(BIN)

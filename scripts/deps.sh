@@ -4,7 +4,21 @@
 # without root it only reports what is missing.
 #
 #   scripts/deps.sh          # BIRD 2, FRR, gobgpd, iproute2, clang-19, Go
+#   scripts/deps.sh test     # and what the deployment test needs: Docker,
+#                            # docker-compose, debootstrap, and Salt from PyPI
+#                            # in a venv at /opt/roost-test/salt
 set -euo pipefail
+
+case "${1:-}" in
+"" | lab) with_test=0 ;;
+test) with_test=1 ;;
+*)
+	echo "usage: deps.sh [test]" >&2
+	exit 2
+	;;
+esac
+SALT_VERSION=${ROOST_SALT_VERSION:-3008.4}
+SALT_VENV=/opt/roost-test/salt
 
 GO_VERSION=${ROOST_GO_VERSION:-1.26.8}
 # Debian package → a file that proves it is installed.
@@ -27,6 +41,18 @@ declare -A PKGS=(
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 	[bpftool]=/usr/sbin/bpftool
 )
+
+if [ "$with_test" = 1 ]; then
+	PKGS+=(
+		[docker.io]=/usr/sbin/dockerd
+		[docker-compose]=/usr/bin/docker-compose
+		[debootstrap]=/usr/sbin/debootstrap
+		# Salt's venv is made from Debian's python3 with its site packages,
+		# so that Salt's apt states can import python3-apt.
+		[python3-venv]=/usr/lib/python3.11/ensurepip/_uninstall.py
+		[python3-apt]=/usr/lib/python3/dist-packages/apt_pkg.cpython-311-x86_64-linux-gnu.so
+	)
+fi
 
 missing=()
 for pkg in "${!PKGS[@]}"; do
@@ -78,4 +104,17 @@ if ! go_ok; then
 	chmod +x /usr/local/go-roost/bin/* /usr/local/go-roost/pkg/tool/*/*
 	ln -sf /usr/local/go-roost/bin/go /usr/local/go-roost/bin/gofmt /usr/local/bin/
 	rm -rf "$zip" /tmp/go-toolchain
+fi
+
+# Salt, for the deployment test (internal/e2e): from PyPI into a venv of
+# Debian's python3.
+if [ "$with_test" = 1 ] && ! "$SALT_VENV/bin/salt-call" --version 2>/dev/null | grep -q " $SALT_VERSION "; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: salt $SALT_VERSION is missing in $SALT_VENV (run scripts/deps.sh test as root)" >&2
+		exit 0
+	fi
+	echo "deps: installing salt $SALT_VERSION from PyPI into $SALT_VENV"
+	rm -rf "$SALT_VENV"
+	/usr/bin/python3 -m venv --system-site-packages "$SALT_VENV"
+	"$SALT_VENV/bin/pip" install -q --disable-pip-version-check "salt==$SALT_VERSION"
 fi

@@ -132,8 +132,12 @@ type proc struct {
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir+"/",
-		"../../cmd/roost-agent", "../../cmd/roost-loader", "../../cmd/roostctl").CombinedOutput()
+	// Static, as make build makes them: the deployment test puts them in
+	// an image.
+	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+"/",
+		"../../cmd/roost-agent", "../../cmd/roost-loader", "../../cmd/roostctl")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

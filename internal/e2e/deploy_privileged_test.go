@@ -1,0 +1,375 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roost-net/roost/internal/testenv"
+)
+
+// TestPrivilegedDeploySalt puts this host on a fabric of two FRR ToRs the
+// way an operator does: images built by `make images` and handed over as
+// tarballs, then the roost Salt formula run masterless from the pillar. The
+// host plays the bare-metal node, in the root namespace; the ToRs and one
+// pod are namespaces linked to it. Everything the test adds to the root
+// namespace and the file system is removed at the end (guardHost).
+func TestPrivilegedDeploySalt(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Binary(t, "debootstrap")
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSalt(t, repo)
+	guardHost(t)
+	d := startDockerd(t)
+
+	// Images, as tarballs an air-gapped site carries to its nodes.
+	tag := testenv.Name("e2e")
+	bin := buildBinaries(t)
+	images := t.TempDir()
+	for _, args := range [][]string{{"build"}, {"save", images}} {
+		cmd := exec.Command(filepath.Join(repo, "scripts/images.sh"), args...)
+		cmd.Env = append(d.env(), "ROOST_IMAGE_TAG="+tag, "ROOST_BIN_DIR="+bin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("images.sh %s: %v\n%s", args[0], err, out)
+		}
+	}
+	birdImage, roostImage := "roost/bird:"+tag, "roost/roost:"+tag
+	for _, img := range []string{birdImage, roostImage} {
+		if _, err := d.run("rmi", img); err != nil { // the formula loads them
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.run("rmi", "-f", img) })
+	}
+
+	// The fabric: tor1 and tor2 on links to the host; a pod "db" on a veth.
+	const (
+		hostASN = 65100
+		podIP   = "10.251.7.10"
+	)
+	podCIDR := netip.MustParsePrefix("10.251.7.0/24")
+	var tors [2]*testenv.FRR
+	var torNS [2]string
+	var hostAddr, torAddr [2]netip.Addr
+	for j := range tors {
+		torNS[j] = testenv.NetNS(t, fmt.Sprintf("dtor%d", j+1))
+		torAddr[j] = netip.MustParseAddr(fmt.Sprintf("10.252.%d.1", j+1))
+		hostAddr[j] = netip.MustParseAddr(fmt.Sprintf("10.252.%d.2", j+1))
+		hostIf := testenv.Name("u")
+		testenv.Veth(t, "", hostIf, hostAddr[j].String()+"/30", torNS[j], testenv.Name("d"), torAddr[j].String()+"/30")
+		t.Cleanup(func() { exec.Command("ip", "link", "del", hostIf).Run() })
+		sysctlRoot(t, "net.ipv6.conf."+hostIf+".disable_ipv6=1")
+		tors[j] = testenv.StartFRR(t, torNS[j], testenv.FRRConfig{ASN: torASN, RouterID: torAddr[j],
+			Neighbors: []testenv.FRRPeer{{Address: hostAddr[j], ASN: hostASN}}})
+	}
+	podNS := testenv.NetNS(t, "dpod")
+	sysctl(t, podNS, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	hostIf, podIf := testenv.Name("h"), testenv.Name("p")
+	testenv.Veth(t, "", hostIf, gatewayIP+"/32", podNS, podIf, podIP+"/32")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", hostIf).Run() })
+	sysctlRoot(t, "net.ipv6.conf."+hostIf+".disable_ipv6=1", "net.ipv4.ip_forward=1")
+	testenv.Run(t, "ip", "-n", podNS, "route", "add", gatewayIP, "dev", podIf, "scope", "link")
+	testenv.Run(t, "ip", "-n", podNS, "route", "add", "default", "via", gatewayIP, "dev", podIf)
+	testenv.Run(t, "ip", "route", "add", podIP+"/32", "dev", hostIf)
+	testenv.ServeHello(t, podNS, podIP+":6379")
+
+	pillar := func(cidr string) map[string]any {
+		return map[string]any{
+			"node":      "roost-e2e",
+			"asn":       hostASN,
+			"router_id": hostAddr[0].String(),
+			"pod_cidrs": []string{cidr},
+			"peers": []map[string]any{
+				{"name": "tor1", "address": torAddr[0].String(), "asn": torASN},
+				{"name": "tor2", "address": torAddr[1].String(), "asn": torASN, "hold_time": 9},
+			},
+			"endpoints": []map[string]any{
+				{"name": "db", "ips": []string{podIP}, "labels": map[string]string{"app": "protected-db"}},
+				// tor1's address stands for an external workload.
+				{"name": "vm-tor1", "ips": []string{torAddr[0].String()}, "labels": map[string]string{"app": "employee"}},
+			},
+			"policies": map[string]any{"seed": seedPolicy},
+			"images": map[string]any{
+				"bird":  birdImage,
+				"roost": roostImage,
+				"tarballs": []string{
+					filepath.Join(images, "roost-bird-"+tag+".tar"),
+					filepath.Join(images, "roost-roost-"+tag+".tar"),
+				},
+			},
+			// The packages are there (deps.sh); the engine is the test's.
+			"docker": map[string]any{"manage_packages": true, "manage_service": false, "host": d.host},
+			"bpffs":  map[string]any{"mount": true, "persist": false},
+		}
+	}
+
+	// 1. First apply: the node comes up.
+	s.setPillar(t, pillar(podCIDR.String()))
+	r := s.apply(t, "state.apply", "roost")
+	if r.err != nil || len(r.failed()) > 0 {
+		t.Fatalf("first state.apply: %v; failed: %v\n%s", r.err, r.failed(), r.out)
+	}
+	t.Logf("first apply changed %d states", len(r.changed()))
+	waitHealthy(t, d, "roost-bird", "roost-agent", "roost-loader")
+	for j, tor := range tors {
+		tor.WaitEstablished(t, 60*time.Second, hostAddr[j])
+		tor.WaitBGPRoute(t, 30*time.Second, podCIDR, hostAddr[j])
+	}
+	// The seed policy from the pillar: tor1 (app=employee) reaches db:6379,
+	// tor2 (world) does not.
+	// roostctl, from the image, sees what the ToRs were sent.
+	if out, err := d.run("exec", "roost-agent", "roostctl", "routes"); err != nil || !strings.Contains(out, podCIDR.String()) {
+		t.Errorf("roostctl routes in roost-agent: %v\n%s", err, out)
+	}
+	waitConnect(t, torNS[0], podIP+":6379", nil)
+	if err := testenv.ConnectHello(torNS[1], podIP+":6379", time.Second); !errors.Is(err, testenv.ErrDropped) {
+		t.Errorf("tor2 → db:6379: %v, want dropped by the seed policy", err)
+	}
+
+	// Restarting the BIRD container, as an image upgrade does, is a BGP
+	// graceful restart: tor1 keeps the PodCIDR in its FIB throughout.
+	before := sessions(t, tors, hostAddr)
+	lost := watchKernelRoute(t, tors[0], podCIDR)
+	if _, err := d.run("restart", "roost-bird"); err != nil {
+		t.Fatal(err)
+	}
+	tors[0].WaitFor(t, 60*time.Second, "session re-established after the BIRD restart", func() (bool, string) {
+		now := sessions(t, tors, hostAddr)[hostAddr[0]]
+		return now[0] > before[hostAddr[0]][0], fmt.Sprint(now)
+	})
+	tors[0].WaitEstablished(t, 30*time.Second, hostAddr[0])
+	tors[0].WaitBGPRoute(t, 30*time.Second, podCIDR, hostAddr[0])
+	if n := lost(); n > 0 {
+		t.Errorf("tor1 lost %s from its FIB %d times during BIRD's restart", podCIDR, n)
+	}
+
+	// 2. The example top file, as a highstate: nothing to change.
+	r = s.apply(t, "state.highstate")
+	if r.err != nil || len(r.states) == 0 || len(r.changed()) > 0 {
+		t.Fatalf("second run (highstate): %v; changed %v\n%s", r.err, r.changed(), r.out)
+	}
+
+	before, started := sessions(t, tors, hostAddr), startedAt(t, d)
+	agentYAML := mustRead(t, "/etc/roost/agent.yaml")
+
+	// 3. test=True with a PodCIDR change: reported, nothing changed.
+	moved := netip.MustParsePrefix("10.251.8.0/24")
+	s.setPillar(t, pillar(moved.String()))
+	r = s.apply(t, "state.apply", "roost", "test=True")
+	if r.err != nil || !slices.Contains(r.changed(), "file_|-roost-stage-agent.yaml_|-/var/lib/roost/stage/agent.yaml_|-managed") {
+		t.Fatalf("test=True: %v; changed %v, want the staged agent.yaml\n%s", r.err, r.changed(), r.out)
+	}
+	if got := mustRead(t, "/etc/roost/agent.yaml"); got != agentYAML {
+		t.Errorf("test=True changed agent.yaml:\n%s", got)
+	}
+	if !strings.Contains(mustRead(t, "/var/lib/roost/stage/agent.yaml"), "10.251.7.0/24") {
+		t.Errorf("test=True changed the staged agent.yaml")
+	}
+
+	// 4. The PodCIDR change for real: the ToRs swap prefixes, no session
+	// resets, no container restarts.
+	r = s.apply(t, "state.apply", "roost")
+	if r.err != nil || len(r.failed()) > 0 {
+		t.Fatalf("PodCIDR change: %v; failed %v\n%s", r.err, r.failed(), r.out)
+	}
+	for _, id := range r.changed() {
+		if strings.Contains(id, "compose") || strings.Contains(id, "restart") {
+			t.Errorf("a PodCIDR change ran %s", id)
+		}
+	}
+	for j, tor := range tors {
+		tor.WaitBGPRoute(t, 30*time.Second, moved, hostAddr[j])
+		tor.WaitFor(t, 30*time.Second, "old PodCIDR withdrawn", func() (bool, string) {
+			rs, err := tor.BGPRoutes()
+			if err != nil {
+				return false, err.Error()
+			}
+			_, old := rs[podCIDR]
+			return !old, fmt.Sprint(rs)
+		})
+	}
+	if after := sessions(t, tors, hostAddr); !maps.Equal(after, before) {
+		t.Errorf("sessions (established, dropped) per peer: before %v, after %v: a session was reset", before, after)
+	}
+	if got := startedAt(t, d); !maps.Equal(got, started) {
+		t.Errorf("containers restarted: before %v, after %v", started, got)
+	}
+
+	// 5. A bad pillar is refused before anything changes.
+	agentYAML = mustRead(t, "/etc/roost/agent.yaml")
+	s.setPillar(t, pillar("10.251.9.0/33"))
+	r = s.apply(t, "state.apply", "roost")
+	if r.err == nil {
+		t.Fatalf("bad pillar: the run succeeded\n%s", r.out)
+	}
+	if !strings.Contains(r.out, "10.251.9.0/33") {
+		t.Errorf("bad pillar: the output does not name the bad CIDR\n%s", r.out)
+	}
+	for _, id := range r.changed() {
+		// Only the staging area, and the check that refused it.
+		if !strings.Contains(id, "roost-stage-") && !strings.Contains(id, "roost-validate") {
+			t.Errorf("bad pillar: %s changed", id)
+		}
+	}
+	if got := mustRead(t, "/etc/roost/agent.yaml"); got != agentYAML {
+		t.Errorf("bad pillar changed agent.yaml:\n%s", got)
+	}
+	if got := startedAt(t, d); !maps.Equal(got, started) {
+		t.Errorf("bad pillar restarted containers: before %v, after %v", started, got)
+	}
+	for j, tor := range tors {
+		rs, err := tor.BGPRoutes()
+		if err != nil || len(rs[moved]) == 0 {
+			t.Errorf("tor%d after the bad pillar: %v %v, want %s still", j+1, rs, err, moved)
+		}
+	}
+
+	// 6. roost.clean leaves nothing behind.
+	s.setPillar(t, pillar(moved.String()))
+	r = s.apply(t, "state.apply", "roost.clean")
+	if r.err != nil || len(r.failed()) > 0 {
+		t.Fatalf("roost.clean: %v; failed %v\n%s", r.err, r.failed(), r.out)
+	}
+	for _, tor := range tors { // withdrawn, not left stale
+		tor.WaitFor(t, 10*time.Second, "PodCIDR withdrawn by roost.clean", func() (bool, string) {
+			rs, err := tor.KernelRoutes()
+			return err == nil && len(rs[moved]) == 0, fmt.Sprint(rs, err)
+		})
+	}
+	if ids, _ := d.run("ps", "-aq"); ids != "" {
+		t.Errorf("containers left: %s", ids)
+	}
+	for _, img := range []string{birdImage, roostImage} {
+		if out, _ := d.run("images", "-q", img); out != "" {
+			t.Errorf("image %s left", img)
+		}
+	}
+	for _, p := range append(hostPaths, "/sys/fs/bpf/roost") {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left", p)
+		}
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		if out := testenv.Run(t, "ip", fam, "route", "show", "proto", "167"); out != "" {
+			t.Errorf("blackhole routes left: %s", out)
+		}
+	}
+	r = s.apply(t, "state.apply", "roost.clean")
+	if r.err != nil || len(r.changed()) > 0 {
+		t.Errorf("second roost.clean: %v; changed %v", r.err, r.changed())
+	}
+}
+
+// sessions maps each ToR's neighbor (the host) to its FRR counters
+// (connections established, connections dropped): a reset changes them.
+func sessions(t *testing.T, tors [2]*testenv.FRR, hostAddr [2]netip.Addr) map[netip.Addr][2]int {
+	t.Helper()
+	m := map[netip.Addr][2]int{}
+	for j, tor := range tors {
+		ns, err := tor.Neighbors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := ns[hostAddr[j]]
+		m[hostAddr[j]] = [2]int{n.ConnectionsEstablished, n.ConnectionsDropped}
+	}
+	return m
+}
+
+// watchKernelRoute polls the ToR's kernel routing table every 20 ms for
+// prefix until the returned function is called, which reports how many
+// polls found it missing.
+func watchKernelRoute(t *testing.T, tor *testenv.FRR, prefix netip.Prefix) func() int {
+	stop, done := make(chan struct{}), make(chan int)
+	go func() {
+		missing := 0
+		for {
+			select {
+			case <-stop:
+				done <- missing
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			rs, err := tor.KernelRoutes()
+			if err == nil && len(rs[prefix]) == 0 {
+				missing++
+			}
+		}
+	}()
+	return func() int { close(stop); return <-done }
+}
+
+// waitHealthy waits until each container's health check passes.
+func waitHealthy(t *testing.T, d *dockerd, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for _, n := range names {
+		for {
+			st, err := d.run("inspect", "-f", "{{.State.Status}} {{.State.Health.Status}}", n)
+			if err == nil && st == "running healthy" {
+				break
+			}
+			if time.Now().After(deadline) {
+				logs, _ := d.run("logs", "--tail", "30", n)
+				t.Fatalf("%s not healthy within 90s: %s %v\n%s", n, st, err, logs)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+// waitConnect retries ConnectHello until it returns want (nil or an error
+// errors.Is matches), for up to 10 s: enforcement follows the loader's
+// first apply.
+func waitConnect(t *testing.T, ns, addr string, want error) {
+	t.Helper()
+	var err error
+	for range 20 {
+		err = testenv.ConnectHello(ns, addr, 500*time.Millisecond)
+		if errors.Is(err, want) || (err == nil && want == nil) {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s → %s: %v, want %v", ns, addr, err, want)
+}
+
+// startedAt maps each roost container to when it last started.
+func startedAt(t *testing.T, d *dockerd) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, n := range []string{"roost-bird", "roost-agent", "roost-loader"} {
+		st, err := d.run("inspect", "-f", "{{.State.StartedAt}}", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[n] = st
+	}
+	return m
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// sysctlRoot sets kernel parameters of the root namespace; guardHost puts
+// ip_forward back, and per-interface settings go with their interface.
+func sysctlRoot(t *testing.T, settings ...string) {
+	t.Helper()
+	testenv.Run(t, "sysctl", append([]string{"-qw"}, settings...)...)
+}
