@@ -159,6 +159,14 @@ func TestPrivilegedDeploySalt(t *testing.T) {
 		t.Fatalf("second run (highstate): %v; changed %v\n%s", r.err, r.changed(), r.out)
 	}
 
+	// And from a master (this host's salt-minion on loopback): the same
+	// formula, nothing to change.
+	m := startMaster(t, s, repo)
+	r = m.apply(t, "state.apply", "roost")
+	if r.err != nil || len(r.states) == 0 || len(r.changed()) > 0 || len(r.failed()) > 0 {
+		t.Fatalf("state.apply from a master: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
+	}
+
 	before, started := sessions(t, tors, hostAddr), startedAt(t, d)
 	agentYAML := mustRead(t, "/etc/roost/agent.yaml")
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -327,4 +328,112 @@ func mounted(dir string) bool {
 		}
 	}
 	return false
+}
+
+// saltMaster is a salt-master and a salt-minion (this host) talking over
+// loopback, sharing the masterless run's file and pillar roots.
+type saltMaster struct {
+	salt string // the salt CLI
+	conf string // the master's config dir
+}
+
+// startMaster starts salt-master and salt-minion from the venv of s.call,
+// with the minion's key accepted automatically, and waits for the minion
+// to answer test.ping. Both are killed when the test ends.
+func startMaster(t *testing.T, s *salt, repo string) *saltMaster {
+	t.Helper()
+	bin := filepath.Dir(s.call)
+	// Short: Salt's unix sockets live under the root dirs.
+	dir, err := os.MkdirTemp("/run", "rts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ports := freePorts(t, 2)
+	m := &saltMaster{salt: filepath.Join(bin, "salt"), conf: filepath.Join(dir, "master-conf")}
+	if err := os.MkdirAll(m.conf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "minion-conf"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(m.conf, "master"), fmt.Sprintf(`root_dir: %[1]s/master-root
+interface: 127.0.0.1
+publish_port: %[2]d
+ret_port: %[3]d
+auto_accept: True
+file_roots:
+  base: [%[4]s/salt]
+pillar_roots:
+  base: [%[5]s]
+`, dir, ports[0], ports[1], repo, s.pillars))
+	writeFile(t, filepath.Join(dir, "minion-conf", "minion"), fmt.Sprintf(`id: roost-e2e
+root_dir: %[1]s/minion-root
+master: 127.0.0.1
+publish_port: %[2]d
+master_port: %[3]d
+enable_fqdns_grains: False
+`, dir, ports[0], ports[1]))
+	for _, d := range []struct{ bin, conf string }{{"salt-master", m.conf}, {"salt-minion", filepath.Join(dir, "minion-conf")}} {
+		cmd := exec.Command(filepath.Join(bin, d.bin), "-c", d.conf, "-l", "warning")
+		logf, err := os.Create(filepath.Join(dir, d.bin+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", d.bin, err)
+		}
+		t.Cleanup(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			logf.Close()
+		})
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, err := exec.Command(m.salt, "-c", m.conf, "--out", "json", "--static", "-t", "5", "roost-e2e", "test.ping").Output()
+		if err == nil && strings.Contains(string(out), "true") {
+			return m
+		}
+		if time.Now().After(deadline) {
+			master, _ := os.ReadFile(filepath.Join(dir, "salt-master.log"))
+			minion, _ := os.ReadFile(filepath.Join(dir, "salt-minion.log"))
+			t.Fatalf("the minion did not answer the master within 90s: %v %s\nmaster log:\n%s\nminion log:\n%s", err, out, tail(string(master), 30), tail(string(minion), 30))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// apply runs `salt roost-e2e ARGS...` on the master.
+func (m *saltMaster) apply(t *testing.T, args ...string) saltRun {
+	t.Helper()
+	argv := append([]string{"-c", m.conf, "--out", "json", "--static", "-t", "300", "roost-e2e"}, args...)
+	out, err := exec.Command(m.salt, argv...).Output()
+	r := saltRun{err: err, out: string(out)}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(out, &doc) == nil {
+		_ = json.Unmarshal(doc["roost-e2e"], &r.states)
+	}
+	return r
+}
+
+// freePorts returns n TCP ports on loopback that were free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
 }
