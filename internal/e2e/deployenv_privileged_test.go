@@ -138,7 +138,16 @@ func (d *dockerd) stop(t *testing.T) {
 	if t.Failed() {
 		t.Logf("dockerd log (tail):\n%s", tail(d.log(), 40))
 	}
-	os.RemoveAll(d.dir)
+	// dockerd leaves a bind mount of the root namespace's netns in its
+	// exec root (exec/netns/default).
+	for _, m := range mountsUnder(d.dir) {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			t.Errorf("cleanup: unmount %s: %v", m, err)
+		}
+	}
+	if err := os.RemoveAll(d.dir); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
 }
 
 func tail(s string, n int) string {
@@ -314,6 +323,22 @@ func guardHost(t *testing.T) {
 func dirExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
+}
+
+// mountsUnder lists the mount points below dir, deepest first.
+func mountsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var ms []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			ms = append(ms, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ms)))
+	return ms
 }
 
 // mounted reports whether a file system is mounted exactly on dir.
