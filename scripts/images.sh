@@ -70,6 +70,13 @@ build() {
 
 save() {
 	local dir=${1:?usage: images.sh save DIR}
+	local img
+	for img in "roost/bird:$tag" "roost/roost:$tag"; do
+		docker image inspect "$img" >/dev/null 2>&1 || {
+			echo "images: $img does not exist: build it (make images) or set ROOST_IMAGE_TAG to the tag you built" >&2
+			exit 1
+		}
+	done
 	mkdir -p "$dir"
 	docker save -o "$dir/roost-bird-$tag.tar" "roost/bird:$tag"
 	docker save -o "$dir/roost-roost-$tag.tar" "roost/roost:$tag"
@@ -84,8 +91,13 @@ load() {
 	}
 	for f in "$@"; do
 		if [ -d "$f" ]; then
-			set -- "$f"/roost-*.tar
-			for t in "$@"; do docker load -q -i "$t"; done
+			for t in "$f"/roost-*.tar; do
+				[ -e "$t" ] || {
+					echo "images: no roost-*.tar in $f" >&2
+					exit 1
+				}
+				docker load -q -i "$t"
+			done
 		else
 			docker load -q -i "$f"
 		fi
