@@ -5,8 +5,10 @@
 #
 #   scripts/deps.sh          # BIRD 2, FRR, gobgpd, iproute2, clang-19, Go
 #   scripts/deps.sh test     # and what the deployment test needs: Docker,
-#                            # docker-compose, debootstrap, and Salt from PyPI
-#                            # in a venv at /opt/roost-test/salt
+#                            # docker-compose, debootstrap, Salt from PyPI in
+#                            # a venv at /opt/roost-test/salt, and Compose v2
+#                            # built from the Go module proxy into
+#                            # /opt/roost-test/bin/docker-compose-v2
 set -euo pipefail
 
 case "${1:-}" in
@@ -19,6 +21,8 @@ test) with_test=1 ;;
 esac
 SALT_VERSION=${ROOST_SALT_VERSION:-3008.4}
 SALT_VENV=/opt/roost-test/salt
+COMPOSE_V2_VERSION=${ROOST_COMPOSE_V2_VERSION:-2.40.3}
+COMPOSE_V2=/opt/roost-test/bin/docker-compose-v2
 
 GO_VERSION=${ROOST_GO_VERSION:-1.26.8}
 # Debian package → a file that proves it is installed.
@@ -117,4 +121,32 @@ if [ "$with_test" = 1 ] && ! "$SALT_VENV/bin/salt-call" --version 2>/dev/null | 
 	rm -rf "$SALT_VENV"
 	/usr/bin/python3 -m venv --system-site-packages "$SALT_VENV"
 	"$SALT_VENV/bin/pip" install -q --disable-pip-version-check "salt==$SALT_VERSION"
+fi
+
+# Compose v2, for the deployment test's second pass (the compose file must
+# work with Debian's docker-compose 1.29 and with Compose v2). Debian
+# bookworm does not package it and no Docker registry or download site is
+# reachable here, so it is built from its module on the Go module proxy
+# (about 2.5 minutes on 2 cores). Its go.mod has replace and exclude
+# directives, so it is built as the main module, from a copy.
+if [ "$with_test" = 1 ] && ! "$COMPOSE_V2" version 2>/dev/null | grep -q "v$COMPOSE_V2_VERSION"; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: Compose v2 is missing at $COMPOSE_V2 (run scripts/deps.sh test as root)" >&2
+		exit 0
+	fi
+	echo "deps: building Compose v$COMPOSE_V2_VERSION from the Go module proxy into $COMPOSE_V2"
+	mod=github.com/docker/compose/v2
+	src=$(cd / && GOFLAGS=-mod=mod go mod download -json "$mod@v$COMPOSE_V2_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -n "$src" ] || {
+		echo "deps: go mod download $mod@v$COMPOSE_V2_VERSION gave no directory" >&2
+		exit 1
+	}
+	work=$(mktemp -d)
+	cp -r "$src/." "$work/"
+	chmod -R u+w "$work"
+	mkdir -p "$(dirname "$COMPOSE_V2")"
+	(cd "$work" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X $mod/internal.Version=v$COMPOSE_V2_VERSION" \
+		-o "$COMPOSE_V2" ./cmd)
+	rm -rf "$work"
 fi

@@ -16,15 +16,39 @@ import (
 	"github.com/roost-net/roost/internal/testenv"
 )
 
+// composeV2 is Compose v2, built by `scripts/deps.sh test`.
+const composeV2 = "/opt/roost-test/bin/docker-compose-v2"
+
 // TestPrivilegedDeploySalt puts this host on a fabric of two FRR ToRs the
 // way an operator does: images built by `make images` and handed over as
 // tarballs, then the roost Salt formula run masterless from the pillar. The
 // host plays the bare-metal node, in the root namespace; the ToRs and one
 // pod are namespaces linked to it. Everything the test adds to the root
-// namespace and the file system is removed at the end (guardHost).
+// namespace and the file system is removed at the end (guardHost). The
+// whole path runs twice: with Debian's docker-compose 1.29, and with
+// Compose v2.
 func TestPrivilegedDeploySalt(t *testing.T) {
 	testenv.Privileged(t)
 	testenv.Binary(t, "debootstrap")
+	compose := []struct{ name, cmd string }{
+		{"compose-v1", testenv.Binary(t, "docker-compose")},
+		{"compose-v2", composeV2},
+	}
+	if _, err := os.Stat(composeV2); err != nil {
+		if testenv.Required() {
+			t.Fatalf("Compose v2 is not installed at %s (run scripts/deps.sh test)", composeV2)
+		}
+		t.Logf("skipping the Compose v2 pass: %s is not installed (run scripts/deps.sh test)", composeV2)
+		compose = compose[:1]
+	}
+	for _, c := range compose {
+		t.Run(c.name, func(t *testing.T) { deploySalt(t, c.cmd) })
+	}
+}
+
+// deploySalt is one pass of TestPrivilegedDeploySalt, with the formula
+// calling compose as composeCmd.
+func deploySalt(t *testing.T, composeCmd string) {
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +132,7 @@ func TestPrivilegedDeploySalt(t *testing.T) {
 				},
 			},
 			// The packages are there (deps.sh); the engine is the test's.
-			"docker": map[string]any{"manage_packages": true, "manage_service": false, "host": d.host},
+			"docker": map[string]any{"manage_packages": true, "manage_service": false, "host": d.host, "compose": composeCmd},
 			"bpffs":  map[string]any{"mount": true, "persist": false},
 		}
 	}

@@ -161,9 +161,10 @@ func tail(s string, n int) string {
 // salt runs a masterless salt-call over the repository's salt/ tree with a
 // pillar the test writes.
 type salt struct {
-	call    string
-	dir     string // config dir, pillar root and Salt's own root
-	pillars string
+	call     string
+	dir      string // config dir, pillar root and Salt's own root
+	fileRoot string // the repository's salt/
+	pillars  string
 }
 
 func newSalt(t *testing.T, repo string) *salt {
@@ -185,15 +186,14 @@ func newSalt(t *testing.T, repo string) *salt {
 			t.Fatal(err)
 		}
 	}
+	s.fileRoot = filepath.Join(repo, "salt")
+	// Only Salt's own state goes here; the roots are given on the command
+	// line, as docs/deploy.md shows.
 	conf := fmt.Sprintf(`id: roost-e2e
 file_client: local
-root_dir: %[1]s/root
-file_roots:
-  base: [%[2]s/salt]
-pillar_roots:
-  base: [%[3]s]
+root_dir: %s/root
 enable_fqdns_grains: False
-`, s.dir, repo, s.pillars)
+`, s.dir)
 	writeFile(t, filepath.Join(s.dir, "conf", "minion"), conf)
 	writeFile(t, filepath.Join(s.pillars, "top.sls"), "base:\n  '*':\n    - roost\n")
 	return s
@@ -229,6 +229,7 @@ type saltRun struct {
 func (s *salt) apply(t *testing.T, args ...string) saltRun {
 	t.Helper()
 	argv := append([]string{"--config-dir", filepath.Join(s.dir, "conf"), "--local",
+		"--file-root=" + s.fileRoot, "--pillar-root=" + s.pillars,
 		"--retcode-passthrough", "--out", "json", "--log-level", "warning"}, args...)
 	cmd := exec.Command(s.call, argv...)
 	out, err := cmd.Output()
