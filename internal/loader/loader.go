@@ -22,7 +22,8 @@
 //
 // Close never detaches anything: while no loader runs, the pinned links keep
 // the last programs enforcing with the pinned maps. Open loads the programs
-// of this binary (or those of Options.Spec) anew over the pinned maps;
+// of this binary (or those of Options.Spec) anew over the pinned maps
+// (those whose layout this build changed start anew: see Map layouts);
 // Apply writes the map changes, then moves every existing link to the new
 // programs with link.Update, which swaps the program atomically: there is
 // no moment with no program attached, and no packet is judged by anything
@@ -31,6 +32,19 @@
 // loader cannot void: between the new loader's first map write and the link
 // update, a flow whose decision the old program cached is still decided by
 // the policy before the write (the old policy, never neither).
+//
+// # Map layouts
+//
+// A build may change a map's layout (key or value size, type, size limit).
+// Open then cannot adopt the pinned map. When the map's entries are all
+// derived from the policy and the endpoints (endpoints, the ipcache maps,
+// policy, verdicts, policy_counters), Open moves the pins of all of those
+// aside and creates them anew, empty: the attached programs of the old build
+// keep the old maps, as one consistent set, while Apply fills the new ones
+// and only then moves the links, so enforcement has no gap. Counters and
+// the drop ring of another layout start over. Conntrack and fragments hold
+// state that no policy can restore: pinned with another layout they make
+// Open fail (ebpf.ErrMapIncompatible, naming the map), and nothing changes.
 //
 // # Endpoints
 //
@@ -205,9 +219,9 @@ var (
 // and runs bump_generation once. It attaches nothing: Apply does.
 //
 // Errors wrap ErrNotBPFFS (with how to mount one), ErrBusy,
-// ErrKernelFeature (naming the feature), ebpf.ErrMapIncompatible (naming
-// the pinned map, and what to do), or *ebpf.VerifierError (its message
-// carries the whole verifier log).
+// ErrKernelFeature (naming the feature), ebpf.ErrMapIncompatible (a pinned
+// conntrack or fragments map of another layout: naming the map, and what to
+// do), or *ebpf.VerifierError (its message carries the whole verifier log).
 func Open(o Options) (*Loader, error) {
 	if o.BPFFS == "" {
 		return nil, errors.New("open loader: no BPF filesystem directory given")

@@ -548,36 +548,85 @@ func TestPrivilegedClsact(t *testing.T) {
 	}
 }
 
-// TestPrivilegedIncompatiblePin pins a verdicts map of another layout: Open
-// refuses it, naming it and saying what to do.
+// TestPrivilegedIncompatiblePin pins maps of another layout. A conntrack
+// map, whose state no policy restores: Open refuses it, naming it and
+// saying what to do, and leaves every pin as it was. A verdicts map, which
+// Apply refills: Open starts it anew (and, with it, the other maps derived
+// from the policy) and leaves no trace of the old pin.
 func TestPrivilegedIncompatiblePin(t *testing.T) {
 	testenv.Privileged(t)
-	dir := filepath.Join(mountBPFFS(t), "roost")
-	if err := os.MkdirAll(filepath.Join(dir, "maps"), 0o700); err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name    string
+		spec    ebpf.MapSpec
+		refused bool
+	}{
+		{"conntrack", ebpf.MapSpec{Name: "conntrack", Type: ebpf.LRUHash, KeySize: 44, ValueSize: 16, MaxEntries: 1024}, true},
+		{"verdicts", ebpf.MapSpec{Name: "verdicts", Type: ebpf.Array, KeySize: 4, ValueSize: 1028, MaxEntries: 16}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(mountBPFFS(t), "roost")
+			if err := os.MkdirAll(filepath.Join(dir, "maps"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			m, err := ebpf.NewMap(&tt.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			pin := filepath.Join(dir, "maps", tt.name)
+			if err := m.Pin(pin); err != nil {
+				t.Fatal(err)
+			}
+			ld, err := Open(Options{BPFFS: dir})
+			if !tt.refused {
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				defer ld.Close()
+				got, err := ebpf.LoadPinnedMap(pin, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer got.Close()
+				if got.MaxEntries() == tt.spec.MaxEntries {
+					t.Errorf("%s still pinned with %d entries: not started anew", pin, got.MaxEntries())
+				}
+				if names := pinNames(t, dir); slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, replacedSuffix) }) {
+					t.Errorf("pins left aside: %v", names)
+				}
+				return
+			}
+			if err == nil {
+				ld.Close()
+				t.Fatal("Open adopted an incompatible pinned map")
+			}
+			if !errors.Is(err, ebpf.ErrMapIncompatible) {
+				t.Errorf("error %v does not wrap ebpf.ErrMapIncompatible", err)
+			}
+			for _, want := range []string{`"` + tt.name + `"`, pin, "rm " + pin, "MaxEntries", "changed nothing"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+			if names := pinNames(t, dir); !slices.Equal(names, []string{tt.name}) {
+				t.Errorf("pins after the refusal: %v, want just %s", names, tt.name)
+			}
+		})
 	}
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "verdicts", Type: ebpf.Array, KeySize: 4, ValueSize: 1028, MaxEntries: 16})
+}
+
+// pinNames lists the map pins under dir.
+func pinNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "maps"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	pin := filepath.Join(dir, "maps", "verdicts")
-	if err := m.Pin(pin); err != nil {
-		t.Fatal(err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
-	ld, err := Open(Options{BPFFS: dir})
-	if err == nil {
-		ld.Close()
-		t.Fatal("Open adopted an incompatible pinned map")
-	}
-	if !errors.Is(err, ebpf.ErrMapIncompatible) {
-		t.Errorf("error %v does not wrap ebpf.ErrMapIncompatible", err)
-	}
-	for _, want := range []string{`"verdicts"`, pin, "rm " + pin, "MaxEntries"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
-		}
-	}
+	return names
 }
 
 // TestPrivilegedStalePins leaves pins of an older roost: Open removes a map

@@ -104,11 +104,11 @@ func TestCheckFeatures(t *testing.T) {
 
 // TestPinnedLayouts pins down the layout of every pinned map: a map whose
 // type, key or value size, size or flags change no longer adopts the pin a
-// running roost made (Open then fails with ebpf.ErrMapIncompatible), so an
-// upgrade would need the migration checkPinned describes. The layouts up
-// to policy_counters are those of the build deployed before per-entry
-// counters (commit f0e98a7), which an upgrade must adopt. Change this table
-// only together with a way to migrate.
+// running roost made. Open then starts the maps derived from the policy
+// anew (and counters, drops), but refuses conntrack and fragments, whose
+// state would be lost: a change to those needs a migration first. The
+// layouts up to policy_counters are those of the build deployed before
+// per-entry counters (commit f0e98a7), which an upgrade adopts as they are.
 func TestPinnedLayouts(t *testing.T) {
 	want := map[string]struct {
 		typ             ebpf.MapType
