@@ -112,7 +112,10 @@ func StartFRR(tb testing.TB, ns string, cfg FRRConfig) *FRR {
 	// one too, but prints it: any output means the config is not clean,
 	// except FRR's complaint that its per-pid crash-log directory under
 	// /var/tmp/frr exists (a reused pid), which says nothing of the config.
-	out, err := exec.Command(f.bin.bgpd, "-C", "-f", filepath.Join(f.Dir, "bgpd.conf")).CombinedOutput()
+	// -p 0: no BGP listener, which in this (the root) namespace would
+	// clash with a BGP speaker on port 179 there, such as the deployment
+	// test's BIRD.
+	out, err := exec.Command(f.bin.bgpd, "-C", "-p", "0", "-f", filepath.Join(f.Dir, "bgpd.conf")).CombinedOutput()
 	if err != nil || len(configComplaints(out)) > 0 {
 		tb.Fatalf("start frr in %s: bgpd -C rejects its config: %v\n%s\nconfig:\n%s", ns, err, out, bgpConf)
 	}
