@@ -107,6 +107,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 	testenv.Run(t, "ip", "route", "add", podIP+"/32", "dev", hostIf)
 	testenv.ServeHello(t, podNS, podIP+":6379")
 
+	cur := tag // the images the pillar names
 	pillar := func(cidr string) map[string]any {
 		return map[string]any{
 			"node":      "roost-e2e",
@@ -124,11 +125,11 @@ func deploySalt(t *testing.T, composeCmd string) {
 			},
 			"policies": map[string]any{"seed": seedPolicy},
 			"images": map[string]any{
-				"bird":  birdImage,
-				"roost": roostImage,
+				"bird":  "roost/bird:" + cur,
+				"roost": "roost/roost:" + cur,
 				"tarballs": []string{
-					filepath.Join(images, "roost-bird-"+tag+".tar"),
-					filepath.Join(images, "roost-roost-"+tag+".tar"),
+					filepath.Join(images, "roost-bird-"+cur+".tar"),
+					filepath.Join(images, "roost-roost-"+cur+".tar"),
 				},
 			},
 			// The packages are there (deps.sh); the engine is the test's.
@@ -195,7 +196,8 @@ func deploySalt(t *testing.T, composeCmd string) {
 	agentYAML := mustRead(t, "/etc/roost/agent.yaml")
 
 	// 3. test=True with a PodCIDR change: reported, nothing changed.
-	moved := netip.MustParsePrefix("10.251.8.0/24")
+	// Still holding db's address, so that db stays reachable after.
+	moved := netip.MustParsePrefix("10.251.7.0/25")
 	s.setPillar(t, pillar(moved.String()))
 	r = s.apply(t, "state.apply", "roost", "test=True")
 	if r.err != nil || !slices.Contains(r.changed(), "file_|-roost-stage-agent.yaml_|-/var/lib/roost/stage/agent.yaml_|-managed") {
@@ -237,15 +239,59 @@ func deploySalt(t *testing.T, composeCmd string) {
 		t.Errorf("containers restarted: before %v, after %v", started, got)
 	}
 
-	// 5. A bad pillar is refused before anything changes.
+	// 5. An image upgrade through the pillar: new tags (the same content,
+	// handed over as tarballs), every container recreated; BIRD's graceful
+	// restart keeps the PodCIDR in tor1's FIB throughout, and the loader
+	// adopts its pins and keeps enforcing.
+	upgrade := testenv.Name("e2e")
+	for _, img := range []string{"bird", "roost"} {
+		ref := "roost/" + img + ":" + upgrade
+		for _, args := range [][]string{
+			{"tag", "roost/" + img + ":" + tag, ref},
+			{"save", "-o", filepath.Join(images, "roost-"+img+"-"+upgrade+".tar"), ref},
+			{"rmi", ref}, // the formula loads it
+		} {
+			if _, err := d.run(args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() { d.run("rmi", "-f", ref) })
+	}
+	cur = upgrade
+	s.setPillar(t, pillar(moved.String()))
+	lost = watchKernelRoute(t, tors[0], moved)
+	r = s.apply(t, "state.apply", "roost")
+	if r.err != nil || len(r.failed()) > 0 || !slices.ContainsFunc(r.changed(), func(id string) bool { return strings.Contains(id, "roost-compose-up") }) {
+		t.Fatalf("image upgrade: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
+	}
+	waitHealthy(t, d, "roost-bird", "roost-agent", "roost-loader")
+	for _, c := range []string{"roost-bird", "roost-agent", "roost-loader"} {
+		if img, err := d.run("inspect", "-f", "{{.Config.Image}}", c); err != nil || !strings.HasSuffix(img, ":"+upgrade) {
+			t.Errorf("%s runs %q (%v) after the upgrade, want tag %s", c, img, err, upgrade)
+		}
+	}
+	for j, tor := range tors {
+		tor.WaitEstablished(t, 60*time.Second, hostAddr[j])
+		tor.WaitBGPRoute(t, 30*time.Second, moved, hostAddr[j])
+	}
+	if n := lost(); n > 0 {
+		t.Errorf("tor1 lost %s from its FIB %d times during the image upgrade", moved, n)
+	}
+	waitConnect(t, torNS[0], podIP+":6379", nil)
+	if err := testenv.ConnectHello(torNS[1], podIP+":6379", time.Second); !errors.Is(err, testenv.ErrDropped) {
+		t.Errorf("after the upgrade, tor2 → db:6379: %v, want dropped", err)
+	}
+	started = startedAt(t, d)
+
+	// 6. A bad pillar is refused before anything changes.
 	agentYAML = mustRead(t, "/etc/roost/agent.yaml")
 	s.setPillar(t, pillar("10.251.9.0/33"))
 	r = s.apply(t, "state.apply", "roost")
 	if r.err == nil {
 		t.Fatalf("bad pillar: the run succeeded\n%s", r.out)
 	}
-	if !strings.Contains(r.out, "10.251.9.0/33") {
-		t.Errorf("bad pillar: the output does not name the bad CIDR\n%s", r.out)
+	if !strings.Contains(r.out, "10.251.9.0/33") || !strings.Contains(r.out, "is not a CIDR prefix") {
+		t.Errorf("bad pillar: the output does not name the bad CIDR and what is wrong with it\n%s", r.out)
 	}
 	for _, id := range r.changed() {
 		// Only the staging area, and the check that refused it.
@@ -266,7 +312,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 		}
 	}
 
-	// 6. roost.clean leaves nothing behind.
+	// 7. roost.clean leaves nothing behind.
 	s.setPillar(t, pillar(moved.String()))
 	r = s.apply(t, "state.apply", "roost.clean")
 	if r.err != nil || len(r.failed()) > 0 {
@@ -281,7 +327,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if ids, _ := d.run("ps", "-aq"); ids != "" {
 		t.Errorf("containers left: %s", ids)
 	}
-	for _, img := range []string{birdImage, roostImage} {
+	for _, img := range []string{"roost/bird:" + cur, "roost/roost:" + cur} {
 		if out, _ := d.run("images", "-q", img); out != "" {
 			t.Errorf("image %s left", img)
 		}
