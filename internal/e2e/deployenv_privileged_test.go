@@ -401,21 +401,7 @@ master_port: %[3]d
 enable_fqdns_grains: False
 `, dir, ports[0], ports[1]))
 	for _, d := range []struct{ bin, conf string }{{"salt-master", m.conf}, {"salt-minion", filepath.Join(dir, "minion-conf")}} {
-		cmd := exec.Command(filepath.Join(bin, d.bin), "-c", d.conf, "-l", "warning")
-		logf, err := os.Create(filepath.Join(dir, d.bin+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", d.bin, err)
-		}
-		t.Cleanup(func() {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
-			logf.Close()
-		})
+		startProc(t, d.bin, "", filepath.Join(dir, d.bin+".log"), filepath.Join(bin, d.bin), "-c", d.conf, "-l", "warning")
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -423,10 +409,8 @@ enable_fqdns_grains: False
 		if err == nil && strings.Contains(string(out), "true") {
 			return m
 		}
-		if time.Now().After(deadline) {
-			master, _ := os.ReadFile(filepath.Join(dir, "salt-master.log"))
-			minion, _ := os.ReadFile(filepath.Join(dir, "salt-minion.log"))
-			t.Fatalf("the minion did not answer the master within 90s: %v %s\nmaster log:\n%s\nminion log:\n%s", err, out, tail(string(master), 30), tail(string(minion), 30))
+		if time.Now().After(deadline) { // startProc logs both daemons' output
+			t.Fatalf("the minion did not answer the master within 90s: %v %s", err, out)
 		}
 		time.Sleep(time.Second)
 	}

@@ -279,10 +279,17 @@ func writeFile(t *testing.T, path, text string) {
 	}
 }
 
-// start runs argv in namespace ns with its output in log, and kills it
-// (SIGKILL to its process group) when the test ends, logging its output
-// when the test failed.
+// start runs argv in namespace ns as startProc does, and watches it: waitFor
+// fails when it exits.
 func (f *fabric) start(t *testing.T, what, ns, log string, argv ...string) {
+	t.Helper()
+	f.procs = append(f.procs, startProc(t, what, ns, log, argv...))
+}
+
+// startProc runs argv in namespace ns (empty: this one) with its output in
+// log, and kills it (SIGKILL to its process group) when the test ends,
+// logging its output when the test failed.
+func startProc(t *testing.T, what, ns, log string, argv ...string) *proc {
 	t.Helper()
 	logf, err := os.Create(log)
 	if err != nil {
@@ -300,7 +307,6 @@ func (f *fabric) start(t *testing.T, what, ns, log string, argv ...string) {
 		p.err = p.cmd.Wait()
 		close(p.exited)
 	}()
-	f.procs = append(f.procs, p)
 	t.Cleanup(func() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
@@ -309,6 +315,7 @@ func (f *fabric) start(t *testing.T, what, ns, log string, argv ...string) {
 			t.Logf("%s log:\n%s", p.what, out)
 		}
 	})
+	return p
 }
 
 // waitFor polls cond every 100 ms until it holds, and fails t when

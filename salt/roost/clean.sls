@@ -1,11 +1,10 @@
 {%- from "roost/map.jinja" import roost with context %}
-{%- from "roost/map.jinja" import docker_env with context %}
+{%- from "roost/map.jinja" import docker_env, compose with context %}
 # roost.clean: remove everything the roost formula made on this node: the
 # node's routes at the ToRs, the containers, the kernel blackhole routes roost-agent keeps (route protocol
 # 167), the loader's pins (which detaches its programs), the images the
 # formula loaded, and every file and directory it wrote. The bpffs mount and
 # the Docker packages stay: other programs share them.
-{%- set compose = roost.docker.compose ~ ' --project-directory ' ~ roost.paths.compose ~ ' -f ' ~ roost.paths.compose ~ '/docker-compose.yml -p roost' %}
 
 # Withdraw the node's routes first: stopping BIRD is a graceful restart,
 # after which the ToRs would keep them as stale for BIRD's restart time.

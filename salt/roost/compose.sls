@@ -1,9 +1,8 @@
 {%- from "roost/map.jinja" import roost with context %}
-{%- from "roost/map.jinja" import docker_env with context %}
+{%- from "roost/map.jinja" import docker_env, compose with context %}
 # roost.compose: the compose stack. `up -d` runs when the compose file, its
 # .env or the images changed, and when a container is missing or stopped;
 # config-only changes never restart a container.
-{%- set compose = roost.docker.compose ~ ' --project-directory ' ~ roost.paths.compose ~ ' -f ' ~ roost.paths.compose ~ '/docker-compose.yml -p roost' %}
 include:
   - roost.bpffs
   - roost.images
