@@ -8,7 +8,10 @@
 #                            # docker-compose, debootstrap, Salt from PyPI in
 #                            # a venv at /opt/roost-test/salt, and Compose v2
 #                            # built from the Go module proxy into
-#                            # /opt/roost-test/bin/docker-compose-v2
+#                            # /opt/roost-test/bin/docker-compose-v2, and
+#                            # a Kubernetes API server: Debian's etcd-server
+#                            # and kube-apiserver built from the Go module
+#                            # proxy into /opt/roost-test/bin/kube-apiserver
 set -euo pipefail
 
 case "${1:-}" in
@@ -23,6 +26,8 @@ SALT_VERSION=${ROOST_SALT_VERSION:-3008.4}
 SALT_VENV=/opt/roost-test/salt
 COMPOSE_V2_VERSION=${ROOST_COMPOSE_V2_VERSION:-2.40.3}
 COMPOSE_V2=/opt/roost-test/bin/docker-compose-v2
+KUBE_VERSION=${ROOST_KUBE_VERSION:-1.34.2}
+KUBE_APISERVER=/opt/roost-test/bin/kube-apiserver
 
 GO_VERSION=${ROOST_GO_VERSION:-1.26.8}
 # Debian package → a file that proves it is installed.
@@ -55,6 +60,9 @@ if [ "$with_test" = 1 ]; then
 		# so that Salt's apt states can import python3-apt.
 		[python3-venv]=/usr/lib/python3.11/ensurepip/_uninstall.py
 		[python3-apt]=/usr/lib/python3/dist-packages/apt_pkg.cpython-311-x86_64-linux-gnu.so
+		# The store behind the tests' kube-apiserver (internal/testenv).
+		[etcd-server]=/usr/bin/etcd
+		[openssl]=/usr/bin/openssl
 	)
 fi
 
@@ -148,5 +156,44 @@ if [ "$with_test" = 1 ] && ! "$COMPOSE_V2" version 2>/dev/null | grep -q "v$COMP
 	(cd "$work" && CGO_ENABLED=0 go build -trimpath \
 		-ldflags "-s -w -X $mod/internal.Version=v$COMPOSE_V2_VERSION" \
 		-o "$COMPOSE_V2" ./cmd)
+	rm -rf "$work"
+fi
+
+# kube-apiserver, for the tests of every Kubernetes source (internal/testenv
+# starts it on Debian's etcd). Kubernetes publishes no module for it to
+# build alone, and no download site is reachable here: it is built from
+# k8s.io/kubernetes on the Go module proxy by a module of our own that
+# replaces each staging module k8s.io/kubernetes names (./staging/src/...)
+# with its published v0.x.y (about 5 minutes and 2 GB of memory on 2 cores).
+if [ "$with_test" = 1 ] && ! "$KUBE_APISERVER" --version 2>/dev/null | grep -q "v$KUBE_VERSION\$"; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: kube-apiserver is missing at $KUBE_APISERVER (run scripts/deps.sh test as root)" >&2
+		exit 0
+	fi
+	echo "deps: building kube-apiserver v$KUBE_VERSION from the Go module proxy into $KUBE_APISERVER"
+	mod=k8s.io/kubernetes
+	gomod=$(cd / && GOFLAGS=-mod=mod go mod download -json "$mod@v$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+	[ -n "$gomod" ] || {
+		echo "deps: go mod download $mod@v$KUBE_VERSION gave no go.mod" >&2
+		exit 1
+	}
+	staging=$(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*|\1|p' "$gomod")
+	work=$(mktemp -d)
+	{
+		echo "module roost.test/kube-apiserver"
+		echo
+		echo "go $(sed -n 's/^go //p' "$gomod")"
+		echo
+		echo "require $mod v$KUBE_VERSION"
+		echo
+		echo "replace ("
+		for m in $staging; do echo "	$m => $m v0.${KUBE_VERSION#1.}"; done
+		echo ")"
+	} >"$work/go.mod"
+	mkdir -p "$(dirname "$KUBE_APISERVER")"
+	(cd "$work" && GOFLAGS=-mod=mod go mod download "$mod" &&
+		CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+			-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${KUBE_VERSION#1.}" \
+			-o "$KUBE_APISERVER" "$mod/cmd/kube-apiserver")
 	rm -rf "$work"
 fi
