@@ -5,13 +5,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/roost-net/roost/internal/endpoints"
 	"github.com/roost-net/roost/internal/filewatch"
@@ -25,19 +29,26 @@ import (
 
 const usage = `Usage: roost-loader [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
 
-roost-loader enforces L3/L4 ingress policy, written as CiliumNetworkPolicy
-(cilium.io/v2), on this node's endpoints with eBPF. It reads endpoints from
-endpointsFile (and Kubernetes Pods when kubernetes.enabled) and policies from
-policyDir/*.yaml, re-reading both on change and on SIGHUP; compiles them to
-identities and per-endpoint verdict tables; and keeps its programs attached
+roost-loader enforces L3/L4 ingress policy, written as CiliumNetworkPolicy and
+CiliumClusterwideNetworkPolicy (cilium.io/v2), on this node's endpoints with
+eBPF, with Cilium's semantics. It reads endpoints, nodes and namespaces from
+endpointsFile and policies from policyDir/*.yaml (a CiliumNetworkPolicy
+without metadata.namespace is in namespace "default"), re-reading both on
+change and on SIGHUP; with kubernetes.enabled it also watches Pods,
+Namespaces, Nodes and both policy kinds through the API server. The node's
+own addresses (identity host) come from its interfaces and hostIPs; other
+nodes' (identity remote-node) from the sources. It compiles all of it to
+identities and per-endpoint verdict tables, and keeps its programs attached
 (TCX) to the host side of each local endpoint's interface. Maps and links are
 pinned under bpffs, so a restart or an upgrade adopts them and enforcement
 never stops. A policy, endpoint or config error keeps the last good policy
-enforced and shows in /v1/status.
+enforced and shows in /v1/status; a bad policy object of the API is refused
+alone (its last good version stays).
 
---dry-run validates the config, the endpoints file and every policy, prints
-the resolved policy (every endpoint treated as local) and exits 0, or prints
-every problem and exits 1.
+--dry-run validates the config, the endpoints file and every policy file,
+prints the ignored fields on stderr and the resolved policy on stdout (every
+endpoint treated as local, the host being hostIPs and the endpoints file's
+node of this name) and exits 0, or prints every problem and exits 1.
 
 Flags:
 `
@@ -73,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("config %s:\n%w", *path, err)
 	}
 	if *dryRun {
-		return dryRunResolve(cfg, stdout)
+		return dryRunResolve(cfg, stdout, stderr)
 	}
 
 	log := logrus.New()
@@ -122,12 +133,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		start("endpoints watch", func() error { return filewatch.Watch(ctx, cfg.EndpointsFile, d.Changed) })
 	}
 	start("drops", func() error { return l.ReadDrops(ctx, d.RecordDrop) })
+	start("address watch", func() error { return l.WatchAddresses(ctx, d.Changed) })
 	if cfg.Kubernetes.Enabled {
-		cs, err := k8swatch.NewClientset(cfg.Kubernetes.Kubeconfig)
+		kcfg, err := k8swatch.NewConfig(cfg.Kubernetes.Kubeconfig)
 		if err != nil {
 			return err
 		}
-		start("kubernetes", func() error { return endpoints.WatchPods(ctx, cs, 0, d.SetPods) })
+		cs, err := kubernetes.NewForConfig(kcfg)
+		if err != nil {
+			return fmt.Errorf("kubernetes client for %s: %w", kcfg.Host, err)
+		}
+		dyn, err := dynamic.NewForConfig(kcfg)
+		if err != nil {
+			return fmt.Errorf("kubernetes client for %s: %w", kcfg.Host, err)
+		}
+		start("pods", func() error { return endpoints.WatchPods(ctx, cs, 0, d.SetPods) })
+		start("namespaces", func() error { return endpoints.WatchNamespaces(ctx, cs, 0, d.SetNamespaces) })
+		start("nodes", func() error { return endpoints.WatchNodes(ctx, cs, 0, d.SetNodes) })
+		start("policies", func() error { return endpoints.WatchPolicies(ctx, dyn, 0, d.SetPolicies) })
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -157,20 +180,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // dryRunResolve prints what the config's files resolve to, every endpoint
-// treated as local so that each shows its policy.
-func dryRunResolve(cfg loaderconfig.Config, w io.Writer) error {
-	eps, pols, err := policyd.ReadFiles(cfg, nil)
+// treated as local so that each shows its policy, and the ignored fields
+// on stderr.
+func dryRunResolve(cfg loaderconfig.Config, w, stderr io.Writer) error {
+	files, err := policyd.ReadFiles(cfg)
 	if err != nil {
 		return err
 	}
+	for _, p := range files.Policies {
+		for _, warn := range p.Warnings {
+			fmt.Fprintln(stderr, "warning:", warn)
+		}
+	}
+	ws, err := endpoints.Merge(files.Endpoints.Endpoints, nil)
+	if err != nil {
+		return err
+	}
+	eps := endpoints.Derive(ws, files.Endpoints.Namespaces, cfg.Cluster)
 	for i := range eps {
 		eps[i].Local = true
 	}
-	var opts []policy.Option
-	if len(cfg.HostIPs) > 0 {
-		opts = append(opts, policy.WithHostIPs(cfg.HostIPs...))
+	hostIPs := slices.Clone(cfg.HostIPs)
+	var nodeIPs []netip.Addr
+	for _, n := range files.Endpoints.Nodes {
+		if n.Name == cfg.Node {
+			hostIPs = append(hostIPs, n.IPs...)
+		} else {
+			nodeIPs = append(nodeIPs, n.IPs...)
+		}
 	}
-	res, err := policy.Compile(pols, eps, opts...)
+	slices.SortFunc(hostIPs, netip.Addr.Compare)
+	res, err := policy.Compile(files.Policies, eps, policy.WithHostIPs(slices.Compact(hostIPs)...),
+		policy.WithRemoteNodeIPs(nodeIPs...), policy.WithCluster(cfg.Cluster))
 	if err != nil {
 		return fmt.Errorf("compile policy: %w", err)
 	}

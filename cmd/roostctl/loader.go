@@ -149,7 +149,7 @@ datapath's packet counters by verdict reason, for all endpoints.`,
 func printPolicy(w io.Writer, eps []policy.EndpointPolicy, res policy.Resolved, entries []loaderapi.EntryCounter, counters []loaderapi.Counter) error {
 	names := map[policy.Identity]string{}
 	for _, id := range res.Identities {
-		names[id.ID] = id.String()
+		names[id.ID] = id.Short(res.Cluster)
 	}
 	from := func(remote policy.Identity) string {
 		if remote == policy.IdentityAny {

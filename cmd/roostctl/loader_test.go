@@ -35,8 +35,8 @@ spec:
 		t.Fatal(err)
 	}
 	res, err := policy.Compile(pols, []policy.Endpoint{
-		{Name: "db", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}, Local: true},
-		{Name: "employee", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.11")}, Labels: map[string]string{"app": "employee"}},
+		{Name: "db", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: policy.EndpointLabels(map[string]string{"app": "protected-db"}, "default", nil, "", "default"), Local: true},
+		{Name: "employee", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.11")}, Labels: policy.EndpointLabels(map[string]string{"app": "employee"}, "default", nil, "", "default")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -142,23 +142,23 @@ func TestPrintPolicy(t *testing.T) {
 			head,
 			"FROM VERDICT PROTO/PORTS ALLOWED DENIED NO RULE RULE",
 			"any - - 0 0 4 (240 B) (no rule for any source)",
-			"reserved:host allow ANY 0 0 0 implicit allow-localhost",
-			"labels:app=employee allow TCP/6379 12 (840 B) 0 1 (60 B) p spec.ingress[0] (p.yaml:7)",
-			"labels:app=employee allow UDP/53 dns spec.ingress[0] (dns.yaml:8)",
+			"reserved:host allow all 0 0 0 implicit allow-localhost",
+			"default:app=employee allow TCP/6379 12 (840 B) 0 1 (60 B) default/p spec.ingress[0] (p.yaml:7)",
+			"default:app=employee allow UDP/53 dns spec.ingress[0] (dns.yaml:8)",
 		}, legend...)},
 		{"folded into any, not counted", db, []loaderapi.EntryCounter{{Endpoint: "db", Remote: 0}, {Endpoint: "db", Remote: 1, Counted: true,
 			Allowed: loaderapi.Count{Packets: 3, Bytes: 5000}}}, append([]string{
 			head,
 			"FROM VERDICT PROTO/PORTS ALLOWED DENIED NO RULE RULE",
 			"any - - not counted (no rule for any source)",
-			"reserved:host allow ANY 3 (4.9 KiB) 0 0 implicit allow-localhost",
-			"labels:app=employee allow TCP/6379 as any p spec.ingress[0] (p.yaml:7)",
+			"reserved:host allow all 3 (4.9 KiB) 0 0 implicit allow-localhost",
+			"default:app=employee allow TCP/6379 as any default/p spec.ingress[0] (p.yaml:7)",
 		}, legend...)},
 		{"no datapath entries", db, nil, []string{
 			head,
 			"FROM VERDICT PROTO/PORTS RULE",
-			"reserved:host allow ANY implicit allow-localhost",
-			"labels:app=employee allow TCP/6379 p spec.ingress[0] (p.yaml:7)",
+			"reserved:host allow all implicit allow-localhost",
+			"default:app=employee allow TCP/6379 default/p spec.ingress[0] (p.yaml:7)",
 		}},
 	}
 	for _, tt := range tests {

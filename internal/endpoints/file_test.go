@@ -35,17 +35,25 @@ func lbl(kv ...string) map[string]string {
 
 // labEndpoints are the lab endpoints, as testdata/endpoints/lab.yaml
 // lists them.
-func labEndpoints() []policy.Endpoint {
-	return []policy.Endpoint{
-		{Name: "db", IPs: addrs("10.244.1.10"), Labels: lbl("app", "protected-db")},
-		{Name: "employee", IPs: addrs("10.244.1.11"), Labels: lbl("app", "employee")},
-		{Name: "guest", IPs: addrs("10.244.2.10"), Labels: lbl("app", "guest")},
-		{Name: "employee2", IPs: addrs("10.244.2.11"), Labels: lbl("app", "employee")},
-		{Name: "vm1", IPs: addrs("10.0.9.10"), Labels: lbl("app", "employee")},
+func labEndpoints() []Workload {
+	return []Workload{
+		{Name: "db", Namespace: "default", IPs: addrs("10.244.1.10"), Labels: lbl("app", "protected-db")},
+		{Name: "employee", Namespace: "default", IPs: addrs("10.244.1.11"), Labels: lbl("app", "employee")},
+		{Name: "guest", Namespace: "default", IPs: addrs("10.244.2.10"), Labels: lbl("app", "guest")},
+		{Name: "employee2", Namespace: "default", IPs: addrs("10.244.2.11"), Labels: lbl("app", "employee")},
+		{Name: "vm1", Namespace: "default", IPs: addrs("10.0.9.10"), Labels: lbl("app", "employee")},
 	}
 }
 
-func loadFile(tb testing.TB, path string) ([]policy.Endpoint, error) {
+// labNodes are the lab's nodes, each with both uplink addresses.
+func labNodes() []Node {
+	return []Node{
+		{Name: "node1", IPs: addrs("10.0.1.2", "10.0.2.2")},
+		{Name: "node2", IPs: addrs("10.0.3.2", "10.0.4.2")},
+	}
+}
+
+func loadFile(tb testing.TB, path string) (File, error) {
 	tb.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -60,50 +68,70 @@ func TestLoadFileLab(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadFile: %v", err)
 	}
-	if diff := cmp.Diff(labEndpoints(), got, cmpAddr); diff != "" {
+	if diff := cmp.Diff(File{Endpoints: labEndpoints(), Nodes: labNodes()}, got, cmpAddr); diff != "" {
 		t.Errorf("LoadFile mismatch (-want +got):\n%s", diff)
 	}
 }
 
 func TestLoadFile(t *testing.T) {
+	bare := func(ws ...Workload) File { return File{Endpoints: ws} }
 	tests := []struct {
 		name string
 		yaml string
-		want []policy.Endpoint
+		want File
 	}{
 		{name: "empty file", yaml: ""},
 		{name: "only comments", yaml: "# no endpoints yet\n"},
 		{name: "empty mapping", yaml: "{}\n"},
 		{name: "null endpoints", yaml: "endpoints:\n"},
-		{name: "empty endpoints", yaml: "endpoints: []\n"},
+		{name: "empty endpoints", yaml: "endpoints: []\nnodes: []\nnamespaces: []\n"},
 		{
 			name: "no labels",
 			yaml: "endpoints: [{name: bare, ips: [10.0.0.1]}]\n",
-			want: []policy.Endpoint{{Name: "bare", IPs: addrs("10.0.0.1"), Labels: map[string]string{}}},
+			want: bare(Workload{Name: "bare", Namespace: "default", IPs: addrs("10.0.0.1"), Labels: map[string]string{}}),
 		},
 		{
 			name: "dual stack, order kept",
 			yaml: "endpoints:\n- name: vm-1.example.com\n  ips: ['fd00:9::10', 10.0.9.10]\n  labels: {app: web}\n",
-			want: []policy.Endpoint{{Name: "vm-1.example.com", IPs: addrs("fd00:9::10", "10.0.9.10"), Labels: lbl("app", "web")}},
+			want: bare(Workload{Name: "vm-1.example.com", Namespace: "default", IPs: addrs("fd00:9::10", "10.0.9.10"), Labels: lbl("app", "web")}),
 		},
 		{
-			name: "namespace and qualified labels, quoted values",
-			yaml: "endpoints:\n- name: legacy_db\n  ips: [10.0.9.11]\n  labels:\n    io.kubernetes.pod.namespace: prod\n    app.kubernetes.io/name: db\n    version: \"1\"\n    empty: \"\"\n",
-			want: []policy.Endpoint{{Name: "legacy_db", IPs: addrs("10.0.9.11"),
-				Labels: lbl(policy.NamespaceLabel, "prod", "app.kubernetes.io/name", "db", "version", "1", "empty", "")}},
+			name: "namespace, service account and qualified labels, quoted values",
+			yaml: "endpoints:\n- name: legacy_db\n  namespace: prod\n  serviceAccount: db\n  ips: [10.0.9.11]\n  labels:\n    app.kubernetes.io/name: db\n    version: \"1\"\n    empty: \"\"\n",
+			want: bare(Workload{Name: "legacy_db", Namespace: "prod", ServiceAccount: "db", IPs: addrs("10.0.9.11"),
+				Labels: lbl("app.kubernetes.io/name", "db", "version", "1", "empty", "")}),
+		},
+		{
+			name: "named ports",
+			yaml: "endpoints:\n- name: dns\n  ips: [10.0.9.53]\n  ports: {dns: 53/UDP, dns-tcp: 53, sig: 2905/SCTP, web: 8080/TCP}\n",
+			want: bare(Workload{Name: "dns", Namespace: "default", IPs: addrs("10.0.9.53"), Labels: map[string]string{},
+				NamedPorts: map[string]policy.NamedPort{
+					"dns":     {Port: 53, Protocol: policy.ProtoUDP},
+					"dns-tcp": {Port: 53, Protocol: policy.ProtoTCP},
+					"sig":     {Port: 2905, Protocol: policy.ProtoSCTP},
+					"web":     {Port: 8080, Protocol: policy.ProtoTCP},
+				}}),
+		},
+		{
+			name: "namespaces and nodes",
+			yaml: "namespaces:\n- name: prod\n  labels: {team: data}\n- name: empty\nnodes:\n- name: node2\n  ips: [10.0.3.2, 10.0.4.2, 'fd00:3::2']\n",
+			want: File{
+				Namespaces: map[string]map[string]string{"prod": {"team": "data"}, "empty": {}},
+				Nodes:      []Node{{Name: "node2", IPs: addrs("10.0.3.2", "10.0.4.2", "fd00:3::2")}},
+			},
 		},
 		{
 			name: "trailing document separator",
 			yaml: "endpoints: [{name: a, ips: [10.0.0.1]}]\n---\n",
-			want: []policy.Endpoint{{Name: "a", IPs: addrs("10.0.0.1"), Labels: map[string]string{}}},
+			want: bare(Workload{Name: "a", Namespace: "default", IPs: addrs("10.0.0.1"), Labels: map[string]string{}}),
 		},
 		{
 			name: "file order kept",
 			yaml: "endpoints: [{name: z, ips: [10.0.0.2]}, {name: a, ips: [10.0.0.1]}]\n",
-			want: []policy.Endpoint{
-				{Name: "z", IPs: addrs("10.0.0.2"), Labels: map[string]string{}},
-				{Name: "a", IPs: addrs("10.0.0.1"), Labels: map[string]string{}},
-			},
+			want: bare(
+				Workload{Name: "z", Namespace: "default", IPs: addrs("10.0.0.2"), Labels: map[string]string{}},
+				Workload{Name: "a", Namespace: "default", IPs: addrs("10.0.0.1"), Labels: map[string]string{}},
+			),
 		},
 	}
 	for _, tt := range tests {
@@ -162,8 +190,8 @@ func TestLoadFileRejected(t *testing.T) {
 			if err == nil {
 				t.Fatalf("LoadFile accepted it: %+v", eps)
 			}
-			if eps != nil {
-				t.Errorf("LoadFile returned endpoints with an error: %+v", eps)
+			if eps.Endpoints != nil || eps.Nodes != nil || eps.Namespaces != nil {
+				t.Errorf("LoadFile returned something with an error: %+v", eps)
 			}
 			lines := strings.Split(err.Error(), "\n")
 			for _, l := range lines {

@@ -22,16 +22,6 @@ import (
 	"github.com/roost-net/roost/internal/policy"
 )
 
-// ServiceAccountLabel carries a pod's service account, as in Cilium, so
-// that policies can select pods by it.
-const ServiceAccountLabel = "io.cilium.k8s.policy.serviceaccount"
-
-// derivedPrefix starts the label keys that Cilium derives from Kubernetes
-// (namespace labels, service account, cluster). A pod's own labels with
-// this prefix are dropped, and policy.NamespaceLabel is always the pod's
-// namespace: a pod cannot claim another namespace or service account.
-const derivedPrefix = "io.cilium.k8s."
-
 // podFieldSelector keeps host-network and terminated pods out of the
 // informer's cache. The server applies it; WatchPods filters again, since
 // not every client does (the fake clientset does not).
@@ -42,17 +32,17 @@ type PodsState struct {
 	// Synced is true in every state WatchPods reports; the zero PodsState
 	// stands for "not known yet".
 	Synced bool
-	// Endpoints are the pods that are endpoints, sorted by name
+	// Workloads are the pods that are endpoints, sorted by name
 	// ("namespace/name"). Their IPs are status.podIPs (status.podIP when
 	// podIPs is empty) in order, without duplicates; their Labels are the
-	// pod's labels without those starting with "io.cilium.k8s.", plus
-	// policy.NamespaceLabel (the namespace) and ServiceAccountLabel (the
-	// service account, when set). Local is false.
+	// pod's labels; Namespace and ServiceAccount are the pod's; NamedPorts
+	// are the named ports of its containers (a later duplicate name wins,
+	// as in Cilium), nil when there are none.
 	//
-	// Not endpoints: pods on the host network (they are the host to
+	// Not endpoints: pods on the host network (they are their node to
 	// policy), pods with no address yet, and pods that have terminated
 	// (phase Succeeded or Failed).
-	Endpoints []policy.Endpoint
+	Workloads []Workload
 	// Nodes maps each endpoint's name to its pod's spec.nodeName.
 	Nodes map[string]string
 	// Err reports the podIPs that were left out because they are not IP
@@ -65,11 +55,12 @@ type PodsState struct {
 // their text).
 func (s PodsState) Equal(o PodsState) bool {
 	return s.Synced == o.Synced && maps.Equal(s.Nodes, o.Nodes) && errText(s.Err) == errText(o.Err) &&
-		slices.EqualFunc(s.Endpoints, o.Endpoints, equalEndpoint)
+		slices.EqualFunc(s.Workloads, o.Workloads, equalWorkload)
 }
 
-func equalEndpoint(a, b policy.Endpoint) bool {
-	return a.Name == b.Name && a.Local == b.Local && slices.Equal(a.IPs, b.IPs) && maps.Equal(a.Labels, b.Labels)
+func equalWorkload(a, b Workload) bool {
+	return a.Name == b.Name && a.Namespace == b.Namespace && a.ServiceAccount == b.ServiceAccount &&
+		slices.Equal(a.IPs, b.IPs) && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.NamedPorts, b.NamedPorts)
 }
 
 func errText(err error) string {
@@ -79,11 +70,11 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// podEndpoint returns the endpoint a pod stands for, and whether it is one.
-// err reports addresses left out.
-func podEndpoint(p *corev1.Pod) (ep policy.Endpoint, ok bool, err error) {
+// podEndpoint returns the workload a pod stands for, and whether it is
+// one. err reports addresses left out.
+func podEndpoint(p *corev1.Pod) (ep Workload, ok bool, err error) {
 	if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-		return policy.Endpoint{}, false, nil
+		return Workload{}, false, nil
 	}
 	ep.Name = p.Namespace + "/" + p.Name
 	raw, field := make([]string, 0, len(p.Status.PodIPs)), "status.podIPs"
@@ -104,19 +95,48 @@ func podEndpoint(p *corev1.Pod) (ep policy.Endpoint, ok bool, err error) {
 		}
 	}
 	if len(ep.IPs) == 0 {
-		return policy.Endpoint{}, false, errors.Join(errs...)
+		return Workload{}, false, errors.Join(errs...)
 	}
-	ep.Labels = make(map[string]string, len(p.Labels)+2)
-	for k, v := range p.Labels {
-		if !strings.HasPrefix(k, derivedPrefix) {
-			ep.Labels[k] = v
+	ep.Namespace = p.Namespace
+	ep.ServiceAccount = p.Spec.ServiceAccountName
+	ep.Labels = maps.Clone(p.Labels)
+	if ep.Labels == nil {
+		ep.Labels = map[string]string{}
+	}
+	ep.NamedPorts = containerPorts(p)
+	return ep, true, errors.Join(errs...)
+}
+
+// containerPorts returns the named ports of a pod's containers, as Cilium
+// reads them: names lower-cased, a missing protocol TCP, a later container
+// port of the same name winning; ports Cilium would skip (bad name, port 0,
+// another protocol) are left out. nil when there are none.
+func containerPorts(p *corev1.Pod) map[string]policy.NamedPort {
+	var out map[string]policy.NamedPort
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			name := strings.ToLower(cp.Name)
+			if name == "" || len(name) > 15 || !svcName.MatchString(name) || cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
+				continue
+			}
+			np := policy.NamedPort{Port: uint16(cp.ContainerPort)}
+			switch cp.Protocol {
+			case "", corev1.ProtocolTCP:
+				np.Protocol = policy.ProtoTCP
+			case corev1.ProtocolUDP:
+				np.Protocol = policy.ProtoUDP
+			case corev1.ProtocolSCTP:
+				np.Protocol = policy.ProtoSCTP
+			default:
+				continue
+			}
+			if out == nil {
+				out = make(map[string]policy.NamedPort)
+			}
+			out[name] = np
 		}
 	}
-	ep.Labels[policy.NamespaceLabel] = p.Namespace
-	if sa := p.Spec.ServiceAccountName; sa != "" {
-		ep.Labels[ServiceAccountLabel] = sa
-	}
-	return ep, true, errors.Join(errs...)
+	return out
 }
 
 // stateOf returns the state the pods stand for.
@@ -129,11 +149,11 @@ func stateOf(pods []*corev1.Pod) PodsState {
 			errs = append(errs, err)
 		}
 		if ok {
-			s.Endpoints = append(s.Endpoints, ep)
+			s.Workloads = append(s.Workloads, ep)
 			s.Nodes[ep.Name] = p.Spec.NodeName
 		}
 	}
-	slices.SortFunc(s.Endpoints, func(a, b policy.Endpoint) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(s.Workloads, func(a, b Workload) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) })
 	s.Err = errors.Join(errs...)
 	return s
@@ -158,6 +178,7 @@ func stripPod(obj any) (any, error) {
 			NodeName:           p.Spec.NodeName,
 			HostNetwork:        p.Spec.HostNetwork,
 			ServiceAccountName: p.Spec.ServiceAccountName,
+			Containers:         stripContainers(p.Spec.Containers),
 		},
 		Status: corev1.PodStatus{
 			Phase:  p.Status.Phase,
@@ -165,6 +186,23 @@ func stripPod(obj any) (any, error) {
 			PodIPs: p.Status.PodIPs,
 		},
 	}, nil
+}
+
+// stripContainers keeps the named ports of containers, all a policy needs.
+func stripContainers(cs []corev1.Container) []corev1.Container {
+	var out []corev1.Container
+	for _, c := range cs {
+		var ports []corev1.ContainerPort
+		for _, cp := range c.Ports {
+			if cp.Name != "" {
+				ports = append(ports, corev1.ContainerPort{Name: cp.Name, ContainerPort: cp.ContainerPort, Protocol: cp.Protocol})
+			}
+		}
+		if len(ports) > 0 {
+			out = append(out, corev1.Container{Name: c.Name, Ports: ports})
+		}
+	}
+	return out
 }
 
 // podOf returns the Pod in an informer event, tombstones unwrapped.
@@ -180,7 +218,7 @@ func podOf(obj any) (*corev1.Pod, bool) {
 func relevant(old, cur *corev1.Pod) bool {
 	a, aok, aerr := podEndpoint(old)
 	b, bok, berr := podEndpoint(cur)
-	return aok != bok || errText(aerr) != errText(berr) || !equalEndpoint(a, b) || old.Spec.NodeName != cur.Spec.NodeName
+	return aok != bok || errText(aerr) != errText(berr) || !equalWorkload(a, b) || old.Spec.NodeName != cur.Spec.NodeName
 }
 
 // WatchPods follows every Pod of the cluster through cs (remote pods matter

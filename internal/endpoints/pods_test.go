@@ -66,32 +66,37 @@ func serviceAccount(sa string) func(*corev1.Pod) {
 	return func(p *corev1.Pod) { p.Spec.ServiceAccountName = sa }
 }
 
-// text renders a state for comparison: one "name@node ips labels" per
-// endpoint, joined by " | ", with " err: ..." when Err is set. The
-// namespace label is left out when it equals the pod's namespace.
+// text renders a state for comparison: one "name@node ips labels ports"
+// per workload, joined by " | ", with " err: ..." when Err is set. The
+// labels are those Derive gives the workload (in cluster "c"), without the
+// namespace and cluster labels, which must be the pod's namespace and "c".
 func (s PodsState) text() string {
 	if !s.Synced {
 		return "unsynced"
 	}
 	var parts []string
-	for _, ep := range s.Endpoints {
+	for _, w := range s.Workloads {
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s@%s", ep.Name, s.Nodes[ep.Name])
-		for _, ip := range ep.IPs {
+		fmt.Fprintf(&b, "%s@%s", w.Name, s.Nodes[w.Name])
+		for _, ip := range w.IPs {
 			b.WriteString(" " + ip.String())
 		}
-		ns, _, _ := strings.Cut(ep.Name, "/")
-		for _, k := range slices.Sorted(maps.Keys(ep.Labels)) {
-			if k == policy.NamespaceLabel && ep.Labels[k] == ns {
+		ns, _, _ := strings.Cut(w.Name, "/")
+		labels := Derive([]Workload{w}, nil, "c")[0].Labels
+		for _, k := range slices.Sorted(maps.Keys(labels)) {
+			switch {
+			case k == policy.NamespaceLabel && labels[k] == ns && w.Namespace == ns,
+				k == policy.ClusterLabel && labels[k] == "c",
+				k == policy.NamespaceLabelsPrefix+NamespaceNameLabel && labels[k] == ns:
 				continue
 			}
-			fmt.Fprintf(&b, " %s=%s", k, ep.Labels[k])
+			fmt.Fprintf(&b, " %s=%s", k, labels[k])
 		}
-		if ep.Labels[policy.NamespaceLabel] != ns {
+		if labels[policy.NamespaceLabel] != ns {
 			b.WriteString(" NAMESPACE LABEL MISSING")
 		}
-		if ep.Local {
-			b.WriteString(" LOCAL")
+		for _, name := range slices.Sorted(maps.Keys(w.NamedPorts)) {
+			fmt.Fprintf(&b, " %s:%d/%s", name, w.NamedPorts[name].Port, w.NamedPorts[name].Protocol)
 		}
 		parts = append(parts, b.String())
 	}
@@ -133,6 +138,16 @@ func TestStateOf(t *testing.T) {
 			want: "prod/web@node1 10.244.1.7",
 		},
 		{name: "repeated address once", pods: []*corev1.Pod{pod("prod", "web", "node1", ips("10.244.1.5", "10.244.1.5"))}, want: "prod/web@node1 10.244.1.5"},
+		{
+			name: "named container ports, a later one winning, unnamed and bad ones skipped",
+			pods: []*corev1.Pod{pod("prod", "web", "node1", ips("10.244.1.5"), func(p *corev1.Pod) {
+				p.Spec.Containers = []corev1.Container{
+					{Name: "a", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {ContainerPort: 9999}, {Name: "DNS", ContainerPort: 53, Protocol: corev1.ProtocolUDP}}},
+					{Name: "b", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}, {Name: "not_a_name", ContainerPort: 1}, {Name: "sig", ContainerPort: 2905, Protocol: corev1.ProtocolSCTP}}},
+				}
+			})},
+			want: "prod/web@node1 10.244.1.5 dns:53/UDP http:8080/TCP sig:2905/SCTP",
+		},
 		{name: "service account label", pods: []*corev1.Pod{pod("prod", "web", "node1", ips("10.244.1.5"), serviceAccount("web-sa"))}, want: "prod/web@node1 10.244.1.5 io.cilium.k8s.policy.serviceaccount=web-sa"},
 		{
 			name: "a pod cannot claim another namespace or derived labels",
@@ -140,7 +155,7 @@ func TestStateOf(t *testing.T) {
 				"app", "evil",
 				policy.NamespaceLabel, "prod",
 				"io.cilium.k8s.namespace.labels.team", "payments",
-				ServiceAccountLabel, "admin",
+				policy.ServiceAccountLabel, "admin",
 				"io.cilium.k8s.policy.cluster", "other",
 			))},
 			want: "guest/evil@node1 10.244.1.66 app=evil io.cilium.k8s.policy.serviceaccount=guest",
@@ -526,13 +541,13 @@ func TestWatchPodsForbidden(t *testing.T) {
 }
 
 func TestPodsStateEqual(t *testing.T) {
-	ep := policy.Endpoint{Name: "prod/db", IPs: addrs("10.244.1.10"), Labels: lbl("app", "db")}
+	ep := Workload{Name: "prod/db", Namespace: "prod", IPs: addrs("10.244.1.10"), Labels: lbl("app", "db")}
 	other := ep
 	other.Labels = lbl("app", "web")
-	state := func(eps ...policy.Endpoint) PodsState {
+	state := func(eps ...Workload) PodsState {
 		s := PodsState{Synced: true, Nodes: map[string]string{}}
 		for _, e := range eps {
-			s.Endpoints = append(s.Endpoints, e)
+			s.Workloads = append(s.Workloads, e)
 			s.Nodes[e.Name] = "node1"
 		}
 		return s

@@ -62,12 +62,12 @@ func TestLoadPolicyDirSeed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadPolicyDir: %v", err)
 	}
-	if len(pols) != 1 || pols[0].ID() != "clustermesh-ingress-l4-policy" || pols[0].File != "testdata/policies/seed.yaml" || pols[0].Line != 1 {
+	if len(pols) != 1 || pols[0].ID() != "default/clustermesh-ingress-l4-policy" || pols[0].File != "testdata/policies/seed.yaml" || pols[0].Line != 1 {
 		t.Fatalf("LoadPolicyDir = %+v, want the seed policy from testdata/policies/seed.yaml:1", pols)
 	}
 	// The seed policy against the lab's endpoints, db and employee local:
 	// employee may reach db on 6379/TCP, guest may not.
-	eps := labEndpoints()
+	eps := Derive(labEndpoints(), nil, "default")
 	eps[0].Local, eps[1].Local = true, true
 	res, err := policy.Compile(pols, eps)
 	if err != nil {
@@ -109,7 +109,7 @@ func TestLoadPolicyDir(t *testing.T) {
 		{
 			name:  "sorted by file name, documents in order",
 			files: map[string]string{"b.yaml": policyText("b1") + "---\n" + policyText("b0"), "a.yml": policyText("a")},
-			want:  []string{"a.yml:a", "b.yaml:b1", "b.yaml:b0"},
+			want:  []string{"a.yml:default/a", "b.yaml:default/b1", "b.yaml:default/b0"},
 		},
 		{
 			name: "other and hidden files ignored",
@@ -127,7 +127,7 @@ func TestLoadPolicyDir(t *testing.T) {
 				"x.yaml":         "-> ..data/x.yaml",
 				"..2024_01/skip": "kind: nonsense",
 			},
-			want: []string{"policy.yaml:p", "x.yaml:x"},
+			want: []string{"policy.yaml:default/p", "x.yaml:default/x"},
 		},
 	}
 	for _, tt := range tests {
@@ -163,7 +163,7 @@ func TestLoadPolicyDirErrors(t *testing.T) {
 		{
 			name:  "same policy in two files",
 			files: map[string]string{"a.yaml": policyText("p"), "b.yaml": policyText("p")},
-			want:  []string{`DIR/b.yaml:1: policy "p" is already defined at DIR/a.yaml:1`},
+			want:  []string{`DIR/b.yaml:1: policy "default/p" is already defined at DIR/a.yaml:1`},
 		},
 		{
 			name:  "directory named like a policy",

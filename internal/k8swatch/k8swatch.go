@@ -189,24 +189,30 @@ func (w *watch) current(store cache.Store) NodeState {
 // file at path kubeconfig, or, when kubeconfig is empty, from the in-cluster
 // environment (service account token and KUBERNETES_SERVICE_HOST).
 func NewClientset(kubeconfig string) (kubernetes.Interface, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes client: no kubeconfig given, and in-cluster config failed: %w", err)
-		}
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes client: kubeconfig %s: %w", kubeconfig, err)
-		}
+	cfg, err := NewConfig(kubeconfig)
+	if err != nil {
+		return nil, err
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
 	}
 	return cs, nil
+}
+
+// NewConfig returns the client configuration of a kubeconfig file, or the
+// in-cluster configuration when kubeconfig is empty.
+func NewConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: no kubeconfig given, and in-cluster config failed: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
 }

@@ -74,21 +74,20 @@ func desiredState(ipcache []policy.IPCacheEntry, eps []local) (state, error) {
 // table, which denies everything: it decides exactly as no entry would, and
 // gives the default denials of identities without an entry a counter.
 //
-// An endpoint that is not enforced passes everything without looking at its
-// policy, yet deny entries still apply to it (policy.EndpointPolicy.Decide):
-// such an endpoint is made enforcing with an allow of everything under its
-// denies, in every table.
+// An endpoint no rule selects passes everything without looking at its
+// policy. One that rules select without turning on default deny still
+// has its deny entries apply, and only the protocols Cilium's datapath
+// carries pass (policy.EndpointPolicy.Decide): it is made enforcing with
+// an allow of those under its denies, in every table.
 func policyTables(ep policy.EndpointPolicy) (bool, map[datapath.Identity]datapath.VerdictTable, error) {
-	hasDeny := false
-	for _, e := range ep.Entries {
-		hasDeny = hasDeny || e.Verdict == policy.Deny
-	}
-	if !ep.Enforced && !hasDeny {
+	if len(ep.SelectedBy) == 0 && len(ep.Entries) == 0 {
 		return false, nil, nil
 	}
 	var wildcard []datapath.Rule
 	if !ep.Enforced {
-		wildcard = append(wildcard, datapath.AnyProtocol())
+		// Selected by rules without default deny: everything Cilium's
+		// datapath carries, less the denies.
+		wildcard = append(wildcard, l3Allow()...)
 	}
 	specific := make(map[datapath.Identity][]datapath.Rule)
 	for _, e := range ep.Entries {
@@ -129,8 +128,10 @@ func policyTables(ep policy.EndpointPolicy) (bool, map[datapath.Identity]datapat
 }
 
 // entryRules returns the datapath rules of one policy entry. Port 0 means
-// every port (and packets without ports); protocol ANY with ports means
-// TCP, UDP and SCTP, as in Cilium.
+// every port of the protocol (and, for protocols without ports, their only
+// "port" 0); protocol ANY, which the compiler gives L3 entries only, means
+// every protocol and port for a deny, and every port of the
+// policy.CarriedProtocols for an allow (see policy.EndpointPolicy.Decide).
 func entryRules(e policy.Entry) ([]datapath.Rule, error) {
 	var deny bool
 	switch e.Verdict {
@@ -140,22 +141,27 @@ func entryRules(e policy.Entry) ([]datapath.Rule, error) {
 	default:
 		return nil, fmt.Errorf("entry %+v: invalid verdict %d", e, e.Verdict)
 	}
-	if e.Port == 0 {
-		if e.Protocol == policy.ProtoAny {
-			r := datapath.AnyProtocol()
-			r.Deny = deny
-			return []datapath.Rule{r}, nil
-		}
+	switch {
+	case e.Protocol == policy.ProtoAny && e.Port != 0:
+		return nil, fmt.Errorf("entry %+v: protocol ANY with ports (the compiler gives TCP, UDP and SCTP entries for those)", e)
+	case e.Protocol == policy.ProtoAny && deny:
+		r := datapath.AnyProtocol()
+		r.Deny = true
+		return []datapath.Rule{r}, nil
+	case e.Protocol == policy.ProtoAny:
+		return l3Allow(), nil
+	case e.AllPorts():
 		return []datapath.Rule{{Proto: uint8(e.Protocol), FirstPort: 0, LastPort: 65535, Deny: deny}}, nil
 	}
-	last := max(e.EndPort, e.Port)
-	protos := []uint8{uint8(e.Protocol)}
-	if e.Protocol == policy.ProtoAny {
-		protos = []uint8{datapath.ProtoTCP, datapath.ProtoUDP, datapath.ProtoSCTP}
+	return []datapath.Rule{{Proto: uint8(e.Protocol), FirstPort: e.Port, LastPort: max(e.EndPort, e.Port), Deny: deny}}, nil
+}
+
+// l3Allow returns the rules of an L3 allow: every port of every protocol
+// Cilium's datapath carries (policy.CarriedProtocols).
+func l3Allow() []datapath.Rule {
+	rules := make([]datapath.Rule, 0, len(policy.CarriedProtocols))
+	for _, p := range policy.CarriedProtocols {
+		rules = append(rules, datapath.Rule{Proto: uint8(p), FirstPort: 0, LastPort: 65535})
 	}
-	rules := make([]datapath.Rule, 0, len(protos))
-	for _, p := range protos {
-		rules = append(rules, datapath.Rule{Proto: p, FirstPort: e.Port, LastPort: last, Deny: deny})
-	}
-	return rules, nil
+	return rules
 }

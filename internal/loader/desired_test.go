@@ -123,14 +123,24 @@ spec:
 `
 
 var testEndpoints = []policy.Endpoint{
-	{Name: "db", IPs: ips("10.244.1.10"), Labels: map[string]string{"app": "protected-db"}, Local: true},
-	{Name: "employee", IPs: ips("10.244.1.11"), Labels: map[string]string{"app": "employee"}, Local: true},
-	{Name: "guest", IPs: ips("10.244.1.12", "fd00:244::12"), Labels: map[string]string{"app": "guest"}, Local: true},
-	{Name: "api", IPs: ips("10.244.1.13"), Labels: map[string]string{"app": "api"}, Local: true},
-	{Name: "cache", IPs: ips("10.244.1.14"), Labels: map[string]string{"app": "cache"}, Local: true},
-	{Name: "web", IPs: ips("10.244.1.15"), Labels: map[string]string{"app": "web"}, Local: true},
-	{Name: "sink", IPs: ips("10.244.1.16"), Labels: map[string]string{"app": "sink"}, Local: true},
-	{Name: "vm", IPs: ips("192.168.7.9"), Labels: map[string]string{"app": "vm"}},
+	{Name: "db", IPs: ips("10.244.1.10"), Labels: podLabels("app", "protected-db"), Local: true},
+	{Name: "employee", IPs: ips("10.244.1.11"), Labels: podLabels("app", "employee"), Local: true},
+	{Name: "guest", IPs: ips("10.244.1.12", "fd00:244::12"), Labels: podLabels("app", "guest"), Local: true},
+	{Name: "api", IPs: ips("10.244.1.13"), Labels: podLabels("app", "api"), Local: true},
+	{Name: "cache", IPs: ips("10.244.1.14"), Labels: podLabels("app", "cache"), Local: true},
+	{Name: "web", IPs: ips("10.244.1.15"), Labels: podLabels("app", "web"), Local: true},
+	{Name: "sink", IPs: ips("10.244.1.16"), Labels: podLabels("app", "sink"), Local: true},
+	{Name: "vm", IPs: ips("192.168.7.9"), Labels: podLabels("app", "vm")},
+}
+
+// podLabels returns the labels of an endpoint of the default namespace with
+// own labels kv, as the sources derive them.
+func podLabels(kv ...string) map[string]string {
+	own := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		own[kv[i]] = kv[i+1]
+	}
+	return policy.EndpointLabels(own, policy.DefaultNamespace, nil, "", policy.DefaultCluster)
 }
 
 func ips(s ...string) []netip.Addr {
@@ -206,7 +216,7 @@ func TestPolicyTablesAgreeWithDecide(t *testing.T) {
 					}
 				}
 				for _, remote := range remotes {
-					for _, proto := range []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP, policy.ProtoSCTP} {
+					for _, proto := range []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP, policy.ProtoSCTP, policy.ProtoICMP, policy.ProtoICMPv6, 47} {
 						for port := range ports {
 							want := ep.Decide(remote, proto, port)
 							if got := datapathVerdict(enforce, tables, remote, proto, port); got != want {
@@ -225,8 +235,11 @@ func TestPolicyTablesAgreeWithDecide(t *testing.T) {
 }
 
 // TestPolicyTables pins down the shape of the entries: which identities get
-// an entry of their own, and what the wildcard entry holds.
+// an entry of their own, and what the wildcard entry holds. An L3 allow
+// holds the protocols Cilium's datapath carries (policy.CarriedProtocols).
 func TestPolicyTables(t *testing.T) {
+	const carried = "1/0-1/65535 allow, 2/0-5/65535 none, 6/0-6/65535 allow, 7/0-16/65535 none, 17/0-17/65535 allow, " +
+		"18/0-57/65535 none, 58/0-58/65535 allow, 59/0-131/65535 none, 132/0-132/65535 allow, 133/0- none"
 	res := compile(t, seedPolicy+"---\n"+mixedPolicies, testEndpoints)
 	ids := map[string]datapath.Identity{}
 	for _, id := range res.Identities {
@@ -241,21 +254,24 @@ func TestPolicyTables(t *testing.T) {
 		want map[string]string
 	}{
 		{"db", true, map[string]string{
-			"host":     "0/0- allow",
+			"host":     carried,
 			"employee": "6/6379-6/6379 allow, 6/6380- none",
 			"any":      "none", // no wildcard rule: denies all, and counts it
 		}},
 		{"employee", false, map[string]string{}},
 		{"cache", true, map[string]string{
 			// world's own entry: everything but the denied port
-			"world": "0/0-6/11210 allow, 6/11211-6/11211 deny, 6/11212-17/11210 allow, 17/11211-17/11211 deny, " +
-				"17/11212-132/11210 allow, 132/11211-132/11211 deny, 132/11212- allow",
-			"any": "0/0- allow",
+			"world": "1/0-1/65535 allow, 2/0-5/65535 none, 6/0-6/11210 allow, 6/11211-6/11211 deny, 6/11212-6/65535 allow, " +
+				"7/0-16/65535 none, 17/0-17/11210 allow, 17/11211-17/11211 deny, 17/11212-17/65535 allow, 18/0-57/65535 none, " +
+				"58/0-58/65535 allow, 59/0-131/65535 none, 132/0-132/11210 allow, 132/11211-132/11211 deny, 132/11212-132/65535 allow, 133/0- none",
+			"any": carried,
 		}},
-		{"sink", true, map[string]string{"host": "0/0- allow", "any": "none"}},
+		{"sink", true, map[string]string{"host": carried, "any": "none"}},
 		{"api", true, map[string]string{
-			"any": "0/0-6/9089 allow, 6/9090-6/9090 deny, 6/9091-17/9089 allow, 17/9090-17/9090 deny, " +
-				"17/9091-132/9089 allow, 132/9090-132/9090 deny, 132/9091- allow",
+			// all: the carried protocols, less the denied port
+			"any": "1/0-1/65535 allow, 2/0-5/65535 none, 6/0-6/9089 allow, 6/9090-6/9090 deny, 6/9091-6/65535 allow, " +
+				"7/0-16/65535 none, 17/0-17/9089 allow, 17/9090-17/9090 deny, 17/9091-17/65535 allow, 18/0-57/65535 none, " +
+				"58/0-58/65535 allow, 59/0-131/65535 none, 132/0-132/9089 allow, 132/9090-132/9090 deny, 132/9091-132/65535 allow, 133/0- none",
 			"guest": "0/0- deny",
 		}},
 	}
@@ -311,8 +327,8 @@ func TestEntryRules(t *testing.T) {
 		entry policy.Entry
 		want  []datapath.Rule
 	}{
-		{"l3 allow", policy.Entry{Verdict: policy.Allow},
-			[]datapath.Rule{{Proto: 0, FirstPort: 0, LastPort: 65535}}},
+		{"l3 allow: the protocols Cilium carries", policy.Entry{Verdict: policy.Allow},
+			[]datapath.Rule{{Proto: 1, LastPort: 65535}, {Proto: 6, LastPort: 65535}, {Proto: 17, LastPort: 65535}, {Proto: 58, LastPort: 65535}, {Proto: 132, LastPort: 65535}}},
 		{"l3 deny", policy.Entry{Verdict: policy.Deny},
 			[]datapath.Rule{{Proto: 0, FirstPort: 0, LastPort: 65535, Deny: true}}},
 		{"tcp all ports", policy.Entry{Protocol: policy.ProtoTCP, Verdict: policy.Allow},
@@ -321,8 +337,8 @@ func TestEntryRules(t *testing.T) {
 			[]datapath.Rule{{Proto: 17, FirstPort: 53, LastPort: 53}}},
 		{"sctp range deny", policy.Entry{Protocol: policy.ProtoSCTP, Port: 100, EndPort: 200, Verdict: policy.Deny},
 			[]datapath.Rule{{Proto: 132, FirstPort: 100, LastPort: 200, Deny: true}}},
-		{"any with port", policy.Entry{Protocol: policy.ProtoAny, Port: 53, EndPort: 53, Verdict: policy.Allow},
-			[]datapath.Rule{{Proto: 6, FirstPort: 53, LastPort: 53}, {Proto: 17, FirstPort: 53, LastPort: 53}, {Proto: 132, FirstPort: 53, LastPort: 53}}},
+		{"icmp type", policy.Entry{Protocol: policy.ProtoICMP, Port: 8, EndPort: 8, Verdict: policy.Allow},
+			[]datapath.Rule{{Proto: 1, FirstPort: 8, LastPort: 8}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -337,6 +353,9 @@ func TestEntryRules(t *testing.T) {
 	}
 	if _, err := entryRules(policy.Entry{}); err == nil {
 		t.Error("an entry without verdict gave no error")
+	}
+	if _, err := entryRules(policy.Entry{Protocol: policy.ProtoAny, Port: 53, EndPort: 53, Verdict: policy.Allow}); err == nil {
+		t.Error("an entry of protocol ANY with a port gave no error")
 	}
 }
 

@@ -39,11 +39,40 @@ const (
 // Status is the document at PathStatus.
 type Status struct {
 	Node      string            `json:"node"`
+	Cluster   string            `json:"cluster"`
 	Ready     bool              `json:"ready"`
 	Policies  int               `json:"policies"`
 	LastApply Apply             `json:"lastApply"`
 	Endpoints []Endpoint        `json:"endpoints"`
 	Skipped   []SkippedEndpoint `json:"skipped,omitempty"`
+	// HostIPs are the addresses policy sees as this node (identity host);
+	// Nodes the other nodes and their addresses (identity remote-node).
+	HostIPs []netip.Addr `json:"hostIPs"`
+	Nodes   []Node       `json:"nodes,omitempty"`
+	// Warnings are the policy fields roost ignored ("file:line: path:
+	// why").
+	Warnings []string `json:"warnings,omitempty"`
+	// PolicyErrors are the policy objects of the Kubernetes API roost could
+	// not take; an earlier version of the same object, if one was good,
+	// stays enforced.
+	PolicyErrors []PolicyError `json:"policyErrors,omitempty"`
+	// Notes say what the Kubernetes sources lack, such as a CRD that is not
+	// installed.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Node is another node of the cluster, as the loader knows it.
+type Node struct {
+	Name string       `json:"name"`
+	IPs  []netip.Addr `json:"ips"`
+}
+
+// PolicyError is a policy object of the Kubernetes API that roost refused.
+type PolicyError struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Error     string `json:"error"`
 }
 
 // Apply describes the last reconcile.

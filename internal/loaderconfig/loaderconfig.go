@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 
 	"github.com/roost-net/roost/internal/fieldcheck"
 )
@@ -30,14 +31,19 @@ type Config struct {
 	// EndpointsFile lists external workloads and pods not known to
 	// Kubernetes; empty for none.
 	EndpointsFile string
-	// Kubernetes selects Kubernetes Pods as an endpoint source.
+	// Kubernetes selects the Kubernetes API as a source: Pods, Namespaces,
+	// Nodes, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy.
 	Kubernetes Kubernetes
+	// Cluster is the local cluster's name: every endpoint carries it as
+	// its io.cilium.k8s.policy.cluster label, and entity cluster selects
+	// the endpoints that carry it.
+	Cluster string
 	// Listen is the host:port of the health, metrics and inspection API.
 	Listen string
-	// HostIPs are the node's own addresses: the ipcache maps them to the
-	// host identity (policy.WithHostIPs), so rules with fromEntities host
-	// (and the implicit allow-localhost) match traffic from them. Empty:
-	// no address is host; traffic from the node then counts as world.
+	// HostIPs are addresses of the node's own in addition to those the
+	// loader finds on its interfaces: the ipcache maps them all to the host
+	// identity, so rules with fromEntities host (and the implicit
+	// allow-localhost) match traffic from them.
 	HostIPs []netip.Addr
 }
 
@@ -56,6 +62,7 @@ func Default() Config {
 		PolicyDir:     "/etc/roost/policies",
 		EndpointsFile: "/etc/roost/endpoints.yaml",
 		Listen:        "127.0.0.1:9480",
+		Cluster:       "default",
 	}
 }
 
@@ -68,6 +75,7 @@ type file struct {
 	EndpointsFile *string   `yaml:"endpointsFile"`
 	Kubernetes    *kubeFile `yaml:"kubernetes"`
 	Listen        *string   `yaml:"listen"`
+	Cluster       *string   `yaml:"cluster"`
 	HostIPs       []string  `yaml:"hostIPs"`
 }
 
@@ -114,6 +122,9 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	if f.Listen != nil {
 		c.Listen = *f.Listen
 	}
+	if f.Cluster != nil {
+		c.Cluster = *f.Cluster
+	}
 	if f.HostIPs != nil {
 		// A bad entry stays as the zero Addr, so that the indices
 		// Validate reports are those of the file.
@@ -132,6 +143,9 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	}
 	return c, errs
 }
+
+// clusterName is what Cilium accepts as a cluster name.
+var clusterName = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$`)
 
 // cleanPath cleans a non-empty path; the empty path stays empty.
 func cleanPath(p string) string {
@@ -169,6 +183,9 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if err := fieldcheck.Listen(c.Listen); err != nil {
 		bad("listen", "%v", err)
+	}
+	if !clusterName.MatchString(c.Cluster) {
+		bad("cluster", "%q must be 1-32 lower-case letters, digits and '-', starting with a letter and not ending with '-' (a Cilium cluster name)", c.Cluster)
 	}
 	seen := map[netip.Addr]int{}
 	for i, a := range c.HostIPs {

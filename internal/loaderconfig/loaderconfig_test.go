@@ -33,6 +33,7 @@ func TestLoadExample(t *testing.T) {
 		PolicyDir:     "/etc/roost/policies",
 		EndpointsFile: "/etc/roost/endpoints.yaml",
 		Listen:        "127.0.0.1:9480",
+		Cluster:       "dc1",
 		HostIPs:       []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("fd00:1::2")},
 	}
 	if diff := cmp.Diff(want, got, cmpAddr); diff != "" {
@@ -60,6 +61,7 @@ func TestLoad(t *testing.T) {
 		{name: "listen on any address", yaml: "listen: ':9480'\n", want: func(c *Config) { c.Listen = ":9480" }},
 		{name: "listen on v6", yaml: "listen: '[::1]:9480'\n", want: func(c *Config) { c.Listen = "[::1]:9480" }},
 		{name: "empty host ips", yaml: "hostIPs: []\n", want: func(c *Config) {}},
+		{name: "cluster", yaml: "cluster: dc-2\n", want: func(c *Config) { c.Cluster = "dc-2" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +155,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{name: "defaults with a node", change: func(*Config) {}},
 		{name: "defaults without a node", change: func(c *Config) { c.Node = "" }, want: "node: must be set"},
+		{name: "empty cluster", change: func(c *Config) { c.Cluster = "" }, want: `cluster: "" must be 1-32 lower-case letters`},
+		{name: "cluster with upper case", change: func(c *Config) { c.Cluster = "DC1" }, want: `cluster: "DC1" must be`},
+		{name: "cluster too long", change: func(c *Config) { c.Cluster = strings.Repeat("a", 33) }, want: "must be 1-32"},
 		{name: "zero host ip", change: func(c *Config) { c.HostIPs = []netip.Addr{{}} }, want: "hostIPs[0]: must be set"},
 		{name: "relative bpffs", change: func(c *Config) { c.BPFFS = "bpf" }, want: `bpffs: "bpf" must be an absolute path`},
 	}

@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -19,12 +21,21 @@ type Endpoint struct {
 	// Name is unique among endpoints, e.g. "namespace/pod" or a VM's name.
 	Name string
 	IPs  []netip.Addr
-	// Labels are all its labels; only security labels count (see
-	// IsSecurityLabel). Pods should carry NamespaceLabel.
+	// Labels are all its labels, as EndpointLabels derives them; only
+	// security labels count (see IsSecurityLabel).
 	Labels map[string]string
+	// NamedPorts are its named ports by lower-case name (a pod's container
+	// ports): toPorts that name a port mean these for this endpoint.
+	NamedPorts map[string]NamedPort `json:",omitempty"`
 	// Local says the endpoint runs on this node, so Compile resolves its
 	// ingress policy. Remote endpoints only feed identities and the ipcache.
 	Local bool
+}
+
+// NamedPort is the port and protocol behind a port name.
+type NamedPort struct {
+	Port     uint16   `json:"port"`
+	Protocol Protocol `json:"protocol"`
 }
 
 // Option changes how Compile works.
@@ -32,6 +43,8 @@ type Option func(*options)
 
 type options struct {
 	hostIPs     []netip.Addr
+	nodeIPs     []netip.Addr
+	cluster     string
 	prev        map[string]Identity
 	noHostAllow bool
 }
@@ -40,6 +53,21 @@ type options struct {
 func WithHostIPs(ips ...netip.Addr) Option {
 	return func(o *options) { o.hostIPs = append(o.hostIPs, ips...) }
 }
+
+// WithRemoteNodeIPs maps the other nodes' addresses to IdentityRemoteNode
+// in the ipcache. An address that is also the host's stays the host's.
+func WithRemoteNodeIPs(ips ...netip.Addr) Option {
+	return func(o *options) { o.nodeIPs = append(o.nodeIPs, ips...) }
+}
+
+// WithCluster names the local cluster: entity cluster selects the
+// endpoints whose ClusterLabel is name. Without it, DefaultCluster.
+func WithCluster(name string) Option {
+	return func(o *options) { o.cluster = name }
+}
+
+// DefaultCluster is the cluster name Cilium uses when none is configured.
+const DefaultCluster = "default"
 
 // WithPrevious keeps the identities an earlier Compile gave to label sets
 // and prefixes that still exist, so that a hash collision between a new and
@@ -68,6 +96,8 @@ func WithoutHostAllow() Option {
 
 // Resolved is everything the datapath needs, sorted and deterministic.
 type Resolved struct {
+	// Cluster is the local cluster's name (WithCluster).
+	Cluster string `json:"cluster"`
 	// Identities lists the reserved identities, every label identity of a
 	// known endpoint and every CIDR identity, by ID.
 	Identities []IdentityInfo `json:"identities"`
@@ -129,9 +159,10 @@ type RuleRef struct {
 // inside P and not inside E, so a longer prefix from another rule still
 // counts as P, and excepted ranges resolve to their own identity, which P
 // does not select. 0.0.0.0/0 and ::/0 are IdentityWorldIPv4 and
-// IdentityWorldIPv6. Endpoint and host addresses are never selected by CIDR.
+// IdentityWorldIPv6. Endpoint, host and node addresses are never selected
+// by CIDR.
 func Compile(policies []Policy, endpoints []Endpoint, opts ...Option) (Resolved, error) {
-	var o options
+	o := options{cluster: DefaultCluster}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -141,7 +172,9 @@ func Compile(policies []Policy, endpoints []Endpoint, opts ...Option) (Resolved,
 	}
 	c.identities(endpoints)
 	c.cidrIdentities()
+	c.selectableIdentities()
 	return Resolved{
+		Cluster:    o.cluster,
 		Identities: c.identityInfos(endpoints),
 		IPCache:    c.ipcache(endpoints),
 		Endpoints:  c.endpointPolicies(endpoints),
@@ -162,8 +195,19 @@ type compiler struct {
 	labelIDs  []Identity
 	// cidrs are the CIDR identities, by prefix.
 	cidrs []IPCacheEntry
+	// nodeIPs are the remote nodes' addresses the ipcache maps.
+	nodeIPs []netip.Addr
+	// selectable is every identity a selector can select, with the labels
+	// it is selected by.
+	selectable []selectableIdentity
 	// selectorCache memoizes fromEndpoints selectors by their string.
 	selectorCache map[string][]Identity
+}
+
+// selectableIdentity is an identity and the labels selectors see on it.
+type selectableIdentity struct {
+	id  Identity
+	set map[string]string
 }
 
 func (c *compiler) validate(endpoints []Endpoint) error {
@@ -232,7 +276,31 @@ func (c *compiler) validate(endpoints []Endpoint) error {
 		for _, ip := range ep.IPs {
 			claim(ip, who)
 		}
+		for _, name := range sortedIf(len(ep.NamedPorts) > 0, namedPortNames(ep.NamedPorts)) {
+			np := ep.NamedPorts[name]
+			switch {
+			case len(name) > 15 || !portName.MatchString(name) || strings.ToLower(name) != name:
+				errs = append(errs, fmt.Errorf("%s: named port %q: not a lower-case IANA service name (1-15 letters, digits and single '-', with a letter)", who, name))
+			case np.Port == 0:
+				errs = append(errs, fmt.Errorf("%s: named port %q: port 0", who, name))
+			case !slices.Contains(portProtocols, np.Protocol):
+				errs = append(errs, fmt.Errorf("%s: named port %q: protocol %s (TCP, UDP or SCTP)", who, name, np.Protocol))
+			}
+		}
 	}
+	// Other nodes' addresses last: one that is also the host's stays the
+	// host's; one of an endpoint is an error.
+	for _, ip := range c.opts.nodeIPs {
+		switch c.owner[ip] {
+		case "host", "remote node":
+			continue
+		}
+		claim(ip, "remote node")
+		if c.owner[ip] == "remote node" {
+			c.nodeIPs = append(c.nodeIPs, ip)
+		}
+	}
+	slices.SortFunc(c.nodeIPs, netip.Addr.Compare)
 	return errors.Join(errs...)
 }
 
@@ -242,6 +310,16 @@ func sortedIf(ok bool, m map[string]string) []string {
 		return nil
 	}
 	return slices.Sorted(maps.Keys(m))
+}
+
+// namedPortNames returns the names of ports, as a label-like map for
+// sortedIf.
+func namedPortNames(ports map[string]NamedPort) map[string]string {
+	out := make(map[string]string, len(ports))
+	for name := range ports {
+		out[name] = ""
+	}
+	return out
 }
 
 // identities numbers the distinct security label sets of endpoints.
@@ -347,6 +425,9 @@ func (c *compiler) ipcache(endpoints []Endpoint) []IPCacheEntry {
 	for _, ip := range c.opts.hostIPs {
 		out = append(out, IPCacheEntry{Prefix: netip.PrefixFrom(ip, ip.BitLen()), Identity: IdentityHost})
 	}
+	for _, ip := range c.nodeIPs {
+		out = append(out, IPCacheEntry{Prefix: netip.PrefixFrom(ip, ip.BitLen()), Identity: IdentityRemoteNode})
+	}
 	for i, ep := range endpoints {
 		for _, ip := range ep.IPs {
 			out = append(out, IPCacheEntry{Prefix: netip.PrefixFrom(ip, ip.BitLen()), Identity: c.labelID[c.epKey[i]]})
@@ -357,6 +438,37 @@ func (c *compiler) ipcache(endpoints []Endpoint) []IPCacheEntry {
 	return out
 }
 
+// selectableIdentities lists every identity with the labels a selector
+// sees on it: label identities their security labels; the reserved ones
+// (and CIDR identities, which are world) their reserved label.
+func (c *compiler) selectableIdentities() {
+	reserved := func(id Identity) selectableIdentity {
+		return selectableIdentity{id: id, set: map[string]string{reservedKey(reservedNames[id]): ""}}
+	}
+	for _, id := range slices.Sorted(maps.Keys(reservedNames)) {
+		c.selectable = append(c.selectable, reserved(id))
+	}
+	for _, id := range c.labelIDs {
+		c.selectable = append(c.selectable, selectableIdentity{id: id, set: c.labelSets[id]})
+	}
+	for _, e := range c.cidrs {
+		world := IdentityWorldIPv4
+		if e.Prefix.Addr().Is6() {
+			world = IdentityWorldIPv6
+		}
+		c.selectable = append(c.selectable, selectableIdentity{id: e.Identity, set: reserved(world).set})
+	}
+}
+
+// namedPortsKey is the canonical text of an endpoint's named ports.
+func namedPortsKey(ports map[string]NamedPort) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(ports)) {
+		fmt.Fprintf(&b, "%s=%d/%d;", name, ports[name].Port, ports[name].Protocol)
+	}
+	return b.String()
+}
+
 func (c *compiler) endpointPolicies(endpoints []Endpoint) []EndpointPolicy {
 	byKey := make(map[string]EndpointPolicy)
 	var out []EndpointPolicy
@@ -365,10 +477,13 @@ func (c *compiler) endpointPolicies(endpoints []Endpoint) []EndpointPolicy {
 			continue
 		}
 		key := c.epKey[i]
-		pol, ok := byKey[key]
+		// Named ports resolve per endpoint: endpoints with the same labels
+		// share a policy only when they also name the same ports.
+		cacheKey := key + "\x00" + namedPortsKey(ep.NamedPorts)
+		pol, ok := byKey[cacheKey]
 		if !ok {
-			pol = c.resolve(c.labelSets[c.labelID[key]])
-			byKey[key] = pol
+			pol = c.resolve(c.labelSets[c.labelID[key]], ep.NamedPorts)
+			byKey[cacheKey] = pol
 		}
 		pol.Name, pol.IPs, pol.Identity = ep.Name, slices.Clone(ep.IPs), c.labelID[key]
 		slices.SortFunc(pol.IPs, netip.Addr.Compare)
@@ -387,9 +502,38 @@ type entryKey struct {
 	verdict Verdict
 }
 
+// entryPorts returns the (protocol, ports) entries one rule's ports give an
+// endpoint with namedPorts: every protocol and port when the rule has none
+// (an L3 rule); ANY as TCP, UDP and SCTP; a named port as the endpoint's
+// port of that name for each protocol whose it is, and nothing for the
+// others (as Cilium, which skips a name an endpoint does not have).
+func entryPorts(ports []PortRange, namedPorts map[string]NamedPort) []PortRange {
+	if len(ports) == 0 {
+		return []PortRange{{Protocol: ProtoAny}}
+	}
+	var out []PortRange
+	for _, pr := range ports {
+		protos := []Protocol{pr.Protocol}
+		if pr.Protocol == ProtoAny {
+			protos = portProtocols
+		}
+		for _, proto := range protos {
+			switch {
+			case pr.Name == "":
+				out = append(out, PortRange{Protocol: proto, Port: pr.Port, EndPort: pr.EndPort})
+			default:
+				if np, ok := namedPorts[pr.Name]; ok && np.Protocol == proto && np.Port != 0 {
+					out = append(out, PortRange{Protocol: proto, Port: np.Port, EndPort: np.Port})
+				}
+			}
+		}
+	}
+	return out
+}
+
 // resolve computes the ingress policy of an endpoint with security labels
-// set.
-func (c *compiler) resolve(set labels.Set) EndpointPolicy {
+// set and named ports namedPorts.
+func (c *compiler) resolve(set labels.Set, namedPorts map[string]NamedPort) EndpointPolicy {
 	var ep EndpointPolicy
 	index := make(map[entryKey]int)
 	add := func(remote Identity, pr PortRange, v Verdict, ref RuleRef) {
@@ -404,22 +548,41 @@ func (c *compiler) resolve(set labels.Set) EndpointPolicy {
 			ep.Entries[i].Sources = append(s, ref)
 		}
 	}
+	// fromRequires of every rule that selects the endpoint constrain the
+	// fromEndpoints of all of them (Cilium's resolveL4IngressPolicy):
+	// those of ingress elements the ingress elements', those of
+	// ingressDeny elements the ingressDeny elements'.
+	var requires [2][]requirement
 	for _, p := range c.policies {
 		for _, r := range p.Rules {
 			if !r.Subject.Matches(set) {
 				continue
 			}
-			ep.SelectedBy = append(ep.SelectedBy, RuleRef{Policy: p.ID(), Rule: r.Path, Source: fmt.Sprintf("%s:%d", p.File, r.Line)})
+			for g, group := range [][]PeerRule{r.Ingress, r.IngressDeny} {
+				for _, pr := range group {
+					for _, s := range pr.Requires {
+						requires[g] = append(requires[g], s.reqs...)
+					}
+				}
+			}
+		}
+	}
+	for _, p := range c.policies {
+		for _, r := range p.Rules {
+			if !r.Subject.Matches(set) {
+				continue
+			}
+			ep.SelectedBy = append(ep.SelectedBy, RuleRef{Policy: p.ID(), Rule: r.Path, Source: source(p.File, r.Line)})
 			ep.Enforced = ep.Enforced || r.DefaultDeny
-			for _, group := range []struct {
+			for g, group := range []struct {
 				rules   []PeerRule
 				verdict Verdict
 			}{{r.Ingress, Allow}, {r.IngressDeny, Deny}} {
 				for _, pr := range group.rules {
-					ref := RuleRef{Policy: p.ID(), Rule: pr.Path, Source: fmt.Sprintf("%s:%d", p.File, pr.Line)}
-					ports := pr.Ports
-					if len(ports) == 0 {
-						ports = []PortRange{{}}
+					ref := RuleRef{Policy: p.ID(), Rule: pr.Path, Source: source(p.File, pr.Line)}
+					ports := entryPorts(pr.Ports, namedPorts)
+					if len(requires[g]) > 0 && len(pr.Endpoints) > 0 {
+						pr.Endpoints = withRequirements(pr.Endpoints, requires[g])
 					}
 					for _, remote := range c.peers(pr) {
 						for _, port := range ports {
@@ -442,6 +605,23 @@ func (c *compiler) resolve(set labels.Set) EndpointPolicy {
 	return ep
 }
 
+// withRequirements returns copies of sels with reqs added to each.
+func withRequirements(sels []Selector, reqs []requirement) []Selector {
+	out := make([]Selector, len(sels))
+	for i, s := range sels {
+		out[i] = Selector{valid: s.valid, reqs: slices.Concat(s.reqs, reqs)}
+	}
+	return out
+}
+
+// source returns "file:line", or the file alone without a line.
+func source(file string, line int) string {
+	if line == 0 {
+		return file
+	}
+	return fmt.Sprintf("%s:%d", file, line)
+}
+
 func compareRuleRef(a, b RuleRef) int {
 	return cmp.Or(cmp.Compare(a.Policy, b.Policy), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Source, b.Source))
 }
@@ -456,6 +636,26 @@ func compareEntry(a, b Entry) int {
 	)
 }
 
+// entitySelectors are the selectors Cilium gives each entity (but
+// cluster, see peers): they select reserved identities by their label.
+var entitySelectors = map[Entity][]string{
+	EntityWorld:      {"world", "world-ipv4", "world-ipv6"},
+	EntityWorldIPv4:  {"world-ipv4"},
+	EntityWorldIPv6:  {"world-ipv6"},
+	EntityHost:       {"host"},
+	EntityRemoteNode: {"remote-node"},
+	EntityInit:       {"init"},
+	EntityHealth:     {"health"},
+	EntityUnmanaged:  {"unmanaged"},
+	EntityIngress:    {"ingress"},
+	EntityNone:       {"none"},
+}
+
+// reservedSelector selects the identities carrying reserved label name.
+func reservedSelector(name string) Selector {
+	return Selector{valid: true, reqs: []requirement{{source: sourceReserved, key: name, op: selection.Equals, values: []string{""}}}}
+}
+
 // peers returns the sorted identities a peer rule selects; IdentityAny
 // alone when it selects every source.
 func (c *compiler) peers(r PeerRule) []Identity {
@@ -466,38 +666,29 @@ func (c *compiler) peers(r PeerRule) []Identity {
 		return nil
 	}
 	set := make(map[Identity]bool)
-	for _, s := range r.Endpoints {
-		for _, id := range c.selectLabels(s) {
-			set[id] = true
-		}
-	}
+	selectors := slices.Clone(r.Endpoints)
 	for _, e := range r.Entities {
 		switch e {
 		case EntityAll:
 			return []Identity{IdentityAny}
-		case EntityHost:
-			set[IdentityHost] = true
 		case EntityCluster:
-			set[IdentityHost] = true
-			for _, id := range c.labelIDs {
-				set[id] = true
+			// Cilium's cluster: the reserved identities of the cluster
+			// and every endpoint of the local cluster.
+			for _, name := range []string{"host", "remote-node", "init", "ingress", "health", "unmanaged", "kube-apiserver"} {
+				selectors = append(selectors, reservedSelector(name))
 			}
-		case EntityWorld, EntityWorldIPv4, EntityWorldIPv6:
-			v4, v6 := e != EntityWorldIPv6, e != EntityWorldIPv4
-			if e == EntityWorld {
-				set[IdentityWorld] = true
+			selectors = append(selectors, Selector{valid: true, reqs: []requirement{
+				{source: sourceK8s, key: ClusterLabel, op: selection.Equals, values: []string{c.opts.cluster}},
+			}})
+		default:
+			for _, name := range entitySelectors[e] {
+				selectors = append(selectors, reservedSelector(name))
 			}
-			if v4 {
-				set[IdentityWorldIPv4] = true
-			}
-			if v6 {
-				set[IdentityWorldIPv6] = true
-			}
-			for _, ce := range c.cidrs {
-				if ce.Prefix.Addr().Is4() && v4 || ce.Prefix.Addr().Is6() && v6 {
-					set[ce.Identity] = true
-				}
-			}
+		}
+	}
+	for _, s := range selectors {
+		for _, id := range c.selectIdentities(s) {
+			set[id] = true
 		}
 	}
 	for _, cs := range r.CIDRs {
@@ -526,17 +717,16 @@ func (c *compiler) peers(r PeerRule) []Identity {
 	return slices.Sorted(maps.Keys(set))
 }
 
-// selectLabels returns the label identities a fromEndpoints selector
-// selects.
-func (c *compiler) selectLabels(s Selector) []Identity {
+// selectIdentities returns the identities a selector selects.
+func (c *compiler) selectIdentities(s Selector) []Identity {
 	key := s.String()
 	if ids, ok := c.selectorCache[key]; ok {
 		return ids
 	}
 	var ids []Identity
-	for _, id := range c.labelIDs {
-		if s.Matches(c.labelSets[id]) {
-			ids = append(ids, id)
+	for _, si := range c.selectable {
+		if s.Matches(si.set) {
+			ids = append(ids, si.id)
 		}
 	}
 	if c.selectorCache == nil {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,16 +31,29 @@ func lbl(kv ...string) map[string]string {
 	return m
 }
 
+// pod returns the labels of an endpoint with own labels kv, as the
+// sources derive them: in the namespace kv names with NamespaceLabel
+// (default "default"), in cluster "default".
+func pod(kv ...string) map[string]string {
+	own := lbl(kv...)
+	ns := DefaultNamespace
+	if v, ok := own[NamespaceLabel]; ok {
+		ns = v
+		delete(own, NamespaceLabel)
+	}
+	return EndpointLabels(own, ns, nil, "", DefaultCluster)
+}
+
 // seedEndpoints are the issue's endpoints for the seed policy: db,
 // employee and guest run here; employee2 on another node; vm1 is an
 // external workload.
 func seedEndpoints() []Endpoint {
 	return []Endpoint{
-		{Name: "db", IPs: addrs("10.0.0.1"), Labels: lbl("app", "protected-db"), Local: true},
-		{Name: "employee", IPs: addrs("10.0.0.2"), Labels: lbl("app", "employee", "pod-template-hash", "7f9c"), Local: true},
-		{Name: "employee2", IPs: addrs("10.0.1.2"), Labels: lbl("app", "employee")},
-		{Name: "guest", IPs: addrs("10.0.0.3"), Labels: lbl("app", "guest"), Local: true},
-		{Name: "vm1", IPs: addrs("192.168.10.5"), Labels: lbl("app", "employee")},
+		{Name: "db", IPs: addrs("10.0.0.1"), Labels: pod("app", "protected-db"), Local: true},
+		{Name: "employee", IPs: addrs("10.0.0.2"), Labels: pod("app", "employee", "pod-template-hash", "7f9c"), Local: true},
+		{Name: "employee2", IPs: addrs("10.0.1.2"), Labels: pod("app", "employee")},
+		{Name: "guest", IPs: addrs("10.0.0.3"), Labels: pod("app", "guest"), Local: true},
+		{Name: "vm1", IPs: addrs("192.168.10.5"), Labels: pod("app", "employee")},
 	}
 }
 
@@ -77,12 +91,12 @@ var goldenCases = []struct {
 		policies: []string{"namespaced.yaml"},
 		endpoints: func() []Endpoint {
 			return []Endpoint{
-				{Name: "prod/db", IPs: addrs("10.0.0.1", "fd00::1"), Labels: lbl("app", "db", NamespaceLabel, "prod"), Local: true},
-				{Name: "prod/web", IPs: addrs("10.0.0.2"), Labels: lbl("app", "web", NamespaceLabel, "prod"), Local: true},
-				{Name: "prod/batch", IPs: addrs("10.0.0.3"), Labels: lbl("app", "batch", NamespaceLabel, "prod")},
-				{Name: "staging/web", IPs: addrs("10.0.1.2"), Labels: lbl("app", "web", NamespaceLabel, "staging")},
-				{Name: "ops/prometheus", IPs: addrs("10.0.1.3"), Labels: lbl("app", "prometheus", NamespaceLabel, "ops")},
-				{Name: "vm-web", IPs: addrs("192.168.10.7"), Labels: lbl("app", "web")},
+				{Name: "prod/db", IPs: addrs("10.0.0.1", "fd00::1"), Labels: pod("app", "db", NamespaceLabel, "prod"), Local: true},
+				{Name: "prod/web", IPs: addrs("10.0.0.2"), Labels: pod("app", "web", NamespaceLabel, "prod"), Local: true},
+				{Name: "prod/batch", IPs: addrs("10.0.0.3"), Labels: pod("app", "batch", NamespaceLabel, "prod")},
+				{Name: "staging/web", IPs: addrs("10.0.1.2"), Labels: pod("app", "web", NamespaceLabel, "staging")},
+				{Name: "ops/prometheus", IPs: addrs("10.0.1.3"), Labels: pod("app", "prometheus", NamespaceLabel, "ops")},
+				{Name: "vm-web", IPs: addrs("192.168.10.7"), Labels: pod("app", "web")},
 			}
 		},
 	},
@@ -91,9 +105,9 @@ var goldenCases = []struct {
 		policies: []string{"cidr.yaml"},
 		endpoints: func() []Endpoint {
 			return []Endpoint{
-				{Name: "edge", IPs: addrs("10.0.0.10", "2001:db8::10"), Labels: lbl("app", "edge"), Local: true},
-				{Name: "pod-in-cidr", IPs: addrs("10.1.2.3"), Labels: lbl("app", "other")},
-				{Name: "legacy", IPs: addrs("192.0.2.10"), Labels: lbl("app", "legacy")},
+				{Name: "edge", IPs: addrs("10.0.0.10", "2001:db8::10"), Labels: pod("app", "edge"), Local: true},
+				{Name: "pod-in-cidr", IPs: addrs("10.1.2.3"), Labels: pod("app", "other")},
+				{Name: "legacy", IPs: addrs("192.0.2.10"), Labels: pod("app", "legacy")},
 			}
 		},
 		opts: []Option{WithHostIPs(addrs(hostIP)...)},
@@ -103,10 +117,10 @@ var goldenCases = []struct {
 		policies: []string{"deny.yaml"},
 		endpoints: func() []Endpoint {
 			return []Endpoint{
-				{Name: "api", IPs: addrs("10.0.0.1"), Labels: lbl("app", "api"), Local: true},
-				{Name: "cache", IPs: addrs("10.0.0.2"), Labels: lbl("app", "cache"), Local: true},
-				{Name: "guest", IPs: addrs("10.0.1.3"), Labels: lbl("app", "guest")},
-				{Name: "web", IPs: addrs("10.0.1.4"), Labels: lbl("app", "web")},
+				{Name: "api", IPs: addrs("10.0.0.1"), Labels: pod("app", "api"), Local: true},
+				{Name: "cache", IPs: addrs("10.0.0.2"), Labels: pod("app", "cache"), Local: true},
+				{Name: "guest", IPs: addrs("10.0.1.3"), Labels: pod("app", "guest")},
+				{Name: "web", IPs: addrs("10.0.1.4"), Labels: pod("app", "web")},
 			}
 		},
 	},
@@ -115,10 +129,41 @@ var goldenCases = []struct {
 		policies: []string{"entities.yaml"},
 		endpoints: func() []Endpoint {
 			return []Endpoint{
-				{Name: "web", IPs: addrs("10.0.0.1"), Labels: lbl("app", "web"), Local: true},
-				{Name: "guest", IPs: addrs("10.0.0.2"), Labels: lbl("app", "guest"), Local: true},
-				{Name: "client", IPs: addrs("10.0.1.1"), Labels: lbl("app", "client")},
-				{Name: "vm", IPs: addrs("192.168.10.9"), Labels: lbl("role", "batch")},
+				{Name: "web", IPs: addrs("10.0.0.1"), Labels: pod("app", "web"), Local: true},
+				{Name: "guest", IPs: addrs("10.0.0.2"), Labels: pod("app", "guest"), Local: true},
+				{Name: "client", IPs: addrs("10.0.1.1"), Labels: pod("app", "client")},
+				{Name: "vm", IPs: addrs("192.168.10.9"), Labels: pod("role", "batch")},
+			}
+		},
+		opts: []Option{WithHostIPs(addrs(hostIP)...)},
+	},
+	{
+		name:     "clusterwide",
+		policies: []string{"clusterwide.yaml"},
+		endpoints: func() []Endpoint {
+			dev := pod("app", "web", NamespaceLabel, "dev")
+			dev[NamespaceLabelsPrefix+"env"] = "dev"
+			return []Endpoint{
+				{Name: "prod/db", IPs: addrs("10.0.0.1"), Labels: pod("app", "db", NamespaceLabel, "prod"), Local: true},
+				{Name: "staging/db", IPs: addrs("10.0.0.2"), Labels: pod("app", "db", NamespaceLabel, "staging"), Local: true},
+				{Name: "prod/web", IPs: addrs("10.0.1.2"), Labels: pod("app", "web", NamespaceLabel, "prod")},
+				{Name: "dev/web", IPs: addrs("10.0.1.3"), Labels: dev},
+				{Name: "vm", IPs: addrs("192.168.10.9"), Labels: pod("role", "batch")},
+			}
+		},
+		opts: []Option{WithHostIPs(addrs(hostIP)...), WithRemoteNodeIPs(addrs("10.0.3.2", "10.0.4.2")...)},
+	},
+	{
+		name:     "named-ports",
+		policies: []string{"named-ports.yaml"},
+		endpoints: func() []Endpoint {
+			return []Endpoint{
+				{Name: "prod/a", IPs: addrs("10.0.0.1"), Labels: pod("role", "server", NamespaceLabel, "prod"), Local: true,
+					NamedPorts: map[string]NamedPort{"http": {80, ProtoTCP}, "dns": {53, ProtoUDP}, "metrics": {9100, ProtoTCP}}},
+				{Name: "prod/b", IPs: addrs("10.0.0.2"), Labels: pod("role", "server", NamespaceLabel, "prod"), Local: true,
+					NamedPorts: map[string]NamedPort{"http": {8080, ProtoTCP}}},
+				{Name: "prod/c", IPs: addrs("10.0.0.3"), Labels: pod("role", "server", NamespaceLabel, "prod"), Local: true},
+				{Name: "prod/client", IPs: addrs("10.0.1.1"), Labels: pod("app", "client", NamespaceLabel, "prod")},
 			}
 		},
 		opts: []Option{WithHostIPs(addrs(hostIP)...)},
@@ -128,9 +173,9 @@ var goldenCases = []struct {
 		policies: []string{"ports.yaml"},
 		endpoints: func() []Endpoint {
 			return []Endpoint{
-				{Name: "a", IPs: addrs("10.0.0.1"), Labels: lbl("app", "a", "tier", "front"), Local: true},
-				{Name: "b", IPs: addrs("10.0.0.2"), Labels: lbl("app", "guest", "tier", "front")},
-				{Name: "c", IPs: addrs("10.0.0.3"), Labels: lbl("app", "c")},
+				{Name: "a", IPs: addrs("10.0.0.1"), Labels: pod("app", "a", "tier", "front"), Local: true},
+				{Name: "b", IPs: addrs("10.0.0.2"), Labels: pod("app", "guest", "tier", "front")},
+				{Name: "c", IPs: addrs("10.0.0.3"), Labels: pod("app", "c")},
 			}
 		},
 	},
@@ -195,7 +240,7 @@ func TestCompileGolden(t *testing.T) {
 // policies or endpoints, and that JSON round-trips.
 func TestCompileStable(t *testing.T) {
 	pols := mustParse(t, "testdata/policies/cidr.yaml", "testdata/policies/entities.yaml", "testdata/policies/deny.yaml")
-	eps := append(seedEndpoints(), Endpoint{Name: "edge", IPs: addrs("10.0.0.10"), Labels: lbl("app", "edge"), Local: true})
+	eps := append(seedEndpoints(), Endpoint{Name: "edge", IPs: addrs("10.0.0.10"), Labels: pod("app", "edge"), Local: true})
 	want, err := Compile(pols, eps)
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +427,7 @@ func TestCompileSeed(t *testing.T) {
 	want := []Entry{
 		{Remote: IdentityHost, Verdict: Allow, Sources: []RuleRef{{Rule: "allow-localhost"}}},
 		{Remote: emp, Protocol: ProtoTCP, Port: 6379, EndPort: 6379, Verdict: Allow, Sources: []RuleRef{{
-			Policy: "clustermesh-ingress-l4-policy", Rule: "spec.ingress[0]", Source: "testdata/policies/seed.yaml:11",
+			Policy: "default/clustermesh-ingress-l4-policy", Rule: "spec.ingress[0]", Source: "testdata/policies/seed.yaml:11",
 		}}},
 	}
 	if diff := cmp.Diff(want, db.Entries); diff != "" {
@@ -438,7 +483,7 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name:     "policy twice",
 			policies: append(append([]Policy(nil), seed...), seed...),
-			want:     []string{`policy "clustermesh-ingress-l4-policy" is defined twice: testdata/policies/seed.yaml:1 and testdata/policies/seed.yaml:1`},
+			want:     []string{`policy "default/clustermesh-ingress-l4-policy" is defined twice: testdata/policies/seed.yaml:1 and testdata/policies/seed.yaml:1`},
 		},
 	}
 	for _, tt := range tests {
@@ -498,9 +543,13 @@ func TestPortPrefixes(t *testing.T) {
 // and the world entities split by family.
 func TestCompilePeers(t *testing.T) {
 	const head = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec:\n  endpointSelector: {matchLabels: {app: db}}\n"
+	other := pod("app", "web")
+	other[ClusterLabel] = "dc2"
 	eps := []Endpoint{
-		{Name: "db", IPs: addrs("10.0.0.1"), Labels: lbl("app", "db"), Local: true},
-		{Name: "web", IPs: addrs("10.0.0.2", "fd00::2"), Labels: lbl("app", "web")},
+		{Name: "db", IPs: addrs("10.0.0.1"), Labels: pod("app", "db"), Local: true},
+		{Name: "web", IPs: addrs("10.0.0.2", "fd00::2"), Labels: pod("app", "web")},
+		{Name: "ops/mon", IPs: addrs("10.0.0.3"), Labels: pod("app", "mon", NamespaceLabel, "ops")},
+		{Name: "remote-web", IPs: addrs("10.9.0.2"), Labels: other},
 	}
 	tests := []struct {
 		name    string
@@ -512,14 +561,21 @@ func TestCompilePeers(t *testing.T) {
 		{"default route entirely excepted", "  - fromCIDRSet: [{cidr: 0.0.0.0/0, except: [0.0.0.0/0]}]\n", nil},
 		{"cidr of an endpoint address", "  - fromCIDR: [10.0.0.2/32]\n", nil},
 		{"empty rule", "  - {}\n", nil},
-		{"ports only", "  - toPorts: [{ports: [{port: '80'}]}]\n", []string{"any"}},
+		{"ports only", "  - toPorts: [{ports: [{port: '80'}]}]\n", []string{"any", "any", "any"}},
 		{"all", "  - fromEntities: [all]\n", []string{"any"}},
 		{"world-ipv4", "  - fromEntities: [world-ipv4]\n", []string{"9"}},
 		{"world-ipv6", "  - fromEntities: [world-ipv6]\n", []string{"10"}},
-		{"world", "  - fromEntities: [world]\n", []string{"2", "9", "10"}},
+		{"world", "  - fromEntities: [world]\n", []string{"10", "2", "9"}},
 		{"default route v6", "  - fromCIDR: ['::/0']\n", []string{"10"}},
-		{"fromEndpoints {}", "  - fromEndpoints: [{}]\n", []string{"db", "web"}},
-		{"cluster", "  - fromEntities: [cluster]\n", []string{"1", "db", "web"}},
+		{"fromEndpoints {}", "  - fromEndpoints: [{}]\n", []string{"db", "remote-web", "web"}},
+		{"another namespace", "  - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: ops}}]\n", []string{"ops/mon"}},
+		{"namespace DoesNotExist is every reserved identity", "  - fromEndpoints: [{matchExpressions: [{key: io.kubernetes.pod.namespace, operator: DoesNotExist}]}]\n",
+			[]string{"1", "10", "2", "6", "9"}},
+		{"reserved:host", "  - fromEndpoints: [{matchLabels: {reserved:host: ''}}]\n", []string{"1"}},
+		{"remote-node", "  - fromEntities: [remote-node]\n", []string{"6"}},
+		{"cluster is the host, the nodes and this cluster's endpoints", "  - fromEntities: [cluster]\n", []string{"1", "6", "db", "ops/mon", "web"}},
+		{"entities of nothing roost has", "  - fromEntities: [init, health, unmanaged, ingress, none]\n", nil},
+		{"another cluster by its label", "  - fromEndpoints: [{matchLabels: {io.cilium.k8s.policy.cluster: dc2}}]\n", []string{"remote-web"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -550,6 +606,7 @@ func TestCompilePeers(t *testing.T) {
 					got = append(got, names[e.Remote])
 				}
 			}
+			slices.Sort(got)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("remotes (-want +got):\n%s", diff)
 			}

@@ -3,39 +3,54 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 )
 
-// Protocol is an IP protocol number; ProtoAny matches every protocol.
+// Protocol is an IP protocol number. In a PortRange, ProtoAny is Cilium's
+// ANY: TCP, UDP and SCTP. In an Entry it matches every protocol, and only
+// L3 entries (every port) have it.
 type Protocol uint8
 
-// The protocols toPorts accepts.
+// The protocols policies name.
 const (
-	ProtoAny  Protocol = 0
-	ProtoTCP  Protocol = 6
-	ProtoUDP  Protocol = 17
-	ProtoSCTP Protocol = 132
+	ProtoAny    Protocol = 0
+	ProtoICMP   Protocol = 1
+	ProtoTCP    Protocol = 6
+	ProtoUDP    Protocol = 17
+	ProtoICMPv6 Protocol = 58
+	ProtoSCTP   Protocol = 132
 )
 
-var protocolNames = map[Protocol]string{ProtoAny: "ANY", ProtoTCP: "TCP", ProtoUDP: "UDP", ProtoSCTP: "SCTP"}
+var protocolNames = map[Protocol]string{
+	ProtoAny: "ANY", ProtoICMP: "ICMP", ProtoTCP: "TCP", ProtoUDP: "UDP", ProtoICMPv6: "ICMPv6", ProtoSCTP: "SCTP",
+}
+
+// portProtocols are the protocols Cilium's ANY stands for in toPorts.
+var portProtocols = []Protocol{ProtoTCP, ProtoUDP, ProtoSCTP}
 
 // ParseProtocol parses a toPorts protocol: TCP, UDP, SCTP or ANY (the
 // empty string is ANY, as in Cilium). Names are upper case, as Cilium's CRD
 // requires.
 func ParseProtocol(s string) (Protocol, error) {
-	if s == "" {
+	switch s {
+	case "", "ANY":
 		return ProtoAny, nil
-	}
-	for p, name := range protocolNames {
-		if s == name {
-			return p, nil
-		}
+	case "TCP":
+		return ProtoTCP, nil
+	case "UDP":
+		return ProtoUDP, nil
+	case "SCTP":
+		return ProtoSCTP, nil
 	}
 	switch up := strings.ToUpper(s); up {
 	case "TCP", "UDP", "SCTP", "ANY":
 		return ProtoAny, fmt.Errorf("%q must be upper case: %s", s, up)
-	case "ICMP", "ICMPV6", "VRRP", "IGMP":
-		return ProtoAny, fmt.Errorf("protocol %s is not supported by roost (only TCP, UDP, SCTP, ANY)%s", up, rejectedWhole)
+	case "ICMP", "ICMPV6":
+		return ProtoAny, fmt.Errorf("protocol %s is not a toPorts protocol in Cilium's CRD (TCP, UDP, SCTP, ANY); write icmps: [{fields: [{type: ..., family: ...}]}]", up)
+	case "VRRP", "IGMP":
+		return ProtoAny, fmt.Errorf("protocol %s is not a toPorts protocol in Cilium's CRD (TCP, UDP, SCTP, ANY)%s", up, rejectedWhole)
 	}
 	return ProtoAny, fmt.Errorf("unknown protocol %q (TCP, UDP, SCTP or ANY)", s)
 }
@@ -48,16 +63,22 @@ func (p Protocol) String() string {
 	return fmt.Sprintf("%d", uint8(p))
 }
 
-// MarshalText returns the protocol's name.
+// MarshalText returns the protocol's name (or number).
 func (p Protocol) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
-// UnmarshalText parses a protocol name.
+// UnmarshalText parses what MarshalText writes.
 func (p *Protocol) UnmarshalText(b []byte) error {
-	v, err := ParseProtocol(string(b))
-	if err != nil {
-		return err
+	for v, name := range protocolNames {
+		if string(b) == name {
+			*p = v
+			return nil
+		}
 	}
-	*p = v
+	n, err := strconv.ParseUint(string(b), 10, 8)
+	if err != nil {
+		return fmt.Errorf("unknown protocol %q", b)
+	}
+	*p = Protocol(n)
 	return nil
 }
 
@@ -103,8 +124,11 @@ func (v *Verdict) UnmarshalText(b []byte) error {
 }
 
 // Entry is one line of an endpoint's ingress table: traffic from Remote
-// (IdentityAny: every source) with Protocol (ProtoAny: every protocol) to a
-// port in [Port, EndPort] (Port 0: every port, and packets without ports).
+// (IdentityAny: every source) with Protocol to a port in [Port, EndPort]
+// (Port 0: every port, see AllPorts). For ICMP and ICMPv6 the port is the
+// message type, one per entry; protocols without ports only have port 0.
+// An entry of ProtoAny (always with Port 0) covers every protocol: it
+// comes from an L3 rule.
 type Entry struct {
 	Remote   Identity `json:"remote"`
 	Protocol Protocol `json:"protocol"`
@@ -115,19 +139,34 @@ type Entry struct {
 	Sources []RuleRef `json:"sources"`
 }
 
+// AllPorts reports whether the entry covers every port of its protocol:
+// Port 0, except for ICMP and ICMPv6, whose entries always name one type
+// (type 0 is EchoReply).
+func (e Entry) AllPorts() bool {
+	return e.Port == 0 && e.Protocol != ProtoICMP && e.Protocol != ProtoICMPv6
+}
+
 // Matches reports whether the entry covers traffic from remote with proto
 // to port.
 func (e Entry) Matches(remote Identity, proto Protocol, port uint16) bool {
 	return (e.Remote == IdentityAny || e.Remote == remote) &&
 		(e.Protocol == ProtoAny || e.Protocol == proto) &&
-		(e.Port == 0 || port >= e.Port && port <= e.EndPort)
+		(e.AllPorts() || port >= e.Port && port <= e.EndPort)
 }
 
+// CarriedProtocols are the IP protocols Cilium's datapath carries to an
+// endpoint (with SCTP enabled): TCP, UDP, SCTP, ICMP and ICMPv6. It drops
+// every other protocol (GRE, ESP, IPIP, ...) before policy, so an L3 allow
+// does not let them through. roost does the same at every endpoint a rule
+// selects; an endpoint no rule selects it leaves alone.
+var CarriedProtocols = []Protocol{ProtoICMP, ProtoTCP, ProtoUDP, ProtoICMPv6, ProtoSCTP}
+
 // Decide is the reference verdict for new ingress traffic from remote to
-// the endpoint: any matching deny entry denies; otherwise an endpoint that
-// is not enforced allows everything, and an enforced one allows only what
-// an allow entry matches. (Replies to connections the endpoint opened are
-// the datapath's business: connection tracking lets them through.)
+// the endpoint: any matching deny entry denies; an endpoint no rule selects
+// allows everything else; one that rules select lets through only the
+// CarriedProtocols, and of those, when it is enforced (default deny), only
+// what an allow entry matches. (Replies to connections the endpoint opened
+// are the datapath's business: connection tracking lets them through.)
 func (p EndpointPolicy) Decide(remote Identity, proto Protocol, port uint16) Verdict {
 	allowed := false
 	for _, e := range p.Entries {
@@ -138,7 +177,12 @@ func (p EndpointPolicy) Decide(remote Identity, proto Protocol, port uint16) Ver
 			allowed = true
 		}
 	}
-	if allowed || !p.Enforced {
+	switch {
+	case len(p.SelectedBy) == 0:
+		return Allow
+	case !slices.Contains(CarriedProtocols, proto):
+		return Deny
+	case allowed || !p.Enforced:
 		return Allow
 	}
 	return Deny
@@ -167,7 +211,7 @@ type PortPrefix struct {
 // blocks, for datapaths that key an LPM trie on ports. Every port is one
 // block {0, 0}.
 func (e Entry) PortPrefixes() []PortPrefix {
-	if e.Port == 0 {
+	if e.AllPorts() {
 		return []PortPrefix{{}}
 	}
 	var out []PortPrefix

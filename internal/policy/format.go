@@ -18,6 +18,29 @@ func (i IdentityInfo) String() string {
 	}
 }
 
+// Short describes the identity compactly for tables: a label identity as
+// "namespace:k=v,k=v" with only the workload's own labels (not its
+// namespace's labels, nor ClusterLabel when it is cluster), reserved and
+// CIDR identities as String does.
+func (i IdentityInfo) Short(cluster string) string {
+	ns, ok := i.Labels[NamespaceLabel]
+	if i.Reserved != "" || i.ID.IsCIDR() || !ok {
+		return i.String()
+	}
+	own := make(map[string]string, len(i.Labels))
+	for k, v := range i.Labels {
+		switch {
+		case k == NamespaceLabel, strings.HasPrefix(k, NamespaceLabelsPrefix), k == ClusterLabel && v == cluster:
+		default:
+			own[k] = v
+		}
+	}
+	if len(own) == 0 {
+		return ns + ":(no labels)"
+	}
+	return ns + ":" + canonicalLabels(own)
+}
+
 // String returns the rule reference as "policy rule (file:line)".
 func (r RuleRef) String() string {
 	if r.Policy == "" {
@@ -26,11 +49,14 @@ func (r RuleRef) String() string {
 	return fmt.Sprintf("%s %s (%s)", r.Policy, r.Rule, r.Source)
 }
 
-// Ports returns the entry's protocol and ports: "ANY", "TCP", "TCP/80",
-// "UDP/8000-8100" or "ANY/53".
+// Ports returns the entry's protocol and ports: "all" (every protocol and
+// port: an L3 entry), "TCP" (every port), "TCP/80", "UDP/8000-8100" or
+// "ICMP/8" (an ICMP type).
 func (e Entry) Ports() string {
 	switch {
-	case e.Port == 0:
+	case e.Protocol == ProtoAny:
+		return "all"
+	case e.AllPorts():
 		return e.Protocol.String()
 	case e.EndPort == e.Port:
 		return fmt.Sprintf("%s/%d", e.Protocol, e.Port)

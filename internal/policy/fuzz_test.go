@@ -28,9 +28,9 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	eps := []Endpoint{
-		{Name: "a", IPs: addrs("10.0.0.1"), Labels: lbl("app", "a", NamespaceLabel, "prod"), Local: true},
-		{Name: "b", IPs: addrs("10.1.2.3", "2001:db8::1"), Labels: lbl("app", "b")},
-		{Name: "c", IPs: addrs("192.0.2.10"), Labels: lbl("app", "employee"), Local: true},
+		{Name: "a", IPs: addrs("10.0.0.1"), Labels: pod("app", "a", NamespaceLabel, "prod"), Local: true},
+		{Name: "b", IPs: addrs("10.1.2.3", "2001:db8::1"), Labels: pod("app", "b")},
+		{Name: "c", IPs: addrs("192.0.2.10"), Labels: pod("app", "employee"), Local: true},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pols, err := Parse(bytes.NewReader(data), "fuzz.yaml")

@@ -33,9 +33,12 @@ const (
 	// IdentityWorld is any source outside the cluster. The ipcache always
 	// maps the default routes to IdentityWorldIPv4 and IdentityWorldIPv6,
 	// so the datapath only needs IdentityWorld if it misses the ipcache.
-	IdentityWorld     Identity = 2
-	IdentityWorldIPv4 Identity = 9
-	IdentityWorldIPv6 Identity = 10
+	IdentityWorld Identity = 2
+	// IdentityRemoteNode is every other node of the cluster (their
+	// addresses, see WithRemoteNodeIPs).
+	IdentityRemoteNode Identity = 6
+	IdentityWorldIPv4  Identity = 9
+	IdentityWorldIPv6  Identity = 10
 
 	MinLabelIdentity Identity = 256
 	MaxLabelIdentity Identity = 1<<31 - 1
@@ -45,10 +48,11 @@ const (
 
 // reservedNames names the reserved identities roost uses.
 var reservedNames = map[Identity]string{
-	IdentityHost:      "host",
-	IdentityWorld:     "world",
-	IdentityWorldIPv4: "world-ipv4",
-	IdentityWorldIPv6: "world-ipv6",
+	IdentityHost:       "host",
+	IdentityWorld:      "world",
+	IdentityRemoteNode: "remote-node",
+	IdentityWorldIPv4:  "world-ipv4",
+	IdentityWorldIPv6:  "world-ipv6",
 }
 
 // IsCIDR reports whether id is a CIDR identity.

@@ -18,11 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// The only accepted apiVersion and kind.
-const (
-	APIVersion = "cilium.io/v2"
-	Kind       = "CiliumNetworkPolicy"
-)
+// APIVersion is the only accepted apiVersion.
+const APIVersion = "cilium.io/v2"
 
 // maxPorts is Cilium's limit of ports per toPorts entry.
 const maxPorts = 40
@@ -64,24 +61,50 @@ type schema struct {
 	fields []string
 	// unsupported are keys Cilium knows and roost refuses, with the reason.
 	unsupported map[string]string
+	// ignored are keys roost drops with a warning, with the reason: what
+	// the API server would not keep, or sets itself.
+	ignored map[string]string
 }
+
+// Why roost ignores a field: the API server sets it, or it is not the
+// user's, or the API server would drop it.
+const (
+	serverSet     = "set by the API server; ignored"
+	statusIgnored = "written by Cilium, not by users; ignored"
+	gcIgnored     = "garbage-collection metadata; ignored"
+)
 
 var egressOnly = "an egress field; roost enforces ingress only"
 
 var (
 	documentSchema = schema{
-		fields:      []string{"apiVersion", "kind", "metadata", "spec", "specs"},
-		unsupported: map[string]string{"status": "status is written by Cilium, not by users; remove it"},
+		fields: []string{"apiVersion", "kind", "metadata", "spec", "specs"},
+		ignored: map[string]string{
+			"status":      statusIgnored,
+			"description": "not a field of the CRD (the API server drops it); ignored",
+		},
 	}
 	metadataSchema = schema{
 		fields: []string{"name", "namespace", "labels", "annotations", "description"},
+		ignored: map[string]string{
+			"uid":                        serverSet,
+			"resourceVersion":            serverSet,
+			"generation":                 serverSet,
+			"creationTimestamp":          serverSet,
+			"managedFields":              serverSet,
+			"selfLink":                   serverSet,
+			"deletionTimestamp":          serverSet,
+			"deletionGracePeriodSeconds": serverSet,
+			"ownerReferences":            gcIgnored,
+			"finalizers":                 gcIgnored,
+		},
 	}
 	ruleSchema = schema{
 		fields: []string{"endpointSelector", "ingress", "ingressDeny", "enableDefaultDeny", "description"},
 		unsupported: map[string]string{
 			"egress":       "egress policy; roost enforces ingress only",
 			"egressDeny":   "egress policy; roost enforces ingress only",
-			"nodeSelector": "host policies",
+			"nodeSelector": "host policies: roost enforces policy on endpoints (pods, VMs), not on the node itself",
 			"labels":       "rule labels",
 			"log":          "policy logging",
 		},
@@ -90,12 +113,10 @@ var (
 	selectorSchema    = schema{fields: []string{"matchLabels", "matchExpressions"}}
 	expressionSchema  = schema{fields: []string{"key", "operator", "values"}}
 	peerSchema        = schema{
-		fields: []string{"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts"},
+		fields: []string{"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "fromRequires", "toPorts", "icmps"},
 		unsupported: map[string]string{
-			"fromRequires":   "fromRequires, deprecated in Cilium",
 			"fromGroups":     "cloud provider groups",
-			"fromNodes":      "node selectors",
-			"icmps":          "ICMP rules",
+			"fromNodes":      "node selectors, which Cilium only takes with enable-node-selector-labels; use fromEntities: [remote-node]",
 			"authentication": "mutual authentication",
 			"toEndpoints":    egressOnly,
 			"toEntities":     egressOnly,
@@ -118,8 +139,10 @@ var (
 			"listener":       "Envoy listeners",
 		},
 	}
-	portSchema     = schema{fields: []string{"port", "endPort", "protocol"}}
-	cidrRuleSchema = schema{
+	portSchema      = schema{fields: []string{"port", "endPort", "protocol"}}
+	icmpSchema      = schema{fields: []string{"fields"}}
+	icmpFieldSchema = schema{fields: []string{"type", "family"}}
+	cidrRuleSchema  = schema{
 		fields: []string{"cidr", "except"},
 		unsupported: map[string]string{
 			"cidrGroupRef":      "CiliumCIDRGroup references",
@@ -130,23 +153,26 @@ var (
 
 // entityReasons are the Cilium entities roost refuses.
 var entityReasons = map[string]string{
-	"remote-node":    "roost gives other nodes no identity of their own",
-	"kube-apiserver": "roost does not track the API server",
-	"ingress":        "roost has no Cilium ingress proxy",
-	"init":           "roost has no init identity",
-	"health":         "roost has no health endpoints",
-	"unmanaged":      "roost has no unmanaged identity",
-	"none":           "it selects nothing",
+	"kube-apiserver": "roost does not track the API server's addresses",
+}
+
+// entities are the entities roost accepts.
+var entities = []Entity{
+	EntityAll, EntityWorld, EntityWorldIPv4, EntityWorldIPv6, EntityCluster, EntityHost, EntityRemoteNode,
+	EntityInit, EntityHealth, EntityUnmanaged, EntityIngress, EntityNone,
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// Parse reads every CiliumNetworkPolicy document of one file. source names
-// the file in errors. If anything in the file is wrong, Parse returns no
+// Parse reads every CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy
+// document of one file. source names the file in errors. A
+// CiliumNetworkPolicy without metadata.namespace lives in
+// DefaultNamespace. If anything in the file is wrong, Parse returns no
 // policies and an error joining one *FieldError per problem found; a YAML
-// syntax error ends the search.
+// syntax error ends the search. Fields roost ignores are in each policy's
+// Warnings.
 func Parse(r io.Reader, source string) ([]Policy, error) {
-	p := &parser{source: source}
+	p := &parser{source: source, lines: true}
 	dec := yaml.NewDecoder(r)
 	var out []Policy
 	first := map[string]int{}
@@ -172,10 +198,12 @@ func Parse(r io.Reader, source string) ([]Policy, error) {
 		if isNull(n) {
 			continue // an empty document, e.g. after a trailing ---
 		}
+		p.warns = nil
 		pol, ok := p.document(n)
 		if !ok {
 			continue
 		}
+		pol.Warnings = p.warnings()
 		if line, dup := first[pol.ID()]; dup {
 			p.failf(n, "", "duplicate policy %q (first at line %d)", pol.ID(), line)
 			continue
@@ -194,18 +222,74 @@ func Parse(r io.Reader, source string) ([]Policy, error) {
 	return out, nil
 }
 
-// parser collects the errors of one file.
+// ParseObject reads one policy object as the API server serves it (JSON or
+// YAML), for source, e.g. "CiliumNetworkPolicy prod/web". Errors and
+// warnings name field paths without lines. What the API server sets
+// (metadata.uid, resourceVersion, managedFields, ..., status) is dropped
+// without a warning: it is expected in an object read from the API.
+func ParseObject(data []byte, source string) (Policy, error) {
+	p := &parser{source: source}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Policy{}, &FieldError{Source: source, Msg: "YAML: " + err.Error()}
+	}
+	n := &doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if isNull(n) {
+		return Policy{}, &FieldError{Source: source, Msg: "empty object"}
+	}
+	pol, ok := p.document(n)
+	if !ok {
+		errs := make([]error, len(p.errs))
+		for i, e := range p.errs {
+			errs[i] = e
+		}
+		return Policy{}, errors.Join(errs...)
+	}
+	for _, w := range p.warnings() {
+		if !strings.HasSuffix(w, serverSet) && !strings.HasSuffix(w, statusIgnored) && !strings.HasSuffix(w, gcIgnored) {
+			pol.Warnings = append(pol.Warnings, w)
+		}
+	}
+	return pol, nil
+}
+
+// parser collects the errors of one file, and the warnings of its current
+// document.
 type parser struct {
 	source string
-	errs   []*FieldError
+	// lines says whether the source has lines worth naming: false for an
+	// object read from the API server.
+	lines bool
+	errs  []*FieldError
+	warns []*FieldError
+}
+
+func (p *parser) line(n *yaml.Node) int {
+	if n == nil || !p.lines {
+		return 0
+	}
+	return n.Line
 }
 
 func (p *parser) failf(n *yaml.Node, path, format string, args ...any) {
-	line := 0
-	if n != nil {
-		line = n.Line
+	p.errs = append(p.errs, &FieldError{Source: p.source, Line: p.line(n), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) warnf(n *yaml.Node, path, format string, args ...any) {
+	p.warns = append(p.warns, &FieldError{Source: p.source, Line: p.line(n), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// warnings returns the warnings of the current document in line order.
+func (p *parser) warnings() []string {
+	slices.SortStableFunc(p.warns, func(a, b *FieldError) int { return cmp.Compare(a.Line, b.Line) })
+	var out []string
+	for _, w := range p.warns {
+		out = append(out, w.Error())
 	}
-	p.errs = append(p.errs, &FieldError{Source: p.source, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	return out
 }
 
 func join(path, key string) string {
@@ -265,6 +349,8 @@ func (p *parser) object(n *yaml.Node, path string, s schema) map[string]*yaml.No
 			p.failf(k, kp, "duplicate key")
 		case s.unsupported[k.Value] != "":
 			p.failf(k, kp, "not supported by roost (%s)%s", s.unsupported[k.Value], rejectedWhole)
+		case s.ignored[k.Value] != "":
+			p.warnf(k, kp, "%s", s.ignored[k.Value])
 		case !slices.Contains(s.fields, k.Value):
 			hint := ""
 			for _, f := range s.fields {
@@ -323,7 +409,7 @@ func (p *parser) stringMap(n *yaml.Node, path string) {
 
 func (p *parser) document(n *yaml.Node) (Policy, bool) {
 	before := len(p.errs)
-	pol := Policy{File: p.source, Line: n.Line}
+	pol := Policy{File: p.source, Line: p.line(n), Kind: KindCNP}
 	f := p.object(n, "", documentSchema)
 	if f == nil {
 		return pol, false
@@ -334,12 +420,13 @@ func (p *parser) document(n *yaml.Node) (Policy, bool) {
 		p.failf(v, "apiVersion", "%q is not supported; must be %q", s, APIVersion)
 	}
 	if v, ok := f["kind"]; !ok {
-		p.failf(n, "kind", "required (%s)", Kind)
-	} else if s, ok := p.str(v, "kind"); ok && s != Kind {
-		if s == "CiliumClusterwideNetworkPolicy" {
-			p.failf(v, "kind", "%s is not supported by roost (its fromEndpoints would exclude external workloads); use a %s without metadata.namespace, which roost applies to every endpoint%s", s, Kind, rejectedWhole)
-		} else {
-			p.failf(v, "kind", "%q is not supported; must be %q", s, Kind)
+		p.failf(n, "kind", "required (%s or %s)", KindCNP, KindCCNP)
+	} else if s, ok := p.str(v, "kind"); ok {
+		switch s {
+		case KindCNP, KindCCNP:
+			pol.Kind = s
+		default:
+			p.failf(v, "kind", "%q is not supported; must be %q or %q", s, KindCNP, KindCCNP)
 		}
 	}
 	if v, ok := f["metadata"]; !ok {
@@ -373,7 +460,14 @@ func (p *parser) metadata(n *yaml.Node, pol *Policy) {
 		}
 		pol.Name = s
 	}
-	if v, ok := f["namespace"]; ok {
+	v, ok := f["namespace"]
+	switch {
+	case pol.Kind == KindCCNP && ok:
+		p.warnf(v, "metadata.namespace", "a %s has no namespace (the API server drops it); ignored", KindCCNP)
+	case pol.Kind == KindCCNP:
+	case !ok:
+		pol.Namespace = DefaultNamespace
+	default:
 		if s, ok := p.str(v, "metadata.namespace"); ok {
 			for _, msg := range validation.IsDNS1123Label(s) {
 				p.failf(v, "metadata.namespace", "%q: %s", s, msg)
@@ -388,8 +482,10 @@ func (p *parser) metadata(n *yaml.Node, pol *Policy) {
 	}
 }
 
+// rule reads one element of spec or specs of a policy in namespace ns
+// ("" for a CiliumClusterwideNetworkPolicy).
 func (p *parser) rule(n *yaml.Node, path, ns string) Rule {
-	r := Rule{Path: path, Line: n.Line, DefaultDeny: true}
+	r := Rule{Path: path, Line: p.line(n), DefaultDeny: true}
 	before := len(p.errs)
 	f := p.object(n, path, ruleSchema)
 	if f == nil {
@@ -399,10 +495,13 @@ func (p *parser) rule(n *yaml.Node, path, ns string) Rule {
 	keyErrs := len(p.errs) > before
 	switch v := f["endpointSelector"]; {
 	case !isNull(v):
-		r.Subject = p.selector(v, join(path, "endpointSelector"), ns, true)
+		r.Subject = p.subject(v, join(path, "endpointSelector"), ns)
 	case !keyErrs:
 		p.failf(n, join(path, "endpointSelector"), "required: the endpoints this rule applies to ({} for all)")
 	}
+	// Cilium does not give fromEndpoints of a clusterwide rule whose
+	// subject is the initialising endpoints its namespace requirement.
+	init := r.Subject.hasReserved("init")
 	if v, ok := f["description"]; ok {
 		p.str(v, join(path, "description"))
 	}
@@ -411,10 +510,10 @@ func (p *parser) rule(n *yaml.Node, path, ns string) Rule {
 	}
 	ing, deny := f["ingress"], f["ingressDeny"]
 	for i, item := range p.list(ing, join(path, "ingress")) {
-		r.Ingress = append(r.Ingress, p.peerRule(item, index(join(path, "ingress"), i), ns))
+		r.Ingress = append(r.Ingress, p.peerRule(item, index(join(path, "ingress"), i), ns, init))
 	}
 	for i, item := range p.list(deny, join(path, "ingressDeny")) {
-		r.IngressDeny = append(r.IngressDeny, p.peerRule(item, index(join(path, "ingressDeny"), i), ns))
+		r.IngressDeny = append(r.IngressDeny, p.peerRule(item, index(join(path, "ingressDeny"), i), ns, init))
 	}
 	if isEmpty(ing) && isEmpty(deny) && !keyErrs {
 		p.failf(n, path, "has no ingress or ingressDeny rules (an empty list counts as none), so it would enforce nothing; to deny all ingress write `ingress: [{}]`")
@@ -452,42 +551,36 @@ var operators = map[string]selection.Operator{
 	"DoesNotExist": selection.DoesNotExist,
 }
 
-// selector builds a label selector. In a namespaced policy the subject
-// (endpointSelector) is always confined to the namespace, and a peer
-// selector is unless it names NamespaceLabel itself.
-func (p *parser) selector(n *yaml.Node, path, ns string, subject bool) Selector {
+// labelSelector reads a label selector as written: each key with its
+// Cilium source. check, if not nil, vets each requirement and reports
+// what is wrong with it.
+func (p *parser) labelSelector(n *yaml.Node, path string, check func(r requirement) error) Selector {
 	f := p.object(n, path, selectorSchema)
-	var reqs []labels.Requirement
-	namesNS, hasNSMatch := false, false
-	add := func(at *yaml.Node, path, key string, op selection.Operator, values []string) {
-		key, err := selectorKey(key)
+	sel := Selector{valid: true}
+	add := func(at *yaml.Node, path, raw string, op selection.Operator, values []string) {
+		src, key, err := selectorKey(raw)
 		if err != nil {
 			p.failf(at, path, "%v", err)
 			return
 		}
-		if !IsSecurityLabel(key) {
-			p.failf(at, path, "%q is not a security label (roost, like Cilium, leaves it out of identities), so this selector could never match as written", key)
-			return
-		}
-		req, err := labels.NewRequirement(key, op, values)
-		if err != nil {
-			p.failf(at, path, "%v", err)
-			return
-		}
-		if strings.HasPrefix(key, namespaceLabelsPrefix) {
-			namesNS = true // selects namespaces by their labels, as in Cilium
-		}
-		if key == NamespaceLabel {
-			namesNS = true
-			if subject && ns != "" {
-				if op != selection.Equals || values[0] != ns {
-					p.failf(at, path, "the endpointSelector of a policy in namespace %q always selects in that namespace; remove this requirement", ns)
-					return
-				}
-				hasNSMatch = true
+		if check != nil {
+			if err := check(requirement{source: src, key: key, op: op, values: values}); err != nil {
+				p.failf(at, path, "%v", err)
+				return
 			}
 		}
-		reqs = append(reqs, *req)
+		if src != sourceReserved && !IsSecurityLabel(key) {
+			holds := "never holds"
+			if op == selection.NotIn || op == selection.DoesNotExist {
+				holds = "always holds"
+			}
+			p.warnf(at, path, "%q is not a security label (Cilium, and roost, leave it out of identities): this requirement %s", key, holds)
+		}
+		if _, err := labels.NewRequirement(key, op, values); err != nil {
+			p.failf(at, path, "%v", err)
+			return
+		}
+		sel.reqs = append(sel.reqs, requirement{source: src, key: key, op: op, values: slices.Clone(values)})
 	}
 	if v, ok := f["matchLabels"]; ok && !isNull(v) && p.plain(v, join(path, "matchLabels")) {
 		if v.Kind != yaml.MappingNode {
@@ -521,7 +614,7 @@ func (p *parser) selector(n *yaml.Node, path, ns string, subject bool) Selector 
 			p.failf(e, join(ep, "operator"), "required (In, NotIn, Exists or DoesNotExist)")
 		} else if s, ok := p.str(v, join(ep, "operator")); ok {
 			if op, okOp = operators[s]; !okOp {
-				p.failf(v, join(ep, "operator"), "%q is not an operator (In, NotIn, Exists or DoesNotExist)", s)
+				p.failf(v, join(ep, "operator"), "%q is not an operator (In, NotIn, Exists or DoesNotExist; Cilium's CRD refuses other spellings)", s)
 			}
 		}
 		var values []string
@@ -535,54 +628,116 @@ func (p *parser) selector(n *yaml.Node, path, ns string, subject bool) Selector 
 			add(e, ep, key, op, values)
 		}
 	}
-	if ns != "" && (subject && !hasNSMatch || !subject && !namesNS) {
-		req, err := labels.NewRequirement(NamespaceLabel, selection.Equals, []string{ns})
-		if err != nil {
-			p.failf(n, path, "namespace: %v", err)
-		} else {
-			reqs = append(reqs, *req)
-		}
-	}
-	return Selector{sel: labels.NewSelector().Add(reqs...)}
+	return sel
 }
 
-func (p *parser) peerRule(n *yaml.Node, path, ns string) PeerRule {
-	r := PeerRule{Path: path, Line: n.Line}
+// subject reads the endpointSelector of a rule of a policy in namespace ns
+// ("" for a clusterwide policy). In a namespace it only selects endpoints
+// of that namespace, as Cilium adds the namespace to it; roost refuses a
+// requirement on another namespace, which would select nothing.
+func (p *parser) subject(n *yaml.Node, path, ns string) Selector {
+	if ns == "" {
+		return p.labelSelector(n, path, nil)
+	}
+	sel := p.labelSelector(n, path, func(r requirement) error {
+		if r.key == NamespaceLabel && r.source != sourceReserved && (r.op != selection.Equals || r.values[0] != ns) {
+			return fmt.Errorf("the endpointSelector of a policy in namespace %q always selects in that namespace; remove this requirement", ns)
+		}
+		return nil
+	})
+	return sel.with(requirement{source: sourceK8s, key: NamespaceLabel, op: selection.Equals, values: []string{ns}})
+}
+
+// peer reads a fromEndpoints selector of a rule of a policy in namespace ns
+// ("" for a clusterwide policy) and adds what Cilium adds: unless it names
+// NamespaceLabel or a reserved label, the policy's namespace (unless it
+// names a namespace label) or, in a clusterwide policy, that the source
+// has a namespace (unless the rule's subject is the initialising
+// endpoints, init).
+func (p *parser) peer(n *yaml.Node, path, ns string, init bool) Selector {
+	sel := p.labelSelector(n, path, nil)
+	switch {
+	case sel.hasReserved(""), sel.hasKey(NamespaceLabel):
+		return sel
+	case ns == "" && init:
+		return sel
+	case ns == "":
+		return sel.with(requirement{source: sourceK8s, key: NamespaceLabel, op: selection.Exists})
+	case sel.hasKeyPrefix(NamespaceLabelsPrefix):
+		return sel
+	}
+	return sel.with(requirement{source: sourceK8s, key: NamespaceLabel, op: selection.Equals, values: []string{ns}})
+}
+
+// requirement reads a fromRequires selector of a rule of a policy in
+// namespace ns ("" for a clusterwide policy) and adds the namespace as
+// Cilium does, which unlike for fromEndpoints (see peer) it also does when
+// the selector names a reserved label.
+func (p *parser) requirement(n *yaml.Node, path, ns string, init bool) Selector {
+	sel := p.labelSelector(n, path, nil)
+	switch {
+	case sel.hasKey(NamespaceLabel):
+		return sel
+	case ns == "" && init:
+		return sel
+	case ns == "":
+		return sel.with(requirement{source: sourceK8s, key: NamespaceLabel, op: selection.Exists})
+	case sel.hasKeyPrefix(NamespaceLabelsPrefix):
+		return sel
+	}
+	return sel.with(requirement{source: sourceK8s, key: NamespaceLabel, op: selection.Equals, values: []string{ns}})
+}
+
+// peerRule reads one element of ingress or ingressDeny of a rule of a
+// policy in namespace ns; init says the rule's subject is the
+// initialising endpoints (see peer).
+func (p *parser) peerRule(n *yaml.Node, path, ns string, init bool) PeerRule {
+	r := PeerRule{Path: path, Line: p.line(n)}
 	f := p.object(n, path, peerSchema)
 	if f == nil {
 		return r
 	}
 	var kinds []string
-	for _, k := range []string{"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts"} {
+	for _, k := range []string{"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts", "icmps"} {
 		v := f[k]
 		switch {
-		case v != nil && v.Kind == yaml.SequenceNode && len(v.Content) == 0 && k == "toPorts":
-			p.failf(v, join(path, k), "an empty list is ambiguous; leave toPorts out to cover every port")
+		case v != nil && v.Kind == yaml.SequenceNode && len(v.Content) == 0 && (k == "toPorts" || k == "icmps"):
+			p.failf(v, join(path, k), "an empty list is ambiguous; leave %s out to cover every port", k)
 		case v != nil && v.Kind == yaml.SequenceNode && len(v.Content) == 0:
 			// Cilium selects nothing for an explicit empty list (but
 			// everything when the field is absent); refuse the trap.
 			p.failf(v, join(path, k), "an empty list is ambiguous (Cilium selects nothing with it, everything without it); remove it, or write fromEntities: [all]")
-		case !isEmpty(v) && k != "toPorts":
+		case !isEmpty(v) && k != "toPorts" && k != "icmps":
 			kinds = append(kinds, k)
 		}
 	}
 	if len(kinds) > 1 {
 		p.failf(n, path, "combining %s in one rule is not supported (Cilium refuses it too); write one rule per kind of peer", strings.Join(kinds, " and "))
 	}
+	if !isEmpty(f["toPorts"]) && !isEmpty(f["icmps"]) {
+		p.failf(n, path, "toPorts and icmps in one rule are not supported (Cilium refuses it too); write one rule for each")
+	}
 	for i, item := range p.list(f["fromEndpoints"], join(path, "fromEndpoints")) {
-		r.Endpoints = append(r.Endpoints, p.selector(item, index(join(path, "fromEndpoints"), i), ns, false))
+		r.Endpoints = append(r.Endpoints, p.peer(item, index(join(path, "fromEndpoints"), i), ns, init))
+	}
+	for i, item := range p.list(f["fromRequires"], join(path, "fromRequires")) {
+		r.Requires = append(r.Requires, p.requirement(item, index(join(path, "fromRequires"), i), ns, init))
 	}
 	for i, item := range p.list(f["fromEntities"], join(path, "fromEntities")) {
 		ip := index(join(path, "fromEntities"), i)
 		s, ok := p.str(item, ip)
 		switch e := Entity(s); {
 		case !ok:
-		case e == EntityAll, e == EntityWorld, e == EntityWorldIPv4, e == EntityWorldIPv6, e == EntityCluster, e == EntityHost:
+		case slices.Contains(entities, e):
 			r.Entities = append(r.Entities, e)
 		case entityReasons[s] != "":
 			p.failf(item, ip, "entity %q is not supported by roost (%s)%s", s, entityReasons[s], rejectedWhole)
 		default:
-			p.failf(item, ip, "unknown entity %q (roost supports all, world, world-ipv4, world-ipv6, cluster, host)", s)
+			names := make([]string, len(entities))
+			for i, e := range entities {
+				names[i] = string(e)
+			}
+			p.failf(item, ip, "unknown entity %q (roost supports %s)", s, strings.Join(names, ", "))
 		}
 	}
 	for i, item := range p.list(f["fromCIDR"], join(path, "fromCIDR")) {
@@ -598,7 +753,67 @@ func (p *parser) peerRule(n *yaml.Node, path, ns string) PeerRule {
 	for i, item := range p.list(f["toPorts"], join(path, "toPorts")) {
 		r.Ports = append(r.Ports, p.portRule(item, index(join(path, "toPorts"), i))...)
 	}
+	for i, item := range p.list(f["icmps"], join(path, "icmps")) {
+		r.Ports = append(r.Ports, p.icmpRule(item, index(join(path, "icmps"), i))...)
+	}
 	return r
+}
+
+// icmpRule reads one icmps element: its fields, each an ICMP type of a
+// family.
+func (p *parser) icmpRule(n *yaml.Node, path string) []PortRange {
+	f := p.object(n, path, icmpSchema)
+	if f == nil {
+		return nil
+	}
+	v := f["fields"]
+	items := p.list(v, join(path, "fields"))
+	if isEmpty(v) {
+		p.failf(n, join(path, "fields"), "must list at least one ICMP type")
+	}
+	if len(items) > maxICMPFields {
+		p.failf(v, join(path, "fields"), "%d fields; Cilium allows at most %d per icmps entry", len(items), maxICMPFields)
+	}
+	var out []PortRange
+	for i, item := range items {
+		fp := index(join(path, "fields"), i)
+		ff := p.object(item, fp, icmpFieldSchema)
+		if ff == nil {
+			continue
+		}
+		family := FamilyIPv4
+		if fv, ok := ff["family"]; ok {
+			if s, ok := p.str(fv, join(fp, "family")); ok {
+				switch s {
+				case FamilyIPv4, FamilyIPv6:
+					family = s
+				default:
+					p.failf(fv, join(fp, "family"), "%q is not a family (IPv4 or IPv6)", s)
+					continue
+				}
+			}
+		}
+		tv, ok := ff["type"]
+		if !ok {
+			p.failf(item, join(fp, "type"), "required (a number 0-255 or a type name such as EchoRequest)")
+			continue
+		}
+		s, ok := p.str(tv, join(fp, "type"))
+		if !ok {
+			continue
+		}
+		t, err := parseICMPType(s, family)
+		if err != nil {
+			p.failf(tv, join(fp, "type"), "%v", err)
+			continue
+		}
+		proto := ProtoICMP
+		if family == FamilyIPv6 {
+			proto = ProtoICMPv6
+		}
+		out = append(out, PortRange{Protocol: proto, Port: uint16(t), EndPort: uint16(t)})
+	}
+	return out
 }
 
 // prefix parses a CIDR; bareIP also accepts an address (fromCIDR does).
@@ -676,7 +891,9 @@ func (p *parser) portRule(n *yaml.Node, path string) []PortRange {
 	return out
 }
 
-var portName = regexp.MustCompile(`^[a-zA-Z0-9-]*[a-zA-Z][a-zA-Z0-9-]*$`)
+// portName is an IANA service name, which is what Cilium takes for a named
+// port (1-15 characters); names compare case-insensitively.
+var portName = regexp.MustCompile(`^([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*$`)
 
 func (p *parser) port(n *yaml.Node, path string) (PortRange, bool) {
 	f := p.object(n, path, portSchema)
@@ -690,12 +907,15 @@ func (p *parser) port(n *yaml.Node, path string) (PortRange, bool) {
 	} else if s, ok := p.str(v, join(path, "port")); ok {
 		num, err := strconv.ParseUint(s, 10, 16)
 		switch {
+		case err == nil && len(s) > 1 && s[0] == '0':
+			// Cilium reads "010" as octal 8.
+			p.failf(v, join(path, "port"), "%q has a leading zero, which Cilium reads as octal; write the port without it", s)
 		case err == nil:
 			pr.Port = uint16(num)
-		case portName.MatchString(s):
-			p.failf(v, join(path, "port"), "named port %q is not supported by roost; use the port number", s)
+		case len(s) <= 15 && portName.MatchString(s):
+			pr.Name = strings.ToLower(s)
 		default:
-			p.failf(v, join(path, "port"), "%q is not a port number (1-65535, or 0 for every port)", s)
+			p.failf(v, join(path, "port"), "%q is not a port number (1-65535, or 0 for every port) or a port name (up to 15 letters, digits and single '-', with a letter)", s)
 		}
 	}
 	if v, ok := f["endPort"]; ok && p.plain(v, join(path, "endPort")) {
@@ -705,6 +925,8 @@ func (p *parser) port(n *yaml.Node, path string) (PortRange, bool) {
 			p.failf(v, join(path, "endPort"), "%q is not a port number (1-65535)", v.Value)
 		case end == 0:
 			// 0 is Cilium's "no range".
+		case pr.Name != "":
+			p.failf(v, join(path, "endPort"), "does not go with a named port (%s)", pr.Name)
 		case pr.Port == 0:
 			p.failf(v, join(path, "endPort"), "needs a port other than 0 (port 0 already means every port)")
 		case uint16(end) < pr.Port:

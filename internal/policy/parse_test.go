@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/selection"
 )
 
 // parseFile parses one file under testdata.
@@ -133,10 +134,10 @@ func TestParseSeed(t *testing.T) {
 		}
 	}
 	want := []view{{
-		ID:          "clustermesh-ingress-l4-policy",
-		Subject:     "app=protected-db",
+		ID:          "default/clustermesh-ingress-l4-policy",
+		Subject:     "app=protected-db,k8s:io.kubernetes.pod.namespace=default",
 		Line:        11,
-		Peers:       []string{"app=employee"},
+		Peers:       []string{"app=employee,k8s:io.kubernetes.pod.namespace=default"},
 		Ports:       []PortRange{{Protocol: ProtoTCP, Port: 6379, EndPort: 6379}},
 		DefaultDeny: true,
 	}}
@@ -151,6 +152,9 @@ func TestParseSelectors(t *testing.T) {
 	doc := func(meta, spec string) string {
 		return "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: " + meta + "\nspec:\n" + spec
 	}
+	ccnp := func(spec string) string {
+		return "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c}\nspec:\n" + spec
+	}
 	tests := []struct {
 		name        string
 		yaml        string
@@ -158,37 +162,61 @@ func TestParseSelectors(t *testing.T) {
 		wantPeers   []string
 	}{
 		{
-			name:        "no namespace adds nothing",
+			name:        "no namespace is the default namespace",
 			yaml:        doc("{name: p}", "  endpointSelector: {matchLabels: {app: db}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: web}}, {}]\n"),
-			wantSubject: "app=db",
-			wantPeers:   []string{"app=web", "{}"},
+			wantSubject: "app=db,k8s:io.kubernetes.pod.namespace=default",
+			wantPeers:   []string{"app=web,k8s:io.kubernetes.pod.namespace=default", "k8s:io.kubernetes.pod.namespace=default"},
 		},
 		{
 			name:        "namespace confines subject and peers",
 			yaml:        doc("{name: p, namespace: prod}", "  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: web}}, {}]\n"),
-			wantSubject: "io.kubernetes.pod.namespace=prod",
-			wantPeers:   []string{"app=web,io.kubernetes.pod.namespace=prod", "io.kubernetes.pod.namespace=prod"},
+			wantSubject: "k8s:io.kubernetes.pod.namespace=prod",
+			wantPeers:   []string{"app=web,k8s:io.kubernetes.pod.namespace=prod", "k8s:io.kubernetes.pod.namespace=prod"},
 		},
 		{
 			name: "a peer naming the namespace label keeps its own",
 			yaml: doc("{name: p, namespace: prod}", "  endpointSelector: {matchLabels: {k8s:io.kubernetes.pod.namespace: prod}}\n  ingress:\n"+
 				"  - fromEndpoints:\n    - {matchLabels: {k8s:io.kubernetes.pod.namespace: ops}}\n    - {matchLabels: {any:io.kubernetes.pod.namespace: dev}}\n"+
 				"    - {matchExpressions: [{key: io.kubernetes.pod.namespace, operator: Exists}]}\n"),
-			wantSubject: "io.kubernetes.pod.namespace=prod",
-			wantPeers:   []string{"io.kubernetes.pod.namespace=ops", "io.kubernetes.pod.namespace=dev", "io.kubernetes.pod.namespace"},
+			wantSubject: "k8s:io.kubernetes.pod.namespace=prod",
+			wantPeers:   []string{"k8s:io.kubernetes.pod.namespace=ops", "io.kubernetes.pod.namespace=dev", "io.kubernetes.pod.namespace"},
 		},
 		{
 			name:        "namespace labels reach other namespaces",
 			yaml:        doc("{name: p, namespace: prod}", "  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.cilium.k8s.namespace.labels.team: ops}}]\n"),
-			wantSubject: "io.kubernetes.pod.namespace=prod",
-			wantPeers:   []string{"io.cilium.k8s.namespace.labels.team=ops"},
+			wantSubject: "k8s:io.kubernetes.pod.namespace=prod",
+			wantPeers:   []string{"k8s:io.cilium.k8s.namespace.labels.team=ops"},
+		},
+		{
+			name:        "reserved labels are taken as written",
+			yaml:        doc("{name: p, namespace: prod}", "  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{matchLabels: {reserved:host: ''}}]\n"),
+			wantSubject: "k8s:io.kubernetes.pod.namespace=prod",
+			wantPeers:   []string{"reserved:host="},
 		},
 		{
 			name: "expressions",
 			yaml: doc("{name: p}", "  endpointSelector:\n    matchExpressions:\n    - {key: app, operator: In, values: [a, b]}\n    - {key: tier, operator: DoesNotExist}\n"+
 				"  ingress:\n  - fromEndpoints:\n    - matchLabels: {k8s:app: x}\n      matchExpressions: [{key: env, operator: NotIn, values: [dev]}]\n"),
-			wantSubject: "app in (a,b),!tier",
-			wantPeers:   []string{"app=x,env notin (dev)"},
+			wantSubject: "!tier,app in (a,b),k8s:io.kubernetes.pod.namespace=default",
+			wantPeers:   []string{"env notin (dev),k8s:app=x,k8s:io.kubernetes.pod.namespace=default"},
+		},
+		{
+			name:        "clusterwide: every namespace, peers need one",
+			yaml:        ccnp("  endpointSelector: {matchLabels: {app: db}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: web}}, {}, {matchLabels: {io.kubernetes.pod.namespace: ops}}]\n"),
+			wantSubject: "app=db",
+			wantPeers:   []string{"app=web,k8s:io.kubernetes.pod.namespace", "k8s:io.kubernetes.pod.namespace", "io.kubernetes.pod.namespace=ops"},
+		},
+		{
+			name:        "clusterwide: namespace labels still need a namespace",
+			yaml:        ccnp("  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{matchLabels: {io.cilium.k8s.namespace.labels.team: ops}}]\n"),
+			wantSubject: "{}",
+			wantPeers:   []string{"io.cilium.k8s.namespace.labels.team=ops,k8s:io.kubernetes.pod.namespace"},
+		},
+		{
+			name:        "clusterwide: rules for initialising endpoints add nothing",
+			yaml:        ccnp("  endpointSelector: {matchLabels: {reserved:init: ''}}\n  ingress:\n  - fromEndpoints: [{}]\n"),
+			wantSubject: "reserved:init=",
+			wantPeers:   []string{"{}"},
 		},
 	}
 	for _, tt := range tests {
@@ -247,7 +275,7 @@ spec:
 			got = append(got, p.ID()+" "+r.Path)
 		}
 	}
-	want := []string{"a spec", "a specs[0]", "other/a spec"}
+	want := []string{"default/a spec", "default/a specs[0]", "other/a spec"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
 	}
@@ -310,6 +338,13 @@ func TestIsSecurityLabel(t *testing.T) {
 		{"k8s.io/foo", false},
 		{"annotation.foo", false},
 		{"etcd_node", false},
+		{"controller-uid", false},
+		{"batch.kubernetes.io/controller-uid", false},
+		{"batch.kubernetes.io/job-name", true}, // !kubernetes\.io must match at the start
+		{"job-name", true},
+		{"my-annotation", true},
+		{"io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name", true},
+		{"io.cilium.k8s.namespace.labels.beta.kubernetes.io/x", false},
 	}
 	for _, tt := range tests {
 		if got := IsSecurityLabel(tt.key); got != tt.want {
@@ -340,5 +375,174 @@ func TestParseKeepsGoingAfterErrors(t *testing.T) {
 	}
 	if !slices.IsSorted(lines) {
 		t.Errorf("errors not in file order:\n%v", err)
+	}
+}
+
+// TestParseIgnoredFields checks that what the API server would drop is
+// ignored with a warning naming it, in files, and without one in objects
+// read from the API.
+func TestParseIgnoredFields(t *testing.T) {
+	const doc = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+description: a note the CRD has no field for
+metadata:
+  name: p
+  uid: 0b3c5e2a-0000-0000-0000-000000000000
+  resourceVersion: "42"
+  generation: 3
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  managedFields: [{manager: kubectl}]
+spec:
+  endpointSelector: {}
+  ingress: [{}]
+status:
+  conditions: []
+`
+	pols, err := Parse(strings.NewReader(doc), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"p.yaml:3: description: not a field of the CRD (the API server drops it); ignored",
+		"p.yaml:6: metadata.uid: set by the API server; ignored",
+		"p.yaml:7: metadata.resourceVersion: set by the API server; ignored",
+		"p.yaml:8: metadata.generation: set by the API server; ignored",
+		"p.yaml:9: metadata.creationTimestamp: set by the API server; ignored",
+		"p.yaml:10: metadata.managedFields: set by the API server; ignored",
+		"p.yaml:14: status: written by Cilium, not by users; ignored",
+	}
+	if diff := cmp.Diff(want, pols[0].Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	obj, err := ParseObject([]byte(doc), "CiliumNetworkPolicy default/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"CiliumNetworkPolicy default/p: description: not a field of the CRD (the API server drops it); ignored"}, obj.Warnings); diff != "" {
+		t.Errorf("object warnings (-want +got):\n%s", diff)
+	}
+	if obj.ID() != "default/p" || obj.Line != 0 || obj.Rules[0].Line != 0 {
+		t.Errorf("object %s at line %d, rule line %d; want default/p, no lines", obj.ID(), obj.Line, obj.Rules[0].Line)
+	}
+	const ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c, namespace: prod}\nspec: {endpointSelector: {}, ingress: [{}]}\n"
+	pols, err = Parse(strings.NewReader(ccnp), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pols[0].ID() != "c" || !pols[0].Clusterwide() || len(pols[0].Warnings) != 1 || !strings.Contains(pols[0].Warnings[0], "metadata.namespace: a CiliumClusterwideNetworkPolicy has no namespace") {
+		t.Errorf("clusterwide policy %q (clusterwide %v) warnings %q", pols[0].ID(), pols[0].Clusterwide(), pols[0].Warnings)
+	}
+	_, err = ParseObject([]byte(`{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "p", "namespace": "x"}, "spec": {"endpointSelector": {}, "ingress": [{"fromEntities": ["kube-apiserver"]}]}}`), "CiliumNetworkPolicy x/p")
+	if err == nil || err.Error() != `CiliumNetworkPolicy x/p: spec.ingress[0].fromEntities[0]: entity "kube-apiserver" is not supported by roost (roost does not track the API server's addresses); the policy is rejected whole` {
+		t.Errorf("ParseObject of a bad object: %v", err)
+	}
+}
+
+// TestEndpointLabels checks the labels Cilium derives for a pod.
+func TestEndpointLabels(t *testing.T) {
+	got := EndpointLabels(
+		map[string]string{"app": "db", "io.cilium.k8s.policy.cluster": "forged", "io.cilium.k8s.namespace.labels.team": "forged"},
+		"prod", map[string]string{"team": "data", "kubernetes.io/metadata.name": "prod"}, "db-sa", "dc1")
+	want := map[string]string{
+		"app":                          "db",
+		NamespaceLabel:                 "prod",
+		NamespaceLabelsPrefix + "team": "data",
+		NamespaceLabelsPrefix + "kubernetes.io/metadata.name": "prod",
+		ServiceAccountLabel: "db-sa",
+		ClusterLabel:        "dc1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("EndpointLabels (-want +got):\n%s", diff)
+	}
+	if _, ok := EndpointLabels(nil, "x", nil, "", "c")[ServiceAccountLabel]; ok {
+		t.Error("a pod without a service account has the label")
+	}
+}
+
+// TestSelectorSources checks that selector keys match labels of their
+// source only, and any: (or no source) every source.
+func TestSelectorSources(t *testing.T) {
+	host := map[string]string{reservedKey("host"): ""}
+	pod := map[string]string{"app": "x", "host": "yes"}
+	tests := []struct {
+		req       requirement
+		host, pod bool
+	}{
+		{requirement{source: sourceReserved, key: "host", op: selection.Equals, values: []string{""}}, true, false},
+		{requirement{source: sourceK8s, key: "host", op: selection.Exists}, false, true},
+		{requirement{source: sourceAny, key: "host", op: selection.Exists}, true, true},
+		{requirement{source: sourceAny, key: "app", op: selection.NotIn, values: []string{"x"}}, true, false},
+		{requirement{source: sourceAny, key: "app", op: selection.DoesNotExist}, true, false},
+	}
+	for _, tt := range tests {
+		s := Selector{valid: true, reqs: []requirement{tt.req}}
+		if got := s.Matches(host); got != tt.host {
+			t.Errorf("%s on the host = %v, want %v", s, got, tt.host)
+		}
+		if got := s.Matches(pod); got != tt.pod {
+			t.Errorf("%s on a pod = %v, want %v", s, got, tt.pod)
+		}
+	}
+	if (Selector{}).Matches(pod) {
+		t.Error("the zero Selector selects something")
+	}
+}
+
+// TestParseLabelsCiliumIgnores checks that a selector on a label Cilium
+// leaves out of identities is taken, with a warning saying what that
+// means, and that Cilium's other spellings of reserved labels are read as
+// Cilium reads them.
+func TestParseLabelsCiliumIgnores(t *testing.T) {
+	const doc = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEndpoints:
+    - matchLabels: {io.kubernetes.pod.name: runtime}
+    - matchExpressions: [{key: pod-template-hash, operator: DoesNotExist}]
+    - matchLabels: {reserved.world: ""}
+    - matchLabels: {$host: ""}
+`
+	pols, err := Parse(strings.NewReader(doc), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`p.yaml:8: spec.ingress[0].fromEndpoints[0].matchLabels.io.kubernetes.pod.name: "io.kubernetes.pod.name" is not a security label (Cilium, and roost, leave it out of identities): this requirement never holds`,
+		`p.yaml:9: spec.ingress[0].fromEndpoints[1].matchExpressions[0]: "pod-template-hash" is not a security label (Cilium, and roost, leave it out of identities): this requirement always holds`,
+	}
+	if diff := cmp.Diff(want, pols[0].Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	var got []string
+	for _, s := range pols[0].Rules[0].Ingress[0].Endpoints {
+		got = append(got, s.String())
+	}
+	wantSel := []string{
+		"io.kubernetes.pod.name=runtime,k8s:io.kubernetes.pod.namespace=default",
+		"!pod-template-hash,k8s:io.kubernetes.pod.namespace=default",
+		"reserved:world=",
+		"reserved:host=",
+	}
+	if diff := cmp.Diff(wantSel, got); diff != "" {
+		t.Errorf("selectors (-want +got):\n%s", diff)
+	}
+	res, err := Compile(pols, []Endpoint{{Name: "a", IPs: addrs("10.0.0.1"), Labels: pod("io.kubernetes.pod.name", "runtime"), Local: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pod-name label does not count: only the DoesNotExist selector
+	// (every endpoint of the namespace), world and host are selected.
+	var remotes []string
+	for _, e := range res.Endpoints[0].Entries {
+		remotes = append(remotes, e.Remote.String())
+	}
+	slices.Sort(remotes)
+	wantRemotes := []string{"1", "2", res.Endpoints[0].Identity.String()}
+	slices.Sort(wantRemotes)
+	if diff := cmp.Diff(wantRemotes, remotes); diff != "" {
+		t.Errorf("remotes (-want +got):\n%s", diff)
 	}
 }

@@ -1,17 +1,22 @@
 // Package policyd is roost-loader's reconcile loop: it reads the endpoints
-// file, the policy directory and (when enabled) the Kubernetes Pods, compiles
-// them, and has the loader enforce the result. Whatever fails to read or
+// file, the policy directory and (when enabled) what the Kubernetes sources
+// report (Pods, Namespaces, Nodes, policies), finds the node's own
+// addresses, compiles it all, and has the loader enforce the result. Whatever fails to read or
 // compile leaves the last enforced policy in place: a policy is never half
 // enforced and never dropped because a file is being rewritten. It also keeps
 // the recent drop events and serves the loader's HTTP API.
 package policyd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,39 +36,75 @@ type Enforcer interface {
 	Locate(eps []policy.Endpoint) ([]policy.Endpoint, error)
 	// Apply makes the datapath enforce res.
 	Apply(res policy.Resolved) (loader.Report, error)
+	// HostAddresses returns the addresses of the node's own interfaces.
+	HostAddresses() ([]netip.Addr, error)
 }
 
-// Inputs reads what the policy is compiled from. Resolve reads the files and
-// compiles; the loop calls it on every change.
-type Inputs func(cfg loaderconfig.Config, pods []policy.Endpoint) ([]policy.Endpoint, []policy.Policy, error)
+// Files is what the loader reads from files: the endpoints file and the
+// policy directory.
+type Files struct {
+	Endpoints endpoints.File
+	Policies  []policy.Policy
+}
 
-// ReadFiles is the Inputs of the files in cfg: the endpoints file (a missing
-// file is no endpoints) merged with pods, and the policy directory.
-func ReadFiles(cfg loaderconfig.Config, pods []policy.Endpoint) ([]policy.Endpoint, []policy.Policy, error) {
-	var fileEPs []policy.Endpoint
+// Inputs reads the files the policy is compiled from; the loop calls it on
+// every change.
+type Inputs func(cfg loaderconfig.Config) (Files, error)
+
+// ReadFiles is the Inputs of the files in cfg: the endpoints file (a
+// missing file is an empty one) and the policy directory.
+func ReadFiles(cfg loaderconfig.Config) (Files, error) {
+	var out Files
 	if cfg.EndpointsFile != "" {
 		f, err := os.Open(cfg.EndpointsFile)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 		case err != nil:
-			return nil, nil, fmt.Errorf("endpoints file: %w", err)
+			return Files{}, fmt.Errorf("endpoints file: %w", err)
 		default:
-			fileEPs, err = endpoints.LoadFile(f, cfg.EndpointsFile)
+			out.Endpoints, err = endpoints.LoadFile(f, cfg.EndpointsFile)
 			f.Close()
 			if err != nil {
-				return nil, nil, err
+				return Files{}, err
 			}
 		}
 	}
-	eps, err := endpoints.Merge(fileEPs, pods)
-	if err != nil {
-		return nil, nil, err
-	}
 	pols, err := endpoints.LoadPolicyDir(cfg.PolicyDir)
 	if err != nil {
-		return nil, nil, err
+		return Files{}, err
 	}
-	return eps, pols, nil
+	out.Policies = pols
+	return out, nil
+}
+
+// Kube is what the Kubernetes sources last reported; a nil field is a
+// source that has not synced yet.
+type Kube struct {
+	Pods       *endpoints.PodsState
+	Namespaces *endpoints.NamespacesState
+	Nodes      *endpoints.NodesState
+	Policies   *endpoints.PoliciesState
+}
+
+// waiting names the sources that have not synced, or returns "".
+func (k Kube) waiting() string {
+	var names []string
+	if k.Pods == nil || !k.Pods.Synced {
+		names = append(names, "Pods")
+	}
+	if k.Namespaces == nil || !k.Namespaces.Synced {
+		names = append(names, "Namespaces")
+	}
+	if k.Nodes == nil || !k.Nodes.Synced {
+		names = append(names, "Nodes")
+	}
+	if k.Policies == nil || !k.Policies.Synced {
+		names = append(names, "CiliumNetworkPolicies")
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return "waiting for the Kubernetes informers to sync: " + strings.Join(names, ", ")
 }
 
 // Options are what a Daemon is built from.
@@ -86,10 +127,13 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	cfg      loaderconfig.Config
-	pods     *endpoints.PodsState // nil when Kubernetes is off
+	kube     *Kube // nil when Kubernetes is off
 	status   loaderapi.Status
 	resolved policy.Resolved
 	drops    *dropRing
+	// logged is what was last logged of the warnings and the refused API
+	// objects, so that each is logged once, when it changes.
+	logged string
 }
 
 // New returns a Daemon.
@@ -111,14 +155,15 @@ func New(o Options) *Daemon {
 		drops: newDropRing(o.KeepDrops),
 	}
 	d.status.Node = o.Config.Node
+	d.status.Cluster = o.Config.Cluster
 	d.status.LastApply.Result = loaderapi.ResultPending
 	if o.Config.Kubernetes.Enabled {
-		d.pods = &endpoints.PodsState{}
+		d.kube = &Kube{}
 	}
 	return d
 }
 
-// Changed asks for a reconcile (a file changed, SIGHUP).
+// Changed asks for a reconcile (a file or an address changed, SIGHUP).
 func (d *Daemon) Changed() {
 	select {
 	case d.kick <- struct{}{}:
@@ -126,12 +171,31 @@ func (d *Daemon) Changed() {
 	}
 }
 
-// SetPods records the Kubernetes Pods.
-func (d *Daemon) SetPods(s endpoints.PodsState) {
+// setKube records a Kubernetes source's state and asks for a reconcile.
+func (d *Daemon) setKube(f func(k *Kube)) {
 	d.mu.Lock()
-	d.pods = &s
+	if d.kube == nil {
+		d.kube = &Kube{}
+	}
+	f(d.kube)
 	d.mu.Unlock()
 	d.Changed()
+}
+
+// SetPods records the Kubernetes Pods.
+func (d *Daemon) SetPods(s endpoints.PodsState) { d.setKube(func(k *Kube) { k.Pods = &s }) }
+
+// SetNamespaces records the Kubernetes Namespaces.
+func (d *Daemon) SetNamespaces(s endpoints.NamespacesState) {
+	d.setKube(func(k *Kube) { k.Namespaces = &s })
+}
+
+// SetNodes records the Kubernetes Nodes.
+func (d *Daemon) SetNodes(s endpoints.NodesState) { d.setKube(func(k *Kube) { k.Nodes = &s }) }
+
+// SetPolicies records the policies of the Kubernetes API.
+func (d *Daemon) SetPolicies(s endpoints.PoliciesState) {
+	d.setKube(func(k *Kube) { k.Policies = &s })
 }
 
 // Run reconciles until ctx ends: at once, and after every change (changes
@@ -159,9 +223,14 @@ func (d *Daemon) Run(ctx context.Context, debounce, retry time.Duration) error {
 func (d *Daemon) Reconcile() error {
 	start := time.Now()
 	d.mu.Lock()
-	cfg, pods := d.cfg, d.pods
+	cfg := d.cfg
+	var kube *Kube
+	if d.kube != nil {
+		k := *d.kube
+		kube = &k
+	}
 	d.mu.Unlock()
-	waiting, err := d.reconcile(cfg, pods)
+	waiting, err := d.reconcile(cfg, kube)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	la := &d.status.LastApply
@@ -179,36 +248,134 @@ func (d *Daemon) Reconcile() error {
 	return err
 }
 
+// inputs is everything one reconcile compiles.
+type inputs struct {
+	endpoints []policy.Endpoint
+	policies  []policy.Policy
+	hostIPs   []netip.Addr
+	nodes     []loaderapi.Node
+	warnings  []string
+	refused   []loaderapi.PolicyError
+	notes     []string
+}
+
+// gather reads the files and combines them with what Kubernetes says.
+func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube) (inputs, error) {
+	var in inputs
+	files, err := d.inputs(cfg)
+	if err != nil {
+		return in, err
+	}
+	var pods []endpoints.Workload
+	nsLabels := make(map[string]map[string]string)
+	nodeIPs := make(map[string][]netip.Addr)
+	for _, n := range files.Endpoints.Nodes {
+		nodeIPs[n.Name] = append(nodeIPs[n.Name], n.IPs...)
+	}
+	in.policies = files.Policies
+	if kube != nil {
+		pods = kube.Pods.Workloads
+		maps.Copy(nsLabels, kube.Namespaces.Labels)
+		for _, n := range kube.Nodes.Nodes {
+			nodeIPs[n.Name] = append(nodeIPs[n.Name], n.IPs...)
+		}
+		if kube.Nodes.Err != nil {
+			in.notes = append(in.notes, kube.Nodes.Err.Error())
+		}
+		in.notes = append(in.notes, kube.Policies.Missing...)
+		fromFiles := make(map[string]policy.Policy, len(files.Policies))
+		for _, p := range files.Policies {
+			fromFiles[p.ID()] = p
+		}
+		for _, p := range kube.Policies.Policies {
+			if f, dup := fromFiles[p.ID()]; dup {
+				in.refused = append(in.refused, loaderapi.PolicyError{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name,
+					Error: fmt.Sprintf("%s %s is also defined in %s:%d; the file's is enforced", p.Kind, p.ID(), f.File, f.Line)})
+				continue
+			}
+			in.policies = append(in.policies, p)
+		}
+		for _, e := range kube.Policies.Errors {
+			in.refused = append(in.refused, loaderapi.PolicyError{Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Error: e.Error})
+		}
+	}
+	// A namespace the endpoints file describes has the file's labels.
+	maps.Copy(nsLabels, files.Endpoints.Namespaces)
+	ws, err := endpoints.Merge(files.Endpoints.Endpoints, pods)
+	if err != nil {
+		return in, err
+	}
+	in.endpoints = endpoints.Derive(ws, nsLabels, cfg.Cluster)
+	for _, p := range in.policies {
+		in.warnings = append(in.warnings, p.Warnings...)
+	}
+
+	// The host: the node's own addresses, those configured, and those the
+	// sources list for this node. A found address that an endpoint claims
+	// is the endpoint's.
+	claimed := make(map[netip.Addr]bool)
+	for _, ep := range in.endpoints {
+		for _, ip := range ep.IPs {
+			claimed[ip] = true
+		}
+	}
+	found, err := d.enf.HostAddresses()
+	if err != nil {
+		return in, err
+	}
+	for _, ip := range found {
+		if !claimed[ip] {
+			in.hostIPs = append(in.hostIPs, ip)
+		}
+	}
+	in.hostIPs = append(in.hostIPs, cfg.HostIPs...)
+	in.hostIPs = append(in.hostIPs, nodeIPs[cfg.Node]...)
+	slices.SortFunc(in.hostIPs, netip.Addr.Compare)
+	in.hostIPs = slices.Compact(in.hostIPs)
+	for _, name := range slices.Sorted(maps.Keys(nodeIPs)) {
+		if name == cfg.Node {
+			continue
+		}
+		ips := slices.Clone(nodeIPs[name])
+		slices.SortFunc(ips, netip.Addr.Compare)
+		in.nodes = append(in.nodes, loaderapi.Node{Name: name, IPs: slices.Compact(ips)})
+	}
+	slices.SortFunc(in.refused, func(a, b loaderapi.PolicyError) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return in, nil
+}
+
 // reconcile reads, compiles and applies; it returns why it waits, if it
 // does.
-func (d *Daemon) reconcile(cfg loaderconfig.Config, pods *endpoints.PodsState) (string, error) {
-	var podEPs []policy.Endpoint
-	if pods != nil {
-		if !pods.Synced {
-			return "waiting for the Pod informer to sync", nil
+func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube) (string, error) {
+	if kube != nil {
+		if w := kube.waiting(); w != "" {
+			return w, nil
 		}
-		podEPs = pods.Endpoints
 	}
-	eps, pols, err := d.inputs(cfg, podEPs)
+	in, err := d.gather(cfg, kube)
 	if err != nil {
 		return "", err
 	}
-	eps, err = d.enf.Locate(eps)
+	eps, err := d.enf.Locate(in.endpoints)
 	if err != nil {
 		return "", fmt.Errorf("locate endpoints: %w", err)
 	}
-	var opts []policy.Option
-	if len(cfg.HostIPs) > 0 {
-		opts = append(opts, policy.WithHostIPs(cfg.HostIPs...))
+	var nodeIPs []netip.Addr
+	for _, n := range in.nodes {
+		nodeIPs = append(nodeIPs, n.IPs...)
 	}
 	d.mu.Lock()
 	prev := d.resolved
 	d.mu.Unlock()
-	opts = append(opts, policy.WithPrevious(prev))
-	res, err := policy.Compile(pols, eps, opts...)
+	res, err := policy.Compile(in.policies, eps,
+		policy.WithHostIPs(in.hostIPs...), policy.WithRemoteNodeIPs(nodeIPs...),
+		policy.WithCluster(cfg.Cluster), policy.WithPrevious(prev))
 	if err != nil {
 		return "", fmt.Errorf("compile policy: %w", err)
 	}
+	d.logInputs(in)
 	rep, err := d.enf.Apply(res)
 	if err != nil {
 		return "", fmt.Errorf("apply policy: %w", err)
@@ -224,8 +391,36 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, pods *endpoints.PodsState) (
 	for _, s := range rep.Skipped {
 		d.status.Skipped = append(d.status.Skipped, loaderapi.SkippedEndpoint{Name: s.Name, Reason: s.Reason})
 	}
-	d.status.Policies = len(pols)
+	d.status.Policies = len(in.policies)
+	d.status.HostIPs = in.hostIPs
+	d.status.Nodes = in.nodes
+	d.status.Warnings = in.warnings
+	d.status.PolicyErrors = in.refused
+	d.status.Notes = in.notes
 	return "", nil
+}
+
+// logInputs logs the ignored fields and the refused policy objects once,
+// when they change.
+func (d *Daemon) logInputs(in inputs) {
+	key := fmt.Sprint(in.warnings, in.refused, in.notes)
+	d.mu.Lock()
+	same := key == d.logged
+	d.logged = key
+	d.mu.Unlock()
+	if same {
+		return
+	}
+	for _, w := range in.warnings {
+		d.log.WithField("warning", w).Warn("policy field ignored")
+	}
+	for _, e := range in.refused {
+		d.log.WithFields(logrus.Fields{"kind": e.Kind, "namespace": e.Namespace, "name": e.Name}).WithField("error", e.Error).
+			Warn("policy object refused; the rest stays enforced")
+	}
+	for _, n := range in.notes {
+		d.log.WithField("note", n).Warn("kubernetes source")
+	}
 }
 
 // endpointStatus lists every known endpoint with its identity and whether
@@ -262,6 +457,11 @@ func (d *Daemon) Status() loaderapi.Status {
 	s := d.status
 	s.Endpoints = slices.Clone(s.Endpoints)
 	s.Skipped = slices.Clone(s.Skipped)
+	s.HostIPs = slices.Clone(s.HostIPs)
+	s.Nodes = slices.Clone(s.Nodes)
+	s.Warnings = slices.Clone(s.Warnings)
+	s.PolicyErrors = slices.Clone(s.PolicyErrors)
+	s.Notes = slices.Clone(s.Notes)
 	return s
 }
 

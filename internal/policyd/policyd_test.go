@@ -97,40 +97,75 @@ func (f *fakeEnforcer) EntryCounters() ([]loader.EntryCounter, error) {
 
 func (f *fakeEnforcer) Attachments() ([]loader.Attachment, error) { return nil, nil }
 
-// inputs returns fixed endpoints and the seed policy, or err.
-func inputs(err *error) Inputs {
-	return func(cfg loaderconfig.Config, pods []policy.Endpoint) ([]policy.Endpoint, []policy.Policy, error) {
+// HostAddresses returns the node's addresses: one of its own and one that
+// an endpoint claims.
+func (f *fakeEnforcer) HostAddresses() ([]netip.Addr, error) {
+	return []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("10.244.1.10")}, nil
+}
+
+// testInputs returns fixed endpoints and the seed policy, or err.
+func testInputs(err *error) Inputs {
+	return func(cfg loaderconfig.Config) (Files, error) {
 		if *err != nil {
-			return nil, nil, *err
+			return Files{}, *err
 		}
 		pols, perr := policy.Parse(strings.NewReader(seed), "seed.yaml")
 		if perr != nil {
-			return nil, nil, perr
+			return Files{}, perr
 		}
-		eps := []policy.Endpoint{
-			{Name: "local-db", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}},
-			{Name: "employee", IPs: []netip.Addr{netip.MustParseAddr("10.244.2.11")}, Labels: map[string]string{"app": "employee"}},
-		}
-		return append(eps, pods...), pols, nil
+		return Files{
+			Endpoints: endpoints.File{
+				Endpoints: []endpoints.Workload{
+					{Name: "local-db", Namespace: "default", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}},
+					{Name: "employee", Namespace: "default", IPs: []netip.Addr{netip.MustParseAddr("10.244.2.11")}, Labels: map[string]string{"app": "employee"}},
+				},
+				Nodes: []endpoints.Node{
+					{Name: "node1", IPs: []netip.Addr{netip.MustParseAddr("10.0.2.2")}},
+					{Name: "node2", IPs: []netip.Addr{netip.MustParseAddr("10.0.3.2"), netip.MustParseAddr("10.0.4.2")}},
+				},
+				Namespaces: map[string]map[string]string{"prod": {"team": "file"}},
+			},
+			Policies: pols,
+		}, nil
 	}
 }
+
+var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
 
 func TestReconcile(t *testing.T) {
 	var inErr error
 	enf := &fakeEnforcer{}
-	d := New(Options{Config: loaderconfig.Config{Node: "node1"}, Enforcer: enf, Inputs: inputs(&inErr)})
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", HostIPs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+	d := New(Options{Config: cfg, Enforcer: enf, Inputs: testInputs(&inErr)})
 	if err := d.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
 	s := d.Status()
-	if !s.Ready || s.LastApply.Result != loaderapi.ResultOK || s.Policies != 1 || len(s.Endpoints) != 2 {
+	if !s.Ready || s.LastApply.Result != loaderapi.ResultOK || s.Policies != 1 || len(s.Endpoints) != 2 || s.Cluster != "dc1" {
 		t.Fatalf("status = %+v", s)
 	}
-	if db := s.Endpoints[1]; db.Name != "local-db" || !db.Local || !db.Enforced || db.Identity == 0 {
+	if db := s.Endpoints[1]; db.Name != "local-db" || !db.Local || !db.Enforced || db.Identity == 0 || db.Labels[policy.ClusterLabel] != "dc1" {
 		t.Errorf("db = %+v", db)
+	}
+	// The host: the interface address not claimed by an endpoint, hostIPs,
+	// and the endpoints file's entry for this node; the other nodes.
+	wantHost := []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("10.0.2.2"), netip.MustParseAddr("192.0.2.1")}
+	if diff := cmp.Diff(wantHost, s.HostIPs, cmpAddr); diff != "" {
+		t.Errorf("host addresses (-want +got):\n%s", diff)
+	}
+	wantNodes := []loaderapi.Node{{Name: "node2", IPs: []netip.Addr{netip.MustParseAddr("10.0.3.2"), netip.MustParseAddr("10.0.4.2")}}}
+	if diff := cmp.Diff(wantNodes, s.Nodes, cmpAddr); diff != "" {
+		t.Errorf("nodes (-want +got):\n%s", diff)
 	}
 	if len(enf.applied) != 1 || len(enf.applied[0].Endpoints) != 1 {
 		t.Fatalf("applied = %+v", enf.applied)
+	}
+	res := enf.applied[0]
+	for ip, want := range map[string]policy.Identity{"10.0.1.2": policy.IdentityHost, "192.0.2.1": policy.IdentityHost, "10.0.2.2": policy.IdentityHost,
+		"10.0.3.2": policy.IdentityRemoteNode, "10.0.4.2": policy.IdentityRemoteNode, "10.0.9.9": policy.IdentityWorldIPv4} {
+		if got := res.Lookup(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("identity of %s = %d, want %d", ip, got, want)
+		}
 	}
 
 	// A broken input keeps the last policy: nothing new is applied.
@@ -152,32 +187,84 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
-func TestWaitsForPods(t *testing.T) {
+// TestWaitsForKubernetes checks that nothing is enforced before every
+// Kubernetes source has synced (namespace labels or nodes missing could
+// open a deny), and what the sources then add.
+func TestWaitsForKubernetes(t *testing.T) {
 	var inErr error
 	enf := &fakeEnforcer{}
-	cfg := loaderconfig.Config{Node: "node1", Kubernetes: loaderconfig.Kubernetes{Enabled: true}}
-	d := New(Options{Config: cfg, Enforcer: enf, Inputs: inputs(&inErr)})
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "default", Kubernetes: loaderconfig.Kubernetes{Enabled: true}}
+	d := New(Options{Config: cfg, Enforcer: enf, Inputs: testInputs(&inErr)})
 	if err := d.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if s := d.Status(); s.LastApply.Result != loaderapi.ResultWaiting || s.Ready || len(enf.applied) != 0 {
+	if s := d.Status(); s.LastApply.Result != loaderapi.ResultWaiting || s.Ready || len(enf.applied) != 0 ||
+		s.LastApply.Error != "waiting for the Kubernetes informers to sync: Pods, Namespaces, Nodes, CiliumNetworkPolicies" {
 		t.Fatalf("before sync: %+v, applied %d", s.LastApply, len(enf.applied))
 	}
-	d.SetPods(endpoints.PodsState{Synced: true, Endpoints: []policy.Endpoint{
-		{Name: "prod/web", IPs: []netip.Addr{netip.MustParseAddr("10.244.3.5")}, Labels: map[string]string{"app": "employee"}},
+	d.SetPods(endpoints.PodsState{Synced: true, Workloads: []endpoints.Workload{
+		{Name: "prod/web", Namespace: "prod", IPs: []netip.Addr{netip.MustParseAddr("10.244.3.5")}, Labels: map[string]string{"app": "employee"}},
+	}})
+	d.SetNamespaces(endpoints.NamespacesState{Synced: true, Labels: map[string]map[string]string{"prod": {"team": "kube"}, "ops": {"team": "ops"}}})
+	d.SetNodes(endpoints.NodesState{Synced: true, Nodes: []endpoints.Node{
+		{Name: "node2", IPs: []netip.Addr{netip.MustParseAddr("10.0.3.3")}},
+		{Name: "node3", IPs: []netip.Addr{netip.MustParseAddr("10.0.5.2")}},
 	}})
 	if err := d.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if s := d.Status(); !s.Ready || len(s.Endpoints) != 3 {
-		t.Errorf("after sync: %+v", s)
+	if s := d.Status(); s.LastApply.Error != "waiting for the Kubernetes informers to sync: CiliumNetworkPolicies" {
+		t.Fatalf("with three synced: %+v", s.LastApply)
+	}
+	api, err := policy.ParseObject([]byte(`{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "clustermesh-ingress-l4-policy"}, "spec": {"endpointSelector": {}, "ingress": [{}]}}`), "CiliumNetworkPolicy default/clustermesh-ingress-l4-policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api2, err := policy.ParseObject([]byte(`{"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "description": "x", "metadata": {"name": "all"}, "spec": {"endpointSelector": {}, "ingressDeny": [{"fromEntities": ["world"]}]}}`), "CiliumClusterwideNetworkPolicy all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetPolicies(endpoints.PoliciesState{Synced: true, Policies: []policy.Policy{api, api2},
+		Errors:  []endpoints.ObjectError{{Kind: "CiliumNetworkPolicy", Namespace: "prod", Name: "bad", Error: "spec.egress: not supported"}},
+		Missing: []string{"nothing really"}})
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Status()
+	if !s.Ready || len(s.Endpoints) != 3 || s.Policies != 2 {
+		t.Fatalf("after sync: %+v", s)
+	}
+	wantErrs := []loaderapi.PolicyError{
+		{Kind: "CiliumNetworkPolicy", Name: "clustermesh-ingress-l4-policy", Namespace: "default",
+			Error: "CiliumNetworkPolicy default/clustermesh-ingress-l4-policy is also defined in seed.yaml:1; the file's is enforced"},
+		{Kind: "CiliumNetworkPolicy", Namespace: "prod", Name: "bad", Error: "spec.egress: not supported"},
+	}
+	if diff := cmp.Diff(wantErrs, s.PolicyErrors); diff != "" {
+		t.Errorf("policy errors (-want +got):\n%s", diff)
+	}
+	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "CiliumClusterwideNetworkPolicy all: description:") || len(s.Notes) != 1 {
+		t.Errorf("warnings %q, notes %q", s.Warnings, s.Notes)
+	}
+	// Namespace labels: Kubernetes', but the file's for a namespace it
+	// describes.
+	for _, ep := range s.Endpoints {
+		if ep.Name == "prod/web" && ep.Labels[policy.NamespaceLabelsPrefix+"team"] != "file" {
+			t.Errorf("prod/web labels %v", ep.Labels)
+		}
+	}
+	wantNodes := []loaderapi.Node{
+		{Name: "node2", IPs: []netip.Addr{netip.MustParseAddr("10.0.3.2"), netip.MustParseAddr("10.0.3.3"), netip.MustParseAddr("10.0.4.2")}},
+		{Name: "node3", IPs: []netip.Addr{netip.MustParseAddr("10.0.5.2")}},
+	}
+	if diff := cmp.Diff(wantNodes, s.Nodes, cmpAddr); diff != "" {
+		t.Errorf("nodes (-want +got):\n%s", diff)
 	}
 }
 
 func TestRunDebouncesAndRetries(t *testing.T) {
 	inErr := errors.New("broken")
 	enf := &fakeEnforcer{}
-	d := New(Options{Config: loaderconfig.Config{Node: "n"}, Enforcer: enf, Inputs: inputs(&inErr)})
+	d := New(Options{Config: loaderconfig.Config{Node: "n"}, Enforcer: enf, Inputs: testInputs(&inErr)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- d.Run(ctx, time.Millisecond, 20*time.Millisecond) }()
@@ -202,7 +289,7 @@ func TestRunDebouncesAndRetries(t *testing.T) {
 func TestHTTP(t *testing.T) {
 	var inErr error
 	enf := &fakeEnforcer{}
-	d := New(Options{Config: loaderconfig.Config{Node: "node1"}, Enforcer: enf, Inputs: inputs(&inErr), KeepDrops: 2})
+	d := New(Options{Config: loaderconfig.Config{Node: "node1"}, Enforcer: enf, Inputs: testInputs(&inErr), KeepDrops: 2})
 	srv := httptest.NewServer(d.Handler(enf, "/sys/fs/bpf/roost"))
 	defer srv.Close()
 	get := func(path string) (int, string) {
