@@ -569,6 +569,22 @@ endpoints_conf() {
 	for w in "${PODS[@]}" "${VMS[@]}"; do
 		printf '  - name: %s\n    ips: [%s]\n    labels: {app: %s}\n' "$w" "$(workload_ip "$w")" "$(workload_app "$w")"
 	done
+	printf '# the nodes: their uplinks and lo address; to policy, a node is host on\n# itself and remote-node elsewhere\nnodes:\n'
+	for node in "${NODES[@]}"; do
+		printf '  - name: %s\n    ips: [%s]\n' "$node" "$(node_ips "$node")"
+	done
+}
+
+# node_ips prints a node's addresses, ", "-separated: one per uplink, and
+# its lo address.
+node_ips() {
+	local link tor node n out=()
+	for link in "${LINKS[@]}"; do
+		read -r tor node n <<<"$link"
+		[[ $node == "$1" ]] && out+=("10.0.$n.2")
+	done
+	out+=("$(node_lo "$1")")
+	echo "${out[*]}" | sed 's/ /, /g'
 }
 
 # node_loader_conf NODE prints roost-loader's config for NODE.

@@ -103,7 +103,9 @@ matched (default deny). The datapath keeps one entry per source identity,
 with the rules for any source folded in, so its counters cover all of that
 source's rows; "any" counts the sources without an entry of their own.
 Replies to the endpoint's own connections count under no entry. Then the
-datapath's packet counters by verdict reason, for all endpoints.`,
+datapath's packet counters by verdict reason, for all endpoints, and what
+the loader refused or ignored of its inputs: policy objects of the
+Kubernetes API it refused (the others stay enforced) and fields it ignored.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
@@ -135,10 +137,18 @@ datapath's packet counters by verdict reason, for all endpoints.`,
 			if err != nil {
 				return err
 			}
-			if o.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"endpoints": eps, "entryCounters": entries, "counters": counters})
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
 			}
-			return printPolicy(cmd.OutOrStdout(), eps, res.Resolved, entries, counters)
+			if o.output == "json" {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"endpoints": eps, "entryCounters": entries, "counters": counters,
+					"policyErrors": st.PolicyErrors, "warnings": st.Warnings, "notes": st.Notes})
+			}
+			if err := printPolicy(cmd.OutOrStdout(), eps, res.Resolved, entries, counters); err != nil {
+				return err
+			}
+			return printPolicyInputs(cmd.OutOrStdout(), st)
 		},
 	}
 }
@@ -235,6 +245,32 @@ that source, counted by the datapath's entry for it, which applies the rules for
 			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\n", c.Reason, v, c.Packets, c.Bytes)
 		}
 		return tw.Flush()
+	}
+	return nil
+}
+
+// printPolicyInputs prints what the loader refused or ignored of its
+// policy inputs: policy objects of the Kubernetes API it refused (the rest
+// is enforced), fields it ignored, and what the Kubernetes sources lack.
+func printPolicyInputs(w io.Writer, st loaderapi.Status) error {
+	if len(st.PolicyErrors) > 0 {
+		fmt.Fprintln(w, "policy objects refused (the rest is enforced; a refused object's last good version, if any, stays):")
+		for _, e := range st.PolicyErrors {
+			name := e.Name
+			if e.Namespace != "" {
+				name = e.Namespace + "/" + e.Name
+			}
+			fmt.Fprintf(w, "  %s %s: %s\n", e.Kind, name, strings.ReplaceAll(e.Error, "\n", "\n    "))
+		}
+	}
+	if len(st.Warnings) > 0 {
+		fmt.Fprintln(w, "ignored:")
+		for _, warn := range st.Warnings {
+			fmt.Fprintf(w, "  %s\n", warn)
+		}
+	}
+	for _, n := range st.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	return nil
 }

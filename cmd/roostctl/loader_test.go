@@ -58,7 +58,11 @@ func fakeLoader(t *testing.T) *httptest.Server {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(v) })
 	}
 	js(loaderapi.PathStatus, loaderapi.Status{Node: "node1", Ready: true, LastApply: loaderapi.Apply{Result: loaderapi.ResultOK},
-		Endpoints: []loaderapi.Endpoint{{Name: "db", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}, Identity: 7, Local: true, Enforced: true}}})
+		Endpoints: []loaderapi.Endpoint{{Name: "db", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}, Identity: 7, Local: true, Enforced: true}},
+		PolicyErrors: []loaderapi.PolicyError{{Kind: "CiliumNetworkPolicy", Namespace: "prod", Name: "bad",
+			Error: "CiliumNetworkPolicy prod/bad: spec.egress: not supported by roost (egress policy; roost enforces ingress only); the policy is rejected whole"}},
+		Warnings: []string{"p.yaml:6: metadata.uid: set by the API server; ignored"},
+	})
 	js(loaderapi.PathPolicy, fakePolicy(t))
 	js(loaderapi.PathCounters, []loaderapi.Counter{{Reason: "drop-policy-default", Dropped: true, Packets: 4, Bytes: 240}})
 	js(loaderapi.PathBPF, loaderapi.BPF{Pins: "/sys/fs/bpf/roost", Attachments: []loaderapi.Attachment{{Interface: "lxcdb", Ifindex: 5, Hook: "egress", Program: "to_endpoint", Mode: "tcx", Current: true}}})
@@ -80,10 +84,13 @@ func TestLoaderCommands(t *testing.T) {
 		{[]string{"endpoints"}, []string{"db", "10.244.1.10", "enforced", "app=protected-db"}},
 		{[]string{"identities"}, []string{"reserved", "world", "app=employee"}},
 		{[]string{"policy", "db"}, []string{"ingress enforced", "allow", "TCP/6379", "app=employee", "drop-policy-default", "4",
-			"12 (840 B)", "1 (60 B)", "4 (240 B)", "NO RULE"}},
+			"12 (840 B)", "1 (60 B)", "4 (240 B)", "NO RULE",
+			"policy objects refused", "  CiliumNetworkPolicy prod/bad: CiliumNetworkPolicy prod/bad: spec.egress: not supported",
+			"ignored:\n  p.yaml:6: metadata.uid: set by the API server; ignored"}},
 		{[]string{"drops"}, []string{"drop (drop-policy-default) to endpoint db", "TCP 10.244.2.10:40000 -> 10.244.1.10:6379"}},
 		{[]string{"bpf"}, []string{"/sys/fs/bpf/roost", "lxcdb", "to_endpoint", "tcx"}},
-		{[]string{"policy", "-o", "json"}, []string{`"counters"`, `"ingressEnforced": true`, `"entryCounters"`, `"defaultDenied"`, `"packets": 12`}},
+		{[]string{"policy", "-o", "json"}, []string{`"counters"`, `"ingressEnforced": true`, `"entryCounters"`, `"defaultDenied"`, `"packets": 12`,
+			`"policyErrors"`, `"kind": "CiliumNetworkPolicy"`, `"warnings"`}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -9,11 +9,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/roost-net/roost/internal/agentapi"
 	"github.com/roost-net/roost/internal/birdconf"
 	"github.com/roost-net/roost/internal/k8swatch"
+	"github.com/roost-net/roost/internal/testenv"
 )
 
 // TestPrivilegedAnnounceAndChange: both ToRs learn exactly the node's
@@ -52,15 +52,25 @@ func TestPrivilegedAnnounceAndChange(t *testing.T) {
 	}
 }
 
-// TestPrivilegedKubernetesSource drives the real agent loop from a fake
-// clientset: no PodCIDR at start, one assigned later, then changed.
+// TestPrivilegedKubernetesSource drives the real agent loop from a real
+// kube-apiserver: no PodCIDR at start, one assigned later, then another
+// (the API server lets a Node's PodCIDRs be set once, so the Node is
+// deleted and made again, as a node that rejoins would be).
 func TestPrivilegedKubernetesSource(t *testing.T) {
 	f := newFabric(t)
+	kube := testenv.StartKube(t)
 	cfg := f.config()
 	cfg.Kubernetes.Enabled = true
 	a := f.startAgent(cfg)
-	cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.Node}})
+	nodes := kube.Client.CoreV1().Nodes()
 	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.Node}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := k8swatch.NewClientset(kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- k8swatch.WatchNode(ctx, cs, cfg.Node, 0, a.SetNode) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -71,23 +81,26 @@ func TestPrivilegedKubernetesSource(t *testing.T) {
 	})
 	f.waitAnnounced()
 
-	setPodCIDRs(t, cs, cfg.Node, "10.244.3.0/24")
-	f.waitAnnounced("10.244.3.0/24")
-	setPodCIDRs(t, cs, cfg.Node, "10.244.4.0/24")
-	f.waitAnnounced("10.244.4.0/24")
-	f.assertNoReset(before)
-}
-
-func setPodCIDRs(t *testing.T, cs *fake.Clientset, node string, cidrs ...string) {
-	t.Helper()
-	n, err := cs.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	n, err := nodes.Get(ctx, cfg.Node, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Spec.PodCIDR, n.Spec.PodCIDRs = cidrs[0], cidrs
-	if _, err := cs.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.3.0/24", []string{"10.244.3.0/24"}
+	if _, err := nodes.Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	f.waitAnnounced("10.244.3.0/24")
+
+	if err := nodes.Delete(ctx, cfg.Node, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitAnnounced()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.Node}, Spec: corev1.NodeSpec{PodCIDR: "10.244.4.0/24", PodCIDRs: []string{"10.244.4.0/24"}}}
+	if _, err := nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitAnnounced("10.244.4.0/24")
+	f.assertNoReset(before)
 }
 
 // TestPrivilegedRejectedConfigKeepsBird hands the real BIRD a config it

@@ -48,8 +48,8 @@ func labEndpoints() []Workload {
 // labNodes are the lab's nodes, each with both uplink addresses.
 func labNodes() []Node {
 	return []Node{
-		{Name: "node1", IPs: addrs("10.0.1.2", "10.0.2.2")},
-		{Name: "node2", IPs: addrs("10.0.3.2", "10.0.4.2")},
+		{Name: "node1", IPs: addrs("10.0.1.2", "10.0.2.2", "10.244.1.1")},
+		{Name: "node2", IPs: addrs("10.0.3.2", "10.0.4.2", "10.244.2.1")},
 	}
 }
 
