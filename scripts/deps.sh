@@ -40,6 +40,8 @@ declare -A PKGS=(
 	[iputils-ping]=/usr/bin/ping
 	[netcat-openbsd]=/usr/bin/nc.openbsd
 	[iptables]=/usr/sbin/iptables
+	# make bench: the iptables comparison lists the ruleset with nft.
+	[nftables]=/usr/sbin/nft
 	[curl]=/usr/bin/curl
 	[unzip]=/usr/bin/unzip
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt

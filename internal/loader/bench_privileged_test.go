@@ -34,7 +34,7 @@ func BenchmarkPrivilegedChangeToEnforce(b *testing.B) {
 				remote = append(remote, policy.Endpoint{
 					Name:   fmt.Sprintf("remote-%d", i),
 					IPs:    []netip.Addr{netip.AddrFrom4([4]byte{10, 245, byte(i >> 8), byte(i)})},
-					Labels: map[string]string{"app": "guest", "team": fmt.Sprint(i % 50)},
+					Labels: podLabels("app", "guest", "team", fmt.Sprint(i%50)),
 				})
 			}
 			eps := l.endpoints(remote...)

@@ -98,8 +98,10 @@ func benchTraffic(b *testing.B, mode string, n int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if rep.Counts.PolicySet != n+1 {
-			b.Fatalf("apply wrote %d policy entries, want %d (%d clients and the host)", rep.Counts.PolicySet, n+1, n)
+		// The clients, the host, and the entry for any other source
+		// (the empty table, which counts default denials).
+		if rep.Counts.PolicySet != n+2 {
+			b.Fatalf("apply wrote %d policy entries, want %d (%d clients, the host and any)", rep.Counts.PolicySet, n+2, n)
 		}
 	case "iptables":
 		cmd := exec.Command("ip", "netns", "exec", l.node, "iptables-restore")
@@ -313,7 +315,7 @@ spec:
 		if i < n-1 {
 			app = fmt.Sprintf("client-%d", i)
 			remote = append(remote, policy.Endpoint{
-				Name: app, IPs: []netip.Addr{clientAddr(i)}, Labels: map[string]string{"app": app},
+				Name: app, IPs: []netip.Addr{clientAddr(i)}, Labels: podLabels("app", app),
 			})
 		}
 		fmt.Fprintf(&y, `  - fromEndpoints:

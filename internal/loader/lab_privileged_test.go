@@ -119,7 +119,7 @@ func (l *lab) endpoints(extra ...policy.Endpoint) []policy.Endpoint {
 	var eps []policy.Endpoint
 	for _, p := range labPods {
 		pd := l.pods[p.name]
-		eps = append(eps, policy.Endpoint{Name: pd.name, IPs: []netip.Addr{pd.ip}, Labels: pd.labels, Local: true})
+		eps = append(eps, policy.Endpoint{Name: pd.name, IPs: []netip.Addr{pd.ip}, Labels: policy.EndpointLabels(pd.labels, policy.DefaultNamespace, nil, "", policy.DefaultCluster), Local: true})
 	}
 	return append(eps, extra...)
 }

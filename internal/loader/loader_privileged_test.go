@@ -58,8 +58,8 @@ func TestPrivilegedApply(t *testing.T) {
 	}
 
 	eps := lab.endpoints(
-		policy.Endpoint{Name: "remote", IPs: ips("10.244.2.5"), Labels: map[string]string{"app": "employee"}, Local: true},
-		policy.Endpoint{Name: "vm", IPs: ips("192.168.77.50"), Labels: map[string]string{"app": "vm"}, Local: true},
+		policy.Endpoint{Name: "remote", IPs: ips("10.244.2.5"), Labels: podLabels("app", "employee"), Local: true},
+		policy.Endpoint{Name: "vm", IPs: ips("192.168.77.50"), Labels: podLabels("app", "vm"), Local: true},
 	)
 	ld := lab.open(t, AttachAuto)
 	if ld.mode() != AttachTCX {

@@ -61,6 +61,7 @@ func benchEndpoints(n, localEvery int) []Endpoint {
 				"app":               fmt.Sprintf("app%d", i%500),
 				"role":              role,
 				NamespaceLabel:      fmt.Sprintf("ns%d", i%10),
+				ClusterLabel:        DefaultCluster,
 				"pod-template-hash": fmt.Sprintf("%x", i),
 			},
 			Local: i%localEvery == 0,
