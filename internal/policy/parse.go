@@ -650,31 +650,29 @@ func (p *parser) subject(n *yaml.Node, path, ns string) Selector {
 
 // peer reads a fromEndpoints selector of a rule of a policy in namespace ns
 // ("" for a clusterwide policy) and adds what Cilium adds: unless it names
-// NamespaceLabel or a reserved label, the policy's namespace (unless it
-// names a namespace label) or, in a clusterwide policy, that the source
-// has a namespace (unless the rule's subject is the initialising
-// endpoints, init).
+// a reserved label, what requirement adds.
 func (p *parser) peer(n *yaml.Node, path, ns string, init bool) Selector {
 	sel := p.labelSelector(n, path, nil)
-	switch {
-	case sel.hasReserved(""), sel.hasKey(NamespaceLabel):
-		return sel
-	case ns == "" && init:
-		return sel
-	case ns == "":
-		return sel.with(requirement{source: sourceK8s, key: NamespaceLabel, op: selection.Exists})
-	case sel.hasKeyPrefix(NamespaceLabelsPrefix):
+	if sel.hasReserved("") {
 		return sel
 	}
-	return sel.with(requirement{source: sourceK8s, key: NamespaceLabel, op: selection.Equals, values: []string{ns}})
+	return inNamespace(sel, ns, init)
 }
 
 // requirement reads a fromRequires selector of a rule of a policy in
 // namespace ns ("" for a clusterwide policy) and adds the namespace as
-// Cilium does, which unlike for fromEndpoints (see peer) it also does when
-// the selector names a reserved label.
+// Cilium does (see inNamespace), which unlike for fromEndpoints (see peer)
+// it also does when the selector names a reserved label.
 func (p *parser) requirement(n *yaml.Node, path, ns string, init bool) Selector {
-	sel := p.labelSelector(n, path, nil)
+	return inNamespace(p.labelSelector(n, path, nil), ns, init)
+}
+
+// inNamespace adds to a peer selector of a rule of a policy in namespace ns
+// what Cilium's getEndpointSelector adds, unless it names NamespaceLabel:
+// the policy's namespace (unless it names a namespace label) or, in a
+// clusterwide policy, that the source has a namespace (unless the rule's
+// subject is the initialising endpoints, init).
+func inNamespace(sel Selector, ns string, init bool) Selector {
 	switch {
 	case sel.hasKey(NamespaceLabel):
 		return sel
