@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,7 +17,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/policy"
 )
 
@@ -237,72 +235,25 @@ func relevant(old, cur *corev1.Pod) bool {
 // retrying cannot fix RBAC or credentials. Other errors are retried by
 // client-go, which logs them through klog.
 func WatchPods(ctx context.Context, cs kubernetes.Interface, resync time.Duration, fn func(PodsState)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &watch{dirty: make(chan struct{}, 1), guard: k8swatch.NewSyncGuard(cancel)}
 	inf := coreinformers.NewFilteredPodInformer(cs, metav1.NamespaceAll, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.FieldSelector = podFieldSelector
 	})
-	if err := inf.SetWatchErrorHandlerWithContext(w.guard.WatchError); err != nil {
-		cancel()
-		return fmt.Errorf("watch pods: %w", err)
-	}
-	if err := inf.SetTransform(stripPod); err != nil {
-		cancel()
-		return fmt.Errorf("watch pods: %w", err)
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if p, ok := podOf(obj); ok {
-				if _, isEP, err := podEndpoint(p); isEP || err != nil {
-					w.poke()
-				}
-			}
-		},
-		UpdateFunc: func(oldObj, newObj any) {
+	return storeWatch[PodsState]{
+		what:      "watch pods",
+		rbac:      "the loader needs list and watch on pods in all namespaces",
+		transform: stripPod,
+		changed: func(oldObj, newObj any) bool {
 			old, ok1 := podOf(oldObj)
 			p, ok2 := podOf(newObj)
-			if ok1 && ok2 && relevant(old, p) {
-				w.poke()
-			}
+			return !ok1 || !ok2 || relevant(old, p)
 		},
-		// A deleted pod may have been an endpoint, or have had a bad
-		// address: always look.
-		DeleteFunc: func(any) { w.poke() },
-	}); err != nil {
-		cancel()
-		return fmt.Errorf("watch pods: %w", err)
-	}
-
-	var wg sync.WaitGroup
-	wg.Go(func() { inf.RunWithContext(ctx) })
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return w.guard.Err(ctx, "watch pods", "the loader needs list and watch on pods in all namespaces")
-	}
-	w.guard.Synced()
-
-	var last PodsState
-	for {
-		s := current(inf.GetStore())
-		if !s.Equal(last) {
-			last = s
-			fn(s)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.dirty:
-		}
-	}
+		state: podsStateOf,
+		equal: PodsState.Equal,
+	}.run(ctx, inf, fn)
 }
 
-// current returns the state of the pods in the informer's store.
-func current(store cache.Store) PodsState {
-	objs := store.List()
+// podsStateOf returns the state of the pods in an informer's store.
+func podsStateOf(objs []any) PodsState {
 	pods := make([]*corev1.Pod, 0, len(objs))
 	for _, obj := range objs {
 		if p, ok := obj.(*corev1.Pod); ok {
@@ -310,18 +261,4 @@ func current(store cache.Store) PodsState {
 		}
 	}
 	return stateOf(pods)
-}
-
-// watch is the state one WatchPods shares with the informer's goroutines.
-type watch struct {
-	dirty chan struct{} // holds one token when the pods may have changed
-	guard *k8swatch.SyncGuard
-}
-
-// poke notes that the state may have changed.
-func (w *watch) poke() {
-	select {
-	case w.dirty <- struct{}{}:
-	default:
-	}
 }
