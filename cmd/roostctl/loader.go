@@ -20,10 +20,24 @@ func (o *options) loaderClient() *loaderapi.Client {
 	return loaderapi.NewClient(o.loader)
 }
 
+// ownLabels returns an endpoint's labels without those its namespace and
+// cluster give it (its namespace has a column of its own; -o json has all).
+func ownLabels(labels map[string]string, cluster string) map[string]string {
+	out := make(map[string]string, len(labels))
+	for k, v := range labels {
+		switch {
+		case k == policy.NamespaceLabel, strings.HasPrefix(k, policy.NamespaceLabelsPrefix), k == policy.ClusterLabel && v == cluster:
+		default:
+			out[k] = v
+		}
+	}
+	return out
+}
+
 func newEndpointsCmd(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "endpoints",
-		Short: "Show the endpoints roost-loader knows: IPs, identity, local, ingress enforced",
+		Short: "Show the endpoints roost-loader knows: namespace, IPs, identity, local, ingress enforced, own labels",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
@@ -36,16 +50,17 @@ func newEndpointsCmd(o *options) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), s.Endpoints)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tIPS\tIDENTITY\tLOCAL\tINGRESS\tLABELS")
+			fmt.Fprintln(tw, "NAME\tNAMESPACE\tIPS\tIDENTITY\tLOCAL\tINGRESS\tLABELS")
 			for _, e := range s.Endpoints {
 				ingress := "open"
 				if e.Enforced {
 					ingress = "enforced"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", e.Name, addrList(e.IPs), e.Identity, yesNo(e.Local), ingress, labelList(e.Labels))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Name, dash(e.Labels[policy.NamespaceLabel]), addrList(e.IPs), e.Identity,
+					yesNo(e.Local), ingress, labelList(ownLabels(e.Labels, s.Cluster)))
 			}
 			for _, sk := range s.Skipped {
-				fmt.Fprintf(tw, "%s\t\t\tskipped\t\t%s\n", sk.Name, sk.Reason)
+				fmt.Fprintf(tw, "%s\t\t\t\tskipped\t\t%s\n", sk.Name, sk.Reason)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
