@@ -31,6 +31,12 @@ build: deps
 generate: deps
 	$(GO) generate ./bpf
 
+# The public CiliumNetworkPolicies the differential test also runs over
+# (internal/loader TestDifferentialCorpus), when they are beside the
+# repository; set ROOST_CNP_CORPUS=DIR to use another directory.
+ROOST_CNP_CORPUS ?= $(abspath $(wildcard ../shared/cnp-corpus))
+export ROOST_CNP_CORPUS
+
 # test runs every test. As root it includes the privileged ones (real BIRD,
 # FRR and kernel in network namespaces); CI sets ROOST_REQUIRE_PRIVILEGED=1
 # so that none of them can skip.
