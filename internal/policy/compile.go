@@ -276,7 +276,7 @@ func (c *compiler) validate(endpoints []Endpoint) error {
 		for _, ip := range ep.IPs {
 			claim(ip, who)
 		}
-		for _, name := range sortedIf(len(ep.NamedPorts) > 0, namedPortNames(ep.NamedPorts)) {
+		for _, name := range slices.Sorted(maps.Keys(ep.NamedPorts)) {
 			np := ep.NamedPorts[name]
 			switch {
 			case len(name) > 15 || !portName.MatchString(name) || strings.ToLower(name) != name:
@@ -310,16 +310,6 @@ func sortedIf(ok bool, m map[string]string) []string {
 		return nil
 	}
 	return slices.Sorted(maps.Keys(m))
-}
-
-// namedPortNames returns the names of ports, as a label-like map for
-// sortedIf.
-func namedPortNames(ports map[string]NamedPort) map[string]string {
-	out := make(map[string]string, len(ports))
-	for name := range ports {
-		out[name] = ""
-	}
-	return out
 }
 
 // identities numbers the distinct security label sets of endpoints.

@@ -52,9 +52,9 @@ func (r requirement) lookup(set map[string]string) (string, bool) {
 func (r requirement) matches(set map[string]string) bool {
 	v, ok := r.lookup(set)
 	switch r.op {
-	case selection.Equals, selection.DoubleEquals, selection.In:
+	case selection.Equals, selection.In:
 		return ok && slices.Contains(r.values, v)
-	case selection.NotIn, selection.NotEquals:
+	case selection.NotIn:
 		return !ok || !slices.Contains(r.values, v)
 	case selection.Exists:
 		return ok
