@@ -96,9 +96,9 @@ var (
 	ErrPrefix = errors.New("prefix must be a valid IPv4 or IPv6 prefix (not IPv4-mapped IPv6)")
 )
 
-// PeerNamePattern is what a peer name must match. The config validator
-// enforces the same rule; Render checks it again so that it can never print
-// an invalid BIRD identifier.
+// PeerNamePattern is what a peer name must match (see CheckPeerName). The
+// config validator and Render both check it through CheckPeerName, so that
+// Render can never print an invalid BIRD identifier.
 const PeerNamePattern = `^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`
 
 var (
@@ -215,8 +215,8 @@ func Render(in Input) ([]byte, error) {
 // newView validates in and turns it into the sorted view model.
 func newView(in Input) (view, error) {
 	var errs []error
-	if !in.RouterID.Is4() || in.RouterID.IsUnspecified() {
-		errs = append(errs, fmt.Errorf("router id %v: %w", in.RouterID, ErrRouterID))
+	if err := CheckRouterID(in.RouterID); err != nil {
+		errs = append(errs, fmt.Errorf("router id %w", err))
 	}
 	if in.ASN == 0 {
 		errs = append(errs, fmt.Errorf("local AS: %w", ErrASN))
@@ -276,22 +276,20 @@ func peerViews(localASN uint32, peers []Peer) ([]peerView, error) {
 // peer and the field, but never prints the password.
 func peerViewOf(localASN uint32, p Peer) (peerView, error) {
 	var errs []error
-	if !peerNameRE.MatchString(p.Name) {
-		errs = append(errs, fmt.Errorf("peer %q: %w", p.Name, ErrPeerName))
-	} else if slices.Contains(reservedNames, strings.ReplaceAll(p.Name, "-", "_")) {
-		errs = append(errs, fmt.Errorf("peer %q: protocol %s: %w", p.Name, ProtocolName(p.Name), ErrReservedName))
+	if err := CheckPeerName(p.Name); err != nil {
+		errs = append(errs, fmt.Errorf("peer name %w", err))
 	}
-	if !validNeighbor(p.Address) {
-		errs = append(errs, fmt.Errorf("peer %q: neighbor %v: %w", p.Name, p.Address, ErrPeerAddress))
+	if err := CheckNeighbor(p.Address); err != nil {
+		errs = append(errs, fmt.Errorf("peer %q: neighbor %w", p.Name, err))
 	}
 	if p.ASN == 0 {
 		errs = append(errs, fmt.Errorf("peer %q: neighbor AS: %w", p.Name, ErrASN))
 	}
-	if !validPassword(p.Password) {
-		errs = append(errs, fmt.Errorf("peer %q: password (%d bytes): %w", p.Name, len(p.Password), ErrPassword))
+	if err := CheckPassword(p.Password); err != nil {
+		errs = append(errs, fmt.Errorf("peer %q: password %w", p.Name, err))
 	}
-	if p.HoldTime != 0 && (p.HoldTime < MinHoldTime || p.HoldTime > MaxHoldTime) {
-		errs = append(errs, fmt.Errorf("peer %q: hold time %d: %w", p.Name, p.HoldTime, ErrHoldTime))
+	if err := CheckHoldTime(p.HoldTime); err != nil {
+		errs = append(errs, fmt.Errorf("peer %q: hold time %w", p.Name, err))
 	}
 	if len(errs) > 0 {
 		return peerView{}, errors.Join(errs...)
@@ -313,33 +311,134 @@ func peerViewOf(localASN uint32, p Peer) (peerView, error) {
 	}, nil
 }
 
-// validNeighbor reports whether a can be a BGP neighbor address in BIRD.
-func validNeighbor(a netip.Addr) bool {
-	switch {
-	case !a.IsValid(), a.Is4In6(), a.IsUnspecified(), a.IsMulticast():
-		return false
-	case a.Is6() && a.IsLinkLocalUnicast():
-		return interfaceRE.MatchString(a.Zone())
-	default:
-		return a.Zone() == ""
-	}
+// checkError is what the Check functions return: a message that names the
+// value (never a password) and says what is wrong with it, wrapping one of
+// the Err sentinels for errors.Is. The message reads on after a field name,
+// as in "peers[0].name" + ": " + msg, or "peer name " + msg.
+type checkError struct {
+	msg string
+	err error
 }
 
-// validPassword reports whether pw can be printed inside a BIRD string and
-// used as a TCP MD5 key. BIRD 2.0 strings have no escapes (a '"' ends them)
-// and later versions read '\' as one, so both are refused rather than
-// escaped.
-func validPassword(pw string) bool {
+func (e *checkError) Error() string { return e.msg }
+func (e *checkError) Unwrap() error { return e.err }
+
+func checkErr(sentinel error, format string, args ...any) error {
+	return &checkError{msg: fmt.Sprintf(format, args...), err: sentinel}
+}
+
+// CheckRouterID returns nil if id can be BIRD's router id: a non-zero IPv4
+// address (not IPv4-mapped IPv6). Otherwise it returns an error wrapping
+// ErrRouterID. Render applies the same check.
+func CheckRouterID(id netip.Addr) error {
+	switch {
+	case !id.IsValid():
+		return checkErr(ErrRouterID, "must be set (a non-zero IPv4 address)")
+	case !id.Is4():
+		return checkErr(ErrRouterID, "%s is not an IPv4 address", id.WithZone(""))
+	case id.IsUnspecified():
+		return checkErr(ErrRouterID, "%s is unspecified; BIRD needs a non-zero router id", id)
+	}
+	return nil
+}
+
+// CheckPeerName returns nil if name can name a peer: it matches
+// PeerNamePattern (an error wrapping ErrPeerName if not) and ProtocolName
+// does not turn it into a BIRD keyword (an error wrapping ErrReservedName).
+// The rendered protocol name of two peers must also differ, which only
+// Render, seeing every peer, checks. The error message starts with the
+// quoted name.
+func CheckPeerName(name string) error {
+	if !peerNameRE.MatchString(name) {
+		return checkErr(ErrPeerName, "%q must be 1-32 lower-case letters, digits, '_' or '-', starting and ending with a letter or digit", name)
+	}
+	if slices.Contains(reservedNames, strings.ReplaceAll(name, "-", "_")) {
+		return checkErr(ErrReservedName, "%q would make protocol %s, a BIRD keyword; rename the peer", name, ProtocolName(name))
+	}
+	return nil
+}
+
+// CheckNeighbor returns nil if a can be a BGP neighbor address in BIRD: a
+// unicast IPv4 or IPv6 address, not IPv4-mapped IPv6, and with a zone
+// naming an interface (letters, digits, '_', '.', '-', at most 15) if and
+// only if it is IPv6 link-local. Otherwise it returns an error wrapping
+// ErrPeerAddress whose message starts with the address. Two peers must also
+// have different addresses, which only Render checks.
+func CheckNeighbor(a netip.Addr) error {
+	bare := a.WithZone("")
+	switch {
+	case !a.IsValid():
+		return checkErr(ErrPeerAddress, "must be set")
+	case a.Is4In6():
+		return checkErr(ErrPeerAddress, "%s is an IPv4-mapped IPv6 address; write it as IPv4 (%s)", bare, bare.Unmap())
+	case a.IsUnspecified(), a.IsMulticast():
+		return checkErr(ErrPeerAddress, "%s is not a unicast address", bare)
+	case a.Is6() && a.IsLinkLocalUnicast() && a.Zone() == "":
+		return checkErr(ErrPeerAddress, "%s is link-local, so it needs a zone naming its interface (%s%%eth0)", bare, bare)
+	case a.Is6() && a.IsLinkLocalUnicast() && !interfaceRE.MatchString(a.Zone()):
+		return checkErr(ErrPeerAddress, "%s has zone %q, which is not an interface name (1-15 letters, digits, '_', '.' or '-')", bare, a.Zone())
+	case !a.IsLinkLocalUnicast() && a.Zone() != "":
+		return checkErr(ErrPeerAddress, "%s has zone %q, but only an IPv6 link-local address may have one", bare, a.Zone())
+	}
+	return nil
+}
+
+// CheckPassword returns nil if pw can be a peer's TCP MD5 password: empty
+// (none), or at most MaxPasswordLen bytes of printable ASCII other than '"'
+// and '\'. BIRD 2.0 strings have no escapes (a '"' ends them) and later
+// versions read '\' as one, so both are refused rather than escaped.
+// Otherwise it returns an error wrapping ErrPassword that says what is
+// wrong without showing any of pw.
+func CheckPassword(pw string) error {
 	if len(pw) > MaxPasswordLen {
-		return false
+		return checkErr(ErrPassword, "is %d bytes long; Linux takes at most %d (TCP_MD5SIG_MAXKEYLEN)", len(pw), MaxPasswordLen)
 	}
 	for i := 0; i < len(pw); i++ {
-		c := pw[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
+		var what string
+		switch c := pw[i]; {
+		case c == '"':
+			what = `a '"'`
+		case c == '\\':
+			what = `a '\'`
+		case c == '\t':
+			what = "a tab"
+		case c == '\r':
+			what = "a carriage return"
+		case c == '\n':
+			what = "a newline"
+		case c < 0x20 || c == 0x7f:
+			what = "a control character"
+		case c > 0x7f:
+			what = "a non-ASCII character"
+		default:
+			continue
 		}
+		return checkErr(ErrPassword, `must hold only printable ASCII characters other than '"' and '\', but has %s`, what)
 	}
-	return true
+	return nil
+}
+
+// CheckHoldTime returns nil if seconds is a hold time BIRD accepts: 0 (BIRD's
+// default) or MinHoldTime..MaxHoldTime. Otherwise it returns an error
+// wrapping ErrHoldTime.
+func CheckHoldTime(seconds int) error {
+	if seconds != 0 && (seconds < MinHoldTime || seconds > MaxHoldTime) {
+		return checkErr(ErrHoldTime, "%d must be 0 (BIRD's default) or %d..%d seconds", seconds, MinHoldTime, MaxHoldTime)
+	}
+	return nil
+}
+
+// CheckPrefix returns nil if p can be an owned prefix: a valid IPv4 or IPv6
+// prefix, not IPv4-mapped IPv6. Host bits are allowed (Render masks them).
+// Otherwise it returns an error wrapping ErrPrefix.
+func CheckPrefix(p netip.Prefix) error {
+	switch {
+	case !p.IsValid():
+		return checkErr(ErrPrefix, "is not a valid prefix")
+	case p.Addr().Is4In6():
+		return checkErr(ErrPrefix, "%s is an IPv4-mapped IPv6 prefix; write it as IPv4", p)
+	}
+	return nil
 }
 
 // routes validates, masks, sorts and deduplicates prefixes, and formats them
@@ -348,8 +447,8 @@ func routes(prefixes []netip.Prefix) (r4, r6 string, err error) {
 	var errs []error
 	masked := make([]netip.Prefix, 0, len(prefixes))
 	for i, p := range prefixes {
-		if !p.IsValid() || p.Addr().Is4In6() {
-			errs = append(errs, fmt.Errorf("prefixes[%d] %v: %w", i, p, ErrPrefix))
+		if err := CheckPrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("prefixes[%d]: %w", i, err))
 			continue
 		}
 		masked = append(masked, p.Masked())

@@ -644,3 +644,118 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+// TestChecks tests the per-field checks that config's validation shares
+// with Render: each refusal wraps its sentinel, says what is wrong with the
+// value on one line, and never shows a password.
+func TestChecks(t *testing.T) {
+	tests := []struct {
+		name  string
+		err   error
+		want  error  // nil: the value is fine
+		shows string // a substring the message must hold
+	}{
+		{name: "router_id", err: CheckRouterID(addr("10.0.1.2"))},
+		{name: "router_id_broadcast", err: CheckRouterID(addr("255.255.255.255"))},
+		{name: "router_id_unset", err: CheckRouterID(netip.Addr{}), want: ErrRouterID, shows: "must be set"},
+		{name: "router_id_zero", err: CheckRouterID(addr("0.0.0.0")), want: ErrRouterID, shows: "0.0.0.0 is unspecified"},
+		{name: "router_id_v6", err: CheckRouterID(addr("2001:db8::1")), want: ErrRouterID, shows: "2001:db8::1 is not an IPv4 address"},
+		{name: "router_id_mapped", err: CheckRouterID(addr("::ffff:10.0.1.2")), want: ErrRouterID, shows: "::ffff:10.0.1.2 is not an IPv4 address"},
+
+		{name: "name", err: CheckPeerName("tor-1_a")},
+		{name: "name_32", err: CheckPeerName(strings.Repeat("a", 32))},
+		{name: "name_near_keyword", err: CheckPeerName("path2")},
+		{name: "name_33", err: CheckPeerName(strings.Repeat("a", 33)), want: ErrPeerName, shows: `"aaaa`},
+		{name: "name_tab", err: CheckPeerName("tor\t1"), want: ErrPeerName, shows: `"tor\t1" must be 1-32`},
+		{name: "name_unicode", err: CheckPeerName("tör1"), want: ErrPeerName, shows: `"tör1" must be`},
+		{name: "name_keyword", err: CheckPeerName("local-pref"), want: ErrReservedName, shows: `"local-pref" would make protocol bgp_local_pref, a BIRD keyword`},
+
+		{name: "neighbor_v4", err: CheckNeighbor(addr("10.0.1.1"))},
+		{name: "neighbor_v6", err: CheckNeighbor(addr("2001:db8::1"))},
+		{name: "neighbor_link_local", err: CheckNeighbor(addr("fe80::1%eth0.100"))},
+		{name: "neighbor_unset", err: CheckNeighbor(netip.Addr{}), want: ErrPeerAddress, shows: "must be set"},
+		{name: "neighbor_mapped", err: CheckNeighbor(addr("::ffff:192.0.2.1")), want: ErrPeerAddress, shows: "::ffff:192.0.2.1 is an IPv4-mapped IPv6 address; write it as IPv4 (192.0.2.1)"},
+		{name: "neighbor_unspecified", err: CheckNeighbor(addr("0.0.0.0")), want: ErrPeerAddress, shows: "0.0.0.0 is not a unicast address"},
+		{name: "neighbor_multicast", err: CheckNeighbor(addr("ff02::1")), want: ErrPeerAddress, shows: "ff02::1 is not a unicast address"},
+		{name: "neighbor_link_local_no_zone", err: CheckNeighbor(addr("fe80::1")), want: ErrPeerAddress, shows: "fe80::1 is link-local, so it needs a zone naming its interface (fe80::1%eth0)"},
+		{name: "neighbor_bad_zone", err: CheckNeighbor(addr("fe80::1%eth\n0")), want: ErrPeerAddress, shows: `fe80::1 has zone "eth\n0", which is not an interface name`},
+		{name: "neighbor_long_zone", err: CheckNeighbor(addr("fe80::1%abcdefghijklmnop")), want: ErrPeerAddress, shows: "not an interface name"},
+		{name: "neighbor_global_zone", err: CheckNeighbor(addr("2001:db8::1%eth0")), want: ErrPeerAddress, shows: `2001:db8::1 has zone "eth0", but only an IPv6 link-local address may have one`},
+
+		{name: "password_none", err: CheckPassword("")},
+		{name: "password_80", err: CheckPassword(strings.Repeat("p", MaxPasswordLen))},
+		{name: "password_punctuation", err: CheckPassword("p#a;s{s}'w/*o*/rd %x")},
+		{name: "password_81", err: CheckPassword(strings.Repeat("p", MaxPasswordLen+1)), want: ErrPassword, shows: "is 81 bytes long; Linux takes at most 80"},
+		{name: "password_quote", err: CheckPassword(`pa"ss`), want: ErrPassword, shows: `but has a '"'`},
+		{name: "password_backslash", err: CheckPassword(`pa\ss`), want: ErrPassword, shows: `but has a '\'`},
+		{name: "password_tab", err: CheckPassword("pa\tss"), want: ErrPassword, shows: "but has a tab"},
+		{name: "password_cr", err: CheckPassword("pass\r"), want: ErrPassword, shows: "but has a carriage return"},
+		{name: "password_newline", err: CheckPassword("pa\nss"), want: ErrPassword, shows: "but has a newline"},
+		{name: "password_escape", err: CheckPassword("pa\x1bss"), want: ErrPassword, shows: "but has a control character"},
+		{name: "password_delete", err: CheckPassword("pa\x7fss"), want: ErrPassword, shows: "but has a control character"},
+		{name: "password_unicode", err: CheckPassword("pässword"), want: ErrPassword, shows: "but has a non-ASCII character"},
+
+		{name: "hold_time_default", err: CheckHoldTime(0)},
+		{name: "hold_time_min", err: CheckHoldTime(MinHoldTime)},
+		{name: "hold_time_max", err: CheckHoldTime(MaxHoldTime)},
+		{name: "hold_time_short", err: CheckHoldTime(2), want: ErrHoldTime, shows: "2 must be 0 (BIRD's default) or 3..65535 seconds"},
+		{name: "hold_time_long", err: CheckHoldTime(MaxHoldTime + 1), want: ErrHoldTime, shows: "65536 must be"},
+
+		{name: "prefix", err: CheckPrefix(prefix("10.244.1.0/24"))},
+		{name: "prefix_host_bits", err: CheckPrefix(prefix("2001:db8::1/64"))},
+		{name: "prefix_invalid", err: CheckPrefix(netip.Prefix{}), want: ErrPrefix, shows: "is not a valid prefix"},
+		{name: "prefix_mapped", err: CheckPrefix(prefix("::ffff:10.244.0.0/112")), want: ErrPrefix, shows: "::ffff:10.244.0.0/112 is an IPv4-mapped IPv6 prefix"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == nil {
+				if tc.err != nil {
+					t.Fatalf("refused: %v", tc.err)
+				}
+				return
+			}
+			if !errors.Is(tc.err, tc.want) {
+				t.Fatalf("error %v does not wrap %v", tc.err, tc.want)
+			}
+			msg := tc.err.Error()
+			if !strings.Contains(msg, tc.shows) {
+				t.Errorf("error %q does not say %q", msg, tc.shows)
+			}
+			if strings.ContainsAny(msg, "\n\r") {
+				t.Errorf("error %q is not one line", msg)
+			}
+		})
+	}
+	for _, pw := range []string{`se"cret`, `se\cret`, "se\tcret", "secret\r", "se\ncret", "se\x1bcret", "sécret", strings.Repeat("secret", 14)} {
+		if err := CheckPassword(pw); err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "cret") {
+			t.Errorf("CheckPassword(%q) = %v, want an error that does not show the password", pw, err)
+		}
+	}
+}
+
+// TestRenderUsesChecks proves that Render refuses what the checks refuse,
+// with the same message.
+func TestRenderUsesChecks(t *testing.T) {
+	in := twoPeers()
+	in.RouterID = addr("0.0.0.0")
+	in.Peers[0].Name = "med"
+	in.Peers[1].Address = addr("fe80::1")
+	in.Peers[1].Password = "pa\tss"
+	in.Peers[1].HoldTime = 1
+	in.Prefixes = append(in.Prefixes, prefix("::ffff:10.0.0.0/104"))
+	_, err := Render(in)
+	if err == nil {
+		t.Fatal("Render succeeded")
+	}
+	for _, check := range []error{
+		CheckRouterID(in.RouterID), CheckPeerName(in.Peers[0].Name), CheckNeighbor(in.Peers[1].Address),
+		CheckPassword(in.Peers[1].Password), CheckHoldTime(in.Peers[1].HoldTime), CheckPrefix(in.Prefixes[1]),
+	} {
+		if check == nil {
+			t.Fatal("a check accepts what it should refuse")
+		}
+		if !strings.Contains(err.Error(), check.Error()) {
+			t.Errorf("Render error\n%v\ndoes not hold %q", err, check)
+		}
+	}
+}

@@ -1,18 +1,24 @@
 // Package config is roost-agent's configuration: its schema, defaults,
 // loading with unknown fields rejected, and validation that reports every
-// problem at once with its field path.
+// problem at once with its field path. Validation checks each value that
+// reaches bird.conf with birdconf's own Check functions and finally renders
+// the config, so that a config it accepts is one birdconf renders.
 //
 // A Config returned by Load is validated and must be treated as immutable.
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
-	"regexp"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/roost-net/roost/internal/birdconf"
 	"github.com/roost-net/roost/internal/fieldcheck"
 )
 
@@ -31,14 +37,23 @@ type Config struct {
 	PodCIDRs []netip.Prefix
 	// Kubernetes selects the Kubernetes Node as the PodCIDR source.
 	Kubernetes Kubernetes
-	// Peers are the eBGP neighbours (the ToRs).
+	// Peers are the eBGP neighbours (the ToRs). A peer's TCP MD5
+	// password is given inline or, kept out of agent.yaml, in a file of
+	// its own (Peer.PasswordFile) that Load reads.
 	Peers []Peer
 	// Bird says where BIRD's socket and config directory are.
 	Bird Bird
-	// Listen is the host:port of the health, metrics and status API.
+	// Listen is the host:port of the health, readiness, metrics and
+	// status API. It serves nothing secret and changes nothing.
 	Listen string
+	// ControlSocket is the unix socket (mode 0600) that serves the
+	// rendered config and reload (roostctl config, roostctl reload).
+	ControlSocket string
 	// BlackholeRoutes keeps a kernel blackhole route per owned prefix.
 	BlackholeRoutes bool
+	// ResyncInterval is how often the kernel blackhole routes are read
+	// back whole and repaired (e.g. one deleted by hand).
+	ResyncInterval time.Duration
 	// Debounce is the least time between two applies; changes that arrive
 	// sooner are folded into the next apply.
 	Debounce time.Duration
@@ -51,13 +66,27 @@ type Kubernetes struct {
 	Kubeconfig string
 }
 
-// Peer is one eBGP neighbour.
+// Peer is one eBGP neighbour. Each field must be what birdconf.Render
+// accepts; Validate checks them with birdconf's Check functions.
 type Peer struct {
-	Name    string
+	// Name gives the BIRD protocol name (birdconf.ProtocolName); see
+	// birdconf.CheckPeerName.
+	Name string
+	// Address is the neighbor's address; an IPv6 link-local one carries
+	// its interface as zone (fe80::1%eth0). See birdconf.CheckNeighbor.
 	Address netip.Addr
 	ASN     uint32
-	// Password is the TCP MD5 secret; empty for none. Never logged.
+	// Password is the TCP MD5 secret; empty for none. Never logged, and
+	// never part of an error. In agent.yaml it is either given inline
+	// (password) or read by Load from PasswordFile (passwordFile), not
+	// both; either way Password holds the secret itself.
 	Password string
+	// PasswordFile is the file Password was read from, or "" when it was
+	// given inline. Load requires an absolute path to a regular file that
+	// neither group nor others may read or write (chmod 600 or 400); the
+	// password is its content without one trailing "\n" or "\r\n".
+	// The file is read by Load: after changing it, reload the config.
+	PasswordFile string
 	// HoldTime in seconds; 0 leaves BIRD's default.
 	HoldTime int
 }
@@ -69,6 +98,20 @@ type Bird struct {
 	// ConfigDir holds bird.conf, the file BIRD is started with. In
 	// containers, BIRD and the agent must see it at the same path.
 	ConfigDir string
+	// ConfigGroup is the group bird.conf (mode 0640) is given, a name or
+	// a number; "" picks the group of Socket's directory when it is not
+	// root's, else group "bird" when it exists.
+	ConfigGroup string
+	// Binary is the bird executable used to parse bird.conf (bird -p)
+	// while BIRD is down, to repair it; a name is looked up in PATH.
+	Binary string
+	// Timeout bounds every call to BIRD's control socket: a BIRD that
+	// does not answer within it counts as down.
+	Timeout time.Duration
+	// ConfirmTimeout is N of "configure timeout N": BIRD undoes a change
+	// unless the agent confirms it, which it does once every session that
+	// was Established is again. 0 configures without a timeout.
+	ConfirmTimeout time.Duration
 }
 
 // ConfigFile returns the path of the BIRD config file roost-agent owns.
@@ -78,9 +121,14 @@ func (b Bird) ConfigFile() string { return strings.TrimRight(b.ConfigDir, "/") +
 // fills in the hostname.
 func Default() Config {
 	return Config{
-		Bird:            Bird{Socket: "/run/bird/bird.ctl", ConfigDir: "/etc/bird"},
+		Bird: Bird{
+			Socket: "/run/bird/bird.ctl", ConfigDir: "/etc/bird", Binary: "bird",
+			Timeout: 3 * time.Second, ConfirmTimeout: 30 * time.Second,
+		},
 		Listen:          "127.0.0.1:9479",
+		ControlSocket:   "/run/roost/agent.sock",
 		BlackholeRoutes: true,
+		ResyncInterval:  10 * time.Second,
 		Debounce:        100 * time.Millisecond,
 	}
 }
@@ -96,7 +144,9 @@ type file struct {
 	Peers           []peerFile `yaml:"peers"`
 	Bird            *birdFile  `yaml:"bird"`
 	Listen          *string    `yaml:"listen"`
+	ControlSocket   *string    `yaml:"controlSocket"`
 	BlackholeRoutes *bool      `yaml:"blackholeRoutes"`
+	ResyncInterval  *string    `yaml:"resyncInterval"`
 	Debounce        *string    `yaml:"debounce"`
 }
 
@@ -106,29 +156,39 @@ type kubeFile struct {
 }
 
 type peerFile struct {
-	Name     string `yaml:"name"`
-	Address  string `yaml:"address"`
-	ASN      int64  `yaml:"asn"`
-	Password string `yaml:"password"`
-	HoldTime int    `yaml:"holdTime"`
+	Name         string `yaml:"name"`
+	Address      string `yaml:"address"`
+	ASN          int64  `yaml:"asn"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"passwordFile"`
+	HoldTime     int    `yaml:"holdTime"`
 }
 
 type birdFile struct {
-	Socket    *string `yaml:"socket"`
-	ConfigDir *string `yaml:"configDir"`
+	Socket         *string `yaml:"socket"`
+	ConfigDir      *string `yaml:"configDir"`
+	ConfigGroup    *string `yaml:"configGroup"`
+	Binary         *string `yaml:"binary"`
+	Timeout        *string `yaml:"timeout"`
+	ConfirmTimeout *string `yaml:"confirmTimeout"`
 }
 
 // Load reads a YAML configuration from r on top of defaults (normally
 // Default with Node set to the hostname) and validates it. Unknown fields are
-// an error. The returned error lists every problem found, each with its
-// field path.
+// an error. It reads the password file of each peer that has one (see
+// Peer.PasswordFile). The returned error lists every problem found, each
+// with its field path, and never contains a password.
 func Load(r io.Reader, defaults Config) (Config, error) {
 	var f file
 	if err := fieldcheck.Decode(r, &f); err != nil {
 		return Config{}, err
 	}
 	c, convErrs := f.apply(defaults)
-	if err := fieldcheck.Combine(convErrs, c.problems()); err != nil {
+	valid := c.problems()
+	if len(convErrs) == 0 && len(valid) == 0 {
+		valid = c.renderProblems()
+	}
+	if err := fieldcheck.Combine(convErrs, valid); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -181,7 +241,18 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 		c.Peers = nil
 		for i, p := range f.Peers {
 			field := fmt.Sprintf("peers[%d]", i)
-			peer := Peer{Name: p.Name, Password: p.Password, HoldTime: p.HoldTime}
+			peer := Peer{Name: p.Name, Password: p.Password, PasswordFile: p.PasswordFile, HoldTime: p.HoldTime}
+			switch {
+			case p.PasswordFile == "":
+			case p.Password != "":
+				bad(field+".passwordFile", "is set, and so is password: keep only one")
+			default:
+				pw, err := readPasswordFile(p.PasswordFile)
+				if err != nil {
+					bad(field+".passwordFile", "%v", err)
+				}
+				peer.Password = pw
+			}
 			if a, err := netip.ParseAddr(p.Address); err != nil {
 				bad(field+".address", "%q is not an IP address", p.Address)
 			} else {
@@ -202,22 +273,40 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 		if f.Bird.ConfigDir != nil {
 			c.Bird.ConfigDir = *f.Bird.ConfigDir
 		}
+		if f.Bird.ConfigGroup != nil {
+			c.Bird.ConfigGroup = *f.Bird.ConfigGroup
+		}
+		if f.Bird.Binary != nil {
+			c.Bird.Binary = *f.Bird.Binary
+		}
+		duration(&errs, "bird.timeout", f.Bird.Timeout, &c.Bird.Timeout)
+		duration(&errs, "bird.confirmTimeout", f.Bird.ConfirmTimeout, &c.Bird.ConfirmTimeout)
 	}
 	if f.Listen != nil {
 		c.Listen = *f.Listen
 	}
+	if f.ControlSocket != nil {
+		c.ControlSocket = *f.ControlSocket
+	}
 	if f.BlackholeRoutes != nil {
 		c.BlackholeRoutes = *f.BlackholeRoutes
 	}
-	if f.Debounce != nil {
-		d, err := time.ParseDuration(*f.Debounce)
-		if err != nil {
-			bad("debounce", "%q is not a duration (e.g. 100ms)", *f.Debounce)
-		} else {
-			c.Debounce = d
-		}
-	}
+	duration(&errs, "resyncInterval", f.ResyncInterval, &c.ResyncInterval)
+	duration(&errs, "debounce", f.Debounce, &c.Debounce)
 	return c, errs
+}
+
+// duration parses the YAML duration s, when set, into d.
+func duration(errs *fieldcheck.Problems, field string, s *string, d *time.Duration) {
+	if s == nil {
+		return
+	}
+	v, err := time.ParseDuration(*s)
+	if err != nil {
+		errs.Add(field, "%q is not a duration (e.g. 100ms, 3s)", *s)
+		return
+	}
+	*d = v
 }
 
 // asnOf converts a YAML number to an ASN. 0 and 4294967295 are reserved
@@ -229,13 +318,155 @@ func asnOf(n int64) (uint32, bool) {
 	return uint32(n), true
 }
 
-// peerName is what a peer may be called: it becomes part of a BIRD protocol
-// name, so letters, digits, '_' and '-' only, starting and ending with a
-// letter or digit.
-var peerName = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`)
+// maxPasswordFile is the most of a password file read: far more than a
+// password (birdconf.MaxPasswordLen), so that a longer file is refused as
+// such rather than cut.
+const maxPasswordFile = 4096
 
-// Validate reports every problem of c at once, each naming its field.
-func (c Config) Validate() error { return c.problems().Err() }
+// readPasswordFile returns the TCP MD5 password held in the file at path:
+// its content without one trailing "\n" or "\r\n". The path must be
+// absolute and name a regular file that neither group nor others may read
+// or write, and the password must pass birdconf.CheckPassword. Errors start
+// with the quoted path and never show the file's content.
+func readPasswordFile(path string) (string, error) {
+	if !filepath.IsAbs(path) {
+		return "", fmt.Errorf("%q must be an absolute path", path)
+	}
+	// Stat before opening, so that a FIFO or a device is refused rather
+	// than opened; then check what was opened.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", pathError(path, err)
+	}
+	if err := checkSecretFile(path, fi); err != nil {
+		return "", err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", pathError(path, err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return "", pathError(path, err)
+	}
+	if err := checkSecretFile(path, fi); err != nil {
+		return "", err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
+	if err != nil {
+		return "", pathError(path, err)
+	}
+	if len(data) > maxPasswordFile {
+		return "", fmt.Errorf("%q is larger than %d bytes; it must hold only the password", path, maxPasswordFile)
+	}
+	pw := string(data)
+	if s, ok := strings.CutSuffix(pw, "\r\n"); ok {
+		pw = s
+	} else {
+		pw = strings.TrimSuffix(pw, "\n")
+	}
+	if pw == "" {
+		return "", fmt.Errorf("%q is empty; for a session without password, remove passwordFile", path)
+	}
+	if err := birdconf.CheckPassword(pw); err != nil {
+		hint := ""
+		if strings.HasSuffix(pw, "\n") || strings.HasSuffix(pw, "\r") {
+			hint = ` (only one trailing "\n" or "\r\n" is removed)`
+		}
+		return "", fmt.Errorf("%q: the password %w%s", path, err, hint)
+	}
+	return pw, nil
+}
+
+// checkSecretFile checks that fi, the file at path, is a regular file that
+// neither group nor others may read, write or execute.
+func checkSecretFile(path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%q is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%q has mode %04o, so group or others may access it; run chmod 600 %q", path, perm, path)
+	}
+	return nil
+}
+
+// pathError reports err, from an operation on path, as "path": reason.
+func pathError(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("%q: %w", path, err)
+}
+
+// Validate reports every problem of c at once, each naming its field. The
+// last check renders c's BIRD config as roost-agent does: a Config that
+// passes Validate renders.
+func (c Config) Validate() error {
+	errs := c.problems()
+	if len(errs) == 0 {
+		errs = c.renderProblems()
+	}
+	return errs.Err()
+}
+
+// birdInput is what roost-agent renders for c when the prefixes it
+// announces are c.PodCIDRs (agent.RenderInput, which config cannot import).
+func (c Config) birdInput() birdconf.Input {
+	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: c.PodCIDRs}
+	for _, p := range c.Peers {
+		in.Peers = append(in.Peers, birdconf.Peer{
+			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime,
+		})
+	}
+	return in
+}
+
+// renderProblems reports why birdconf.Render refuses c's own input
+// (birdInput), if it does, at the field it comes from: it renders the router
+// id alone, then each peer and each prefix alone with it, and puts what
+// only fails together (two peers) at "peers". Validate's own checks use
+// birdconf's Check functions, so this finds nothing unless the two disagree:
+// it is the guard that keeps such a disagreement from being accepted.
+func (c Config) renderProblems() fieldcheck.Problems {
+	in := c.birdInput()
+	_, err := birdconf.Render(in)
+	if err == nil {
+		return nil
+	}
+	var errs fieldcheck.Problems
+	bad := func(field string, err error) {
+		errs.Add(field, "roost-agent cannot render this (a validation bug; please report it): %s",
+			strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	alone := birdconf.Input{RouterID: in.RouterID, ASN: in.ASN}
+	if _, err := birdconf.Render(alone); err != nil {
+		field := "asn"
+		if errors.Is(err, birdconf.ErrRouterID) {
+			field = "routerID"
+		}
+		bad(field, err)
+		return errs
+	}
+	for i := range in.Peers {
+		one := alone
+		one.Peers = in.Peers[i : i+1]
+		if _, err := birdconf.Render(one); err != nil {
+			bad(fmt.Sprintf("peers[%d]", i), err)
+		}
+	}
+	for i := range in.Prefixes {
+		one := alone
+		one.Prefixes = in.Prefixes[i : i+1]
+		if _, err := birdconf.Render(one); err != nil {
+			bad(fmt.Sprintf("podCIDRs[%d]", i), err)
+		}
+	}
+	if len(errs) == 0 {
+		bad("peers", err)
+	}
+	return errs
+}
 
 func (c Config) problems() fieldcheck.Problems {
 	var errs fieldcheck.Problems
@@ -248,6 +479,8 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if !c.RouterID.IsValid() {
 		bad("routerID", "must be set (an IPv4 address, usually the node's uplink address)")
+	} else if err := birdconf.CheckRouterID(c.RouterID); err != nil {
+		bad("routerID", "%v", err)
 	}
 	if c.Kubernetes.Enabled && len(c.PodCIDRs) > 0 {
 		bad("podCIDRs", "must be empty when kubernetes.enabled is true (the Node's spec.podCIDRs is the source)")
@@ -260,6 +493,10 @@ func (c Config) problems() fieldcheck.Problems {
 		field := fmt.Sprintf("podCIDRs[%d]", i)
 		if !p.IsValid() {
 			bad(field, "must be a CIDR prefix")
+			continue
+		}
+		if err := birdconf.CheckPrefix(p); err != nil {
+			bad(field, "%v", err)
 			continue
 		}
 		if j, dup := seenPrefix[p]; dup {
@@ -277,8 +514,8 @@ func (c Config) problems() fieldcheck.Problems {
 	seenAddr := map[netip.Addr]int{}
 	for i, p := range c.Peers {
 		field := fmt.Sprintf("peers[%d]", i)
-		if !peerName.MatchString(p.Name) {
-			bad(field+".name", "%q must be 1-32 lower-case letters, digits, '_' or '-', starting and ending with a letter or digit", p.Name)
+		if err := birdconf.CheckPeerName(p.Name); err != nil {
+			bad(field+".name", "%v", err)
 		}
 		key := strings.ReplaceAll(p.Name, "-", "_")
 		if j, dup := seenName[key]; dup {
@@ -287,11 +524,16 @@ func (c Config) problems() fieldcheck.Problems {
 		seenName[key] = i
 		if p.Address.IsValid() {
 			if j, dup := seenAddr[p.Address]; dup {
-				bad(field+".address", "%s repeats peers[%d]", p.Address, j)
+				// A zone may hold any character: quote it.
+				if p.Address.Zone() != "" {
+					bad(field+".address", "%q repeats peers[%d]", p.Address, j)
+				} else {
+					bad(field+".address", "%s repeats peers[%d]", p.Address, j)
+				}
 			}
 			seenAddr[p.Address] = i
-			if p.Address.IsUnspecified() || p.Address.IsMulticast() {
-				bad(field+".address", "%s is not a unicast address", p.Address)
+			if err := birdconf.CheckNeighbor(p.Address); err != nil {
+				bad(field+".address", "%v", err)
 			}
 		} else {
 			bad(field+".address", "must be set")
@@ -301,11 +543,15 @@ func (c Config) problems() fieldcheck.Problems {
 		} else if p.ASN == c.ASN {
 			bad(field+".asn", "%d equals this node's asn: roost speaks eBGP only", p.ASN)
 		}
-		if strings.ContainsAny(p.Password, "\"\\\n") {
-			bad(field+".password", "must not contain '\"', '\\' or a newline")
+		if err := birdconf.CheckPassword(p.Password); err != nil {
+			pwField := field + ".password"
+			if p.PasswordFile != "" {
+				pwField = field + ".passwordFile"
+			}
+			bad(pwField, "%v", err)
 		}
-		if p.HoldTime != 0 && (p.HoldTime < 3 || p.HoldTime > 65535) {
-			bad(field+".holdTime", "%d must be 0 (BIRD's default) or 3..65535 seconds", p.HoldTime)
+		if err := birdconf.CheckHoldTime(p.HoldTime); err != nil {
+			bad(field+".holdTime", "%v", err)
 		}
 	}
 	if c.Bird.Socket == "" || !strings.HasPrefix(c.Bird.Socket, "/") {
@@ -314,8 +560,26 @@ func (c Config) problems() fieldcheck.Problems {
 	if c.Bird.ConfigDir == "" || !strings.HasPrefix(c.Bird.ConfigDir, "/") {
 		bad("bird.configDir", "%q must be an absolute path", c.Bird.ConfigDir)
 	}
+	if c.Bird.Binary == "" {
+		bad("bird.binary", "must be set (a path or a name looked up in PATH)")
+	}
+	if c.Bird.Timeout < 100*time.Millisecond || c.Bird.Timeout > 5*time.Minute {
+		bad("bird.timeout", "%s must be between 100ms and 5m", c.Bird.Timeout)
+	}
+	if c.Bird.ConfirmTimeout != 0 && (c.Bird.ConfirmTimeout < time.Second || c.Bird.ConfirmTimeout > time.Hour) {
+		bad("bird.confirmTimeout", "%s must be 0 (no timed apply) or between 1s and 1h (BGP sessions restarted by a change need several seconds: 30s is the default)", c.Bird.ConfirmTimeout)
+	}
+	if strings.ContainsAny(c.Bird.ConfigGroup, " \t\n:/") {
+		bad("bird.configGroup", "%q is not a group name or number", c.Bird.ConfigGroup)
+	}
 	if err := fieldcheck.Listen(c.Listen); err != nil {
 		bad("listen", "%v", err)
+	}
+	if c.ControlSocket == "" || !strings.HasPrefix(c.ControlSocket, "/") {
+		bad("controlSocket", "%q must be an absolute path", c.ControlSocket)
+	}
+	if c.ResyncInterval < 100*time.Millisecond || c.ResyncInterval > time.Hour {
+		bad("resyncInterval", "%s must be between 100ms and 1h", c.ResyncInterval)
 	}
 	if c.Debounce < 0 || c.Debounce > time.Minute {
 		bad("debounce", "%s must be between 0 and 1m", c.Debounce)

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,9 +38,14 @@ func TestLoadExample(t *testing.T) {
 			{Name: "tor1", Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000},
 			{Name: "tor2", Address: netip.MustParseAddr("10.0.2.1"), ASN: 65000},
 		},
-		Bird:            Bird{Socket: "/run/bird/bird.ctl", ConfigDir: "/etc/bird"},
+		Bird: Bird{
+			Socket: "/run/bird/bird.ctl", ConfigDir: "/etc/bird", Binary: "bird",
+			Timeout: 3 * time.Second, ConfirmTimeout: 30 * time.Second,
+		},
 		Listen:          "127.0.0.1:9479",
+		ControlSocket:   "/run/roost/agent.sock",
 		BlackholeRoutes: true,
+		ResyncInterval:  10 * time.Second,
 		Debounce:        100 * time.Millisecond,
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
@@ -96,8 +104,30 @@ func TestLoadErrors(t *testing.T) {
 		{"missing router id", strings.Replace(base, "routerID: 10.0.1.2", "", 1), []string{"routerID: must be set"}},
 		{"bad listen", base + "listen: localhost\n", []string{`listen: "localhost" is not host:port`}},
 		{"relative socket", base + "bird: {socket: bird.ctl}\n", []string{`bird.socket: "bird.ctl" must be an absolute path`}},
-		{"password quote", strings.Replace(base, "asn: 65000}", "asn: 65000, password: 'a\"b'}", 1), []string{"peers[0].password: must not contain"}},
+		{"password quote", strings.Replace(base, "asn: 65000}", "asn: 65000, password: 'a\"b'}", 1), []string{`peers[0].password: must hold only printable ASCII characters other than '"' and '\', but has a '"'`}},
 		{"bad debounce", base + "debounce: soon\n", []string{`debounce: "soon" is not a duration`}},
+		{"bad bird timeout", base + "bird: {timeout: forever}\n", []string{`bird.timeout: "forever" is not a duration`}},
+		{"tiny bird timeout", base + "bird: {timeout: 1ms}\n", []string{"bird.timeout: 1ms must be between 100ms and 5m"}},
+		{"short confirm timeout", base + "bird: {confirmTimeout: 500ms}\n", []string{"bird.confirmTimeout: 500ms must be 0 (no timed apply) or between 1s and 1h"}},
+		{"empty bird binary", base + "bird: {binary: ''}\n", []string{"bird.binary: must be set"}},
+		{"bad config group", base + "bird: {configGroup: 'a b'}\n", []string{`bird.configGroup: "a b" is not a group name or number`}},
+		{"relative control socket", base + "controlSocket: agent.sock\n", []string{`controlSocket: "agent.sock" must be an absolute path`}},
+		{"bad resync", base + "resyncInterval: 10ms\n", []string{"resyncInterval: 10ms must be between 100ms and 1h"}},
+		{"keyword name", strings.Replace(base, "name: tor2", "name: path", 1), []string{`peers[1].name: "path" would make protocol bgp_path, a BIRD keyword`}},
+		{"dashed keyword name", strings.Replace(base, "name: tor1", "name: local-pref", 1), []string{`peers[0].name: "local-pref" would make protocol bgp_local_pref`}},
+		{"password tab", strings.Replace(base, "asn: 65000}", `asn: 65000, password: "SECRET\tx"}`, 1), []string{"peers[0].password: must hold only printable ASCII", "but has a tab"}},
+		{"password CR", strings.Replace(base, "asn: 65000}", `asn: 65000, password: "SECRET\r"}`, 1), []string{"peers[0].password:", "but has a carriage return"}},
+		{"password not ASCII", strings.Replace(base, "asn: 65000}", "asn: 65000, password: SECRETä}", 1), []string{"peers[0].password:", "but has a non-ASCII character"}},
+		{"password too long", strings.Replace(base, "asn: 65000}", "asn: 65000, password: SECRET"+strings.Repeat("x", 75)+"}", 1), []string{"peers[0].password: is 81 bytes long; Linux takes at most 80"}},
+		{"link-local without zone", strings.Replace(base, "10.0.2.1", "'fe80::1'", 1), []string{"peers[1].address: fe80::1 is link-local, so it needs a zone naming its interface"}},
+		{"zone on global address", strings.Replace(base, "10.0.2.1", "'2001:db8::1%eth0'", 1), []string{`peers[1].address: 2001:db8::1 has zone "eth0", but only an IPv6 link-local address may have one`}},
+		{"bad zone", strings.Replace(base, "10.0.2.1", `"fe80::1%eth\"0"`, 1), []string{`peers[1].address: fe80::1 has zone "eth\"0", which is not an interface name`}},
+		{"zone with newline, repeated", strings.Replace(strings.Replace(base, "10.0.2.1", `"fe80::1%a\nb"`, 1), "10.0.1.1", `"fe80::1%a\nb"`, 1), []string{`peers[1].address: "fe80::1%a\nb" repeats peers[0]`}},
+		{"mapped neighbor", strings.Replace(base, "10.0.2.1", "'::ffff:192.0.2.1'", 1), []string{"peers[1].address: ::ffff:192.0.2.1 is an IPv4-mapped IPv6 address; write it as IPv4 (192.0.2.1)"}},
+		{"mapped prefix", strings.Replace(base, "[10.244.1.0/24]", "[10.244.1.0/24, '::ffff:10.244.2.0/120']", 1), []string{"podCIDRs[1]: ::ffff:10.244.2.0/120 is an IPv4-mapped IPv6 prefix"}},
+		{"router id zero", strings.Replace(base, "routerID: 10.0.1.2", "routerID: 0.0.0.0", 1), []string{"routerID: 0.0.0.0 is unspecified; BIRD needs a non-zero router id"}},
+		{"router id mapped", strings.Replace(base, "routerID: 10.0.1.2", "routerID: '::ffff:10.0.1.2'", 1), []string{`routerID: "::ffff:10.0.1.2" is not an IPv4 address`}},
+		{"hold time", strings.Replace(base, "asn: 65000}", "asn: 65000, holdTime: 2}", 1), []string{"peers[0].holdTime: 2 must be 0 (BIRD's default) or 3..65535 seconds"}},
 		{"many at once", "asn: 0\nrouterID: x\npodCIDRs: [bad]\npeers: [{name: A, address: y, asn: 0}]\n",
 			[]string{"asn: 0 is out of range", `routerID: "x"`, `podCIDRs[0]: "bad"`, `peers[0].address: "y"`, "peers[0].asn: 0 is out of range", `peers[0].name: "A"`}},
 	}
@@ -112,6 +142,9 @@ func TestLoadErrors(t *testing.T) {
 					t.Errorf("error %q\ndoes not contain %q", err, w)
 				}
 			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("error %q shows the password", err)
+			}
 		})
 	}
 }
@@ -120,5 +153,148 @@ func TestValidateEmptyFile(t *testing.T) {
 	_, err := Load(strings.NewReader(""), defaults())
 	if err == nil || !strings.Contains(err.Error(), "asn: must be set") {
 		t.Fatalf("empty config: got %v", err)
+	}
+}
+
+// withPasswordFile is base with peers[0] reading its password from path;
+// extra is more YAML for that peer.
+func withPasswordFile(path, extra string) string {
+	return strings.Replace(base, "asn: 65000}", fmt.Sprintf("asn: 65000, passwordFile: %q%s}", path, extra), 1)
+}
+
+func TestLoadPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	t.Run("accepted", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, content string
+			mode          os.FileMode
+			want          string
+		}{
+			{"newline", "S3cret#x\n", 0o600, "S3cret#x"},
+			{"crlf", "S3cret#x\r\n", 0o600, "S3cret#x"},
+			{"no line end", "S3cret#x", 0o400, "S3cret#x"},
+			{"spaces kept", " S3cret x \n", 0o600, " S3cret x "},
+			{"80 bytes", strings.Repeat("s", 80) + "\n", 0o600, strings.Repeat("s", 80)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				path := write(strings.ReplaceAll(tc.name, " ", "_"), tc.content, tc.mode)
+				c, err := Load(strings.NewReader(withPasswordFile(path, "")), defaults())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p := c.Peers[0]; p.Password != tc.want || p.PasswordFile != path {
+					t.Errorf("peer password %q from %q, want %q from %q", p.Password, p.PasswordFile, tc.want, path)
+				}
+				if p := c.Peers[1]; p.Password != "" || p.PasswordFile != "" {
+					t.Errorf("the other peer got password %q from %q", p.Password, p.PasswordFile)
+				}
+			})
+		}
+	})
+	t.Run("empty inline password", func(t *testing.T) {
+		path := write("with_empty_inline", "S3cret\n", 0o600)
+		c, err := Load(strings.NewReader(withPasswordFile(path, ", password: ''")), defaults())
+		if err != nil || c.Peers[0].Password != "S3cret" {
+			t.Fatalf("Load = %v, password %q", err, c.Peers[0].Password)
+		}
+	})
+
+	const secret = "SECRET"
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"mode 0644", withPasswordFile(write("m644", secret, 0o644), ""), `has mode 0644, so group or others may access it; run chmod 600 "` + dir},
+		{"mode 0640", withPasswordFile(write("m640", secret, 0o640), ""), "has mode 0640"},
+		{"mode 0604", withPasswordFile(write("m604", secret, 0o604), ""), "has mode 0604"},
+		{"mode 0601", withPasswordFile(write("m601", secret, 0o601), ""), "has mode 0601"},
+		{"missing", withPasswordFile(filepath.Join(dir, "missing"), ""), `peers[0].passwordFile: "` + dir + `/missing": no such file or directory`},
+		{"relative", withPasswordFile("tor1.pw", ""), `peers[0].passwordFile: "tor1.pw" must be an absolute path`},
+		{"directory", withPasswordFile(dir, ""), `peers[0].passwordFile: "` + dir + `" is not a regular file`},
+		{"both", withPasswordFile(write("both", secret, 0o600), ", password: "+secret), "peers[0].passwordFile: is set, and so is password: keep only one"},
+		{"empty", withPasswordFile(write("empty", "", 0o600), ""), "is empty; for a session without password, remove passwordFile"},
+		{"only a newline", withPasswordFile(write("newline", "\n", 0o600), ""), "is empty"},
+		{"two newlines", withPasswordFile(write("two_newlines", secret+"\n\n", 0o600), ""), `the password must hold only printable ASCII characters other than '"' and '\', but has a newline (only one trailing "\n" or "\r\n" is removed)`},
+		{"quote", withPasswordFile(write("quote", secret+`"x`, 0o600), ""), `/quote": the password must hold only printable ASCII characters other than '"' and '\', but has a '"'`},
+		{"tab", withPasswordFile(write("tab", secret+"\tx", 0o600), ""), "but has a tab"},
+		{"not ascii", withPasswordFile(write("unicode", secret+"ä", 0o600), ""), "but has a non-ASCII character"},
+		{"too long", withPasswordFile(write("long", secret+strings.Repeat("x", 75)+"\n", 0o600), ""), "the password is 81 bytes long"},
+		{"huge", withPasswordFile(write("huge", strings.Repeat(secret, 1000), 0o600), ""), "is larger than 4096 bytes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(strings.NewReader(tc.yaml), defaults())
+			if err == nil {
+				t.Fatalf("Load succeeded, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "peers[0].passwordFile: ") {
+				t.Errorf("error %q\ndoes not say peers[0].passwordFile: ...%q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+}
+
+// TestRenderProblems tests the last guard of validation on configs that the
+// field checks would refuse anyway: each problem birdconf.Render finds is
+// reported at its field, on one line.
+func TestRenderProblems(t *testing.T) {
+	c, err := Load(strings.NewReader(base), defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.renderProblems(); p != nil {
+		t.Fatalf("a valid config: %v", p.Err())
+	}
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want []string
+	}{
+		{"router id", func(c *Config) { c.RouterID = netip.MustParseAddr("0.0.0.0") }, []string{"routerID: roost-agent cannot render this"}},
+		{"peer and prefix", func(c *Config) {
+			c.Peers = append(c.Peers, Peer{Name: "med", Address: netip.MustParseAddr("fe80::1"), ASN: 65000, Password: "SECRET\n"})
+			c.PodCIDRs = append(c.PodCIDRs, netip.MustParsePrefix("::ffff:10.0.0.0/104"))
+		}, []string{"peers[2]: roost-agent cannot render this", `peer name "med" would make protocol bgp_med`, "; peer \"med\": neighbor fe80::1 is link-local", "podCIDRs[1]: roost-agent"}},
+		{"two peers", func(c *Config) { c.Peers[1].Address = c.Peers[0].Address }, []string{"peers: roost-agent cannot render this", "the same neighbor address"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := c
+			c.Peers, c.PodCIDRs = slices.Clone(c.Peers), slices.Clone(c.PodCIDRs)
+			tc.edit(&c)
+			err := c.renderProblems().Err()
+			if err == nil {
+				t.Fatal("no problem found")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("error %q shows the password", err)
+			}
+			if n := len(strings.Split(err.Error(), "\n")); n != len(c.renderProblems()) {
+				t.Errorf("%d problems print as %d lines", len(c.renderProblems()), n)
+			}
+			if c.Validate() == nil {
+				t.Error("Validate accepts it")
+			}
+		})
 	}
 }
