@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/roost-net/roost/internal/config"
 )
 
 func TestDryRun(t *testing.T) {
@@ -51,5 +54,36 @@ func TestHelp(t *testing.T) {
 	err := run(context.Background(), []string{"--help"}, &out, &errb)
 	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(errb.String(), "--dry-run validates") {
 		t.Errorf("--help: %v\n%s", err, errb.String())
+	}
+}
+
+func TestRestartOnlySettingsRefused(t *testing.T) {
+	base := config.Default()
+	base.Node = "node1"
+	tests := []struct {
+		name   string
+		change func(*config.Config)
+		want   string // "" for a reload that is taken
+	}{
+		{"peers and prefixes", func(c *config.Config) { c.ASN = 65111; c.Debounce = time.Second }, ""},
+		{"timeouts", func(c *config.Config) { c.Bird.Timeout = time.Second; c.Bird.ConfirmTimeout = 0 }, ""},
+		{"kubernetes on", func(c *config.Config) { c.Kubernetes.Enabled = true }, "kubernetes.enabled"},
+		{"bird socket", func(c *config.Config) { c.Bird.Socket = "/run/other/bird.ctl" }, "bird.socket"},
+		{"blackholes off", func(c *config.Config) { c.BlackholeRoutes = false }, "blackholeRoutes"},
+		{"listen and node", func(c *config.Config) { c.Listen = "127.0.0.1:1"; c.Node = "x" }, "node, listen take(s) effect only when roost-agent restarts"},
+		{"control socket", func(c *config.Config) { c.ControlSocket = "/tmp/x.sock" }, "controlSocket"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			tt.change(&c)
+			err := restartOnly(base, c)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -79,6 +79,9 @@ func sessions(ctx context.Context, c *birdctl.Client) ([]inspect.Session, error)
 		for _, ch := range p.Channels {
 			s.Exported += ch.Exported
 		}
+		if len(p.Channels) == 1 && (p.Channels[0].Name == inspect.FamilyIPv4 || p.Channels[0].Name == inspect.FamilyIPv6) {
+			s.Family = p.Channels[0].Name
+		}
 		out = append(out, s)
 	}
 	return out, nil

@@ -15,12 +15,15 @@ func newReloadCmd(o *options) *cobra.Command {
 		Long: `reload asks roost-agent to re-read its config file and apply again (check,
 then configure BIRD), even when nothing changed, and prints the result. It
 fails when the config file is invalid or the apply fails; BIRD keeps its
-running config then.`,
+running config then.
+
+The agent serves reload only on its control socket (--agent-socket, default
+` + agentapi.DefaultControlSocket + `), which only root may use by default.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
 			defer cancel()
-			s, err := o.agentClient().Reload(ctx)
+			s, err := o.controlClient().Reload(ctx)
 			if err != nil {
 				return err
 			}

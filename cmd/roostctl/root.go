@@ -14,11 +14,12 @@ import (
 
 // options are the flags every subcommand shares.
 type options struct {
-	birdSocket string
-	agent      string
-	loader     string
-	output     string
-	timeout    time.Duration
+	birdSocket  string
+	agent       string
+	agentSocket string
+	loader      string
+	output      string
+	timeout     time.Duration
 }
 
 // run builds the command tree and executes it with args.
@@ -38,7 +39,9 @@ func newRootCmd() *cobra.Command {
 		Long: `roostctl inspects and operates roost on this node.
 
 Routing (peers, routes, status, config, reload) reads BIRD through its control
-socket in restricted (read-only) mode, and roost-agent through its HTTP API.
+socket in restricted (read-only) mode, and roost-agent through its HTTP API:
+status and health on its TCP address (--agent), the rendered config and
+reload only on its control socket (--agent-socket, root only by default).
 Policy (endpoints, identities, policy, drops, bpf) reads roost-loader's HTTP
 API. Every command prints a table, or JSON with -o json.`,
 		SilenceUsage:  true,
@@ -52,7 +55,8 @@ API. Every command prints a table, or JSON with -o json.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.birdSocket, "bird-socket", "/run/bird/bird.ctl", "BIRD control socket")
-	f.StringVar(&o.agent, "agent", "127.0.0.1:9479", "roost-agent API address (host:port or URL)")
+	f.StringVar(&o.agent, "agent", "127.0.0.1:9479", "roost-agent API address (host:port or URL): status, health")
+	f.StringVar(&o.agentSocket, "agent-socket", agentapi.DefaultControlSocket, "roost-agent control socket: config, reload (root only by default)")
 	f.StringVar(&o.loader, "loader", "127.0.0.1:9480", "roost-loader API address (host:port or URL)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time limit for each command")
@@ -62,8 +66,18 @@ API. Every command prints a table, or JSON with -o json.`,
 	return cmd
 }
 
+// agentClient returns a client for roost-agent's TCP address (--agent),
+// which serves its status.
 func (o *options) agentClient() *agentapi.Client {
 	c := agentapi.NewClient(o.agent)
+	c.HTTP.Timeout = o.timeout
+	return c
+}
+
+// controlClient returns a client for roost-agent's control socket
+// (--agent-socket), which serves its config and reload.
+func (o *options) controlClient() *agentapi.Client {
+	c := agentapi.NewControlClient(o.agentSocket)
 	c.HTTP.Timeout = o.timeout
 	return c
 }

@@ -23,9 +23,12 @@ func newRoutesCmd(o *options) *cobra.Command {
 		Short: "Show, per prefix, whether BIRD has it, which peer is sent it, and the kernel blackhole",
 		Long: `routes joins what roost-agent wants announced (its /v1/status) with what BIRD
 holds (roost's static protocols) and what it sends each peer ("show route
-export <peer>"), and whether the kernel blackhole route exists. A prefix not
-sent to every peer, or sent without being desired, is flagged with the reason,
-and the command exits non-zero.`,
+export <peer>"), and, when the agent keeps kernel blackhole routes, whether
+the prefix's exists. A prefix is for the peers whose session carries its
+address family (IPv4 or IPv6): "-" marks the others. A prefix not sent to
+every peer of its family, sent without being desired, without a session of
+its family or without its blackhole route is flagged with the reason, and
+the command exits non-zero.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
@@ -67,12 +70,14 @@ and the command exits non-zero.`,
 				}
 				f.Exported[s.Protocol] = set
 			}
-			if holes, err := routes.NewBlackholes(nil, 0).List(); err != nil {
-				f.BlackholeError = err.Error()
-			} else {
-				f.Blackholes = map[netip.Prefix]bool{}
-				for _, p := range holes {
-					f.Blackholes[p] = true
+			if st.BlackholeRoutes {
+				if holes, err := routes.NewBlackholes(nil, 0).List(); err != nil {
+					f.BlackholeError = err.Error()
+				} else {
+					f.Blackholes = map[netip.Prefix]bool{}
+					for _, p := range holes {
+						f.Blackholes[p] = true
+					}
 				}
 			}
 			rows := inspect.Routes(f)
@@ -108,10 +113,19 @@ func printRoutes(w io.Writer, rows []inspect.Route, f inspect.Facts) error {
 	for _, r := range rows {
 		cols := []string{r.Prefix.String(), yesNo(r.Desired), yesNo(r.InBird)}
 		for _, p := range peers {
-			cols = append(cols, yesNo(r.ExportedTo[p]))
+			cell := yesNo(r.ExportedTo[p])
+			if !slices.Contains(r.ExpectedOn, p) && !r.ExportedTo[p] {
+				cell = "-" // not of the session's family
+			}
+			cols = append(cols, cell)
 		}
-		bh := "?"
-		if r.Blackhole != nil {
+		var bh string
+		switch {
+		case !f.Status.BlackholeRoutes:
+			bh = "-" // the agent keeps none
+		case r.Blackhole == nil:
+			bh = "?" // the kernel could not be read
+		default:
 			bh = yesNo(*r.Blackhole)
 		}
 		cols = append(cols, bh, dash(strings.Join(r.Problems, "; ")))

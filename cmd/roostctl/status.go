@@ -57,16 +57,54 @@ func printStatus(w io.Writer, s agentapi.Status) error {
 	if la.Error != "" {
 		fmt.Fprintf(tw, "Last error:\t%s (%d failures in a row)\n", oneLine(la.Error), la.Failures)
 	}
+	if la.RolledBack {
+		fmt.Fprintf(tw, "Rolled back:\tyes: a session that was Established did not come back\n")
+	}
 	fmt.Fprintf(tw, "BIRD runs:\t%s\n", prefixList(la.Applied))
-	if s.Bird.Up {
-		fmt.Fprintf(tw, "BIRD:\tup, %s, last reboot %s\n", s.Bird.Version, s.Bird.LastReboot)
+	b := s.Bird
+	if b.Up {
+		line := fmt.Sprintf("up, %s, last reboot %s", b.Version, b.LastReboot)
+		if b.LastReconfig != "" {
+			line += ", last reconfig " + b.LastReconfig
+		}
+		fmt.Fprintf(tw, "BIRD:\t%s\n", line)
 	} else {
-		fmt.Fprintf(tw, "BIRD:\tdown: %s\n", s.Bird.Error)
+		fmt.Fprintf(tw, "BIRD:\tdown: %s\n", oneLine(b.Error))
+	}
+	if b.Rollbacks != 0 || b.ExternalReconfigs != 0 {
+		fmt.Fprintf(tw, "BIRD changes:\t%d rollbacks, %d reconfigurations by others (undone)\n", b.Rollbacks, b.ExternalReconfigs)
+	}
+	if b.Repair != "" {
+		fmt.Fprintf(tw, "BIRD repair:\t%s\n", oneLine(b.Repair))
+	}
+	if s.BlackholeRoutes {
+		line := prefixList(s.Blackholes)
+		if s.BlackholeError != "" {
+			line += "; last sync failed: " + oneLine(s.BlackholeError)
+		}
+		fmt.Fprintf(tw, "Blackholes:\t%s\n", line)
+	} else {
+		fmt.Fprintf(tw, "Blackholes:\toff (blackholeRoutes: false)\n")
 	}
 	for _, p := range s.Peers {
-		fmt.Fprintf(tw, "Peer %s:\t%s AS%d %s %s\n", p.Name, p.Neighbor, p.ASN, p.State, p.BGPState)
+		fmt.Fprintf(tw, "Peer %s:\t%s\n", p.Name, peerLine(p))
 	}
 	return tw.Flush()
+}
+
+// peerLine describes a peer of the agent's status in one line.
+func peerLine(p agentapi.Peer) string {
+	line := fmt.Sprintf("%s AS%d", p.Neighbor, p.ASN)
+	if p.Family != "" {
+		line += " " + p.Family
+	}
+	switch {
+	case p.State == agentapi.StateUnknown || p.BGPState == agentapi.StateUnknown:
+		return line + ", state unknown (BIRD does not answer)"
+	case p.State == "" && p.BGPState == "":
+		return line + ", not polled yet"
+	}
+	return fmt.Sprintf("%s, %s %s, %d exported", line, p.State, p.BGPState, p.Exported)
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

@@ -1,21 +1,21 @@
 // Package agent is roost-agent's reconcile loop: from the configuration and
-// the PodCIDR source it renders BIRD's config, checks it with BIRD, puts it in
-// place and reconfigures BIRD, keeps the kernel blackhole routes, and records
-// the outcome for the status API, the metrics and the log.
+// the PodCIDR source it renders BIRD's config, has BIRD load it with a
+// timeout and confirms it once every session that was up is up again, keeps
+// the kernel blackhole routes, and records the outcome for the status API,
+// the metrics and the log.
 //
-// The loop never replaces a config BIRD runs with one BIRD rejects, and never
-// touches a protocol bgp block unless the peer's own settings changed, so BGP
-// sessions survive every prefix change (see birdconf).
+// The loop never replaces a config BIRD runs with one BIRD rejects, never
+// touches a protocol bgp block unless the peer's own settings changed, so
+// BGP sessions survive every prefix change (see birdconf), and never waits
+// for BIRD, the kernel or an informer without a deadline: a BIRD that stops
+// answering makes the agent unready within a few seconds, and the inputs
+// that arrive meanwhile are applied when it answers again.
 package agent
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -39,22 +39,34 @@ const (
 	fieldVersion  = "version"
 	fieldAdded    = "added"
 	fieldRemoved  = "removed"
+	fieldSessions = "sessions"
+	fieldReconfig = "lastReconfig"
 )
 
-// Bird is what the agent needs of BIRD's control socket.
+// Bird is what the agent needs of BIRD's control socket. Every call must
+// end when ctx does.
 type Bird interface {
-	// CheckConfig asks BIRD to parse file without applying it.
-	CheckConfig(ctx context.Context, file string) error
-	// Reconfigure makes BIRD load file.
-	Reconfigure(ctx context.Context, file string) error
-	// State reports BIRD's version, boot time and protocol states.
+	// Configure makes BIRD load file. With timeout > 0 BIRD undoes the
+	// change by itself unless Confirm comes within timeout.
+	Configure(ctx context.Context, file string, timeout time.Duration) error
+	// Confirm keeps the config loaded with a timeout; Undo goes back to
+	// the config before it.
+	Confirm(ctx context.Context) error
+	Undo(ctx context.Context) error
+	// State reports BIRD's version, boot and reconfiguration times and
+	// protocol states.
 	State(ctx context.Context) (BirdState, error)
 }
 
 // BirdState is one poll of BIRD.
 type BirdState struct {
-	Version    string
-	LastReboot string
+	Version string
+	// LastReboot and LastReconfig are BIRD's boot and last
+	// reconfiguration times. BIRD prints them from its monotonic clock
+	// converted to wall time at each call, so two prints of one instant
+	// may differ by a millisecond: compare them with sameTime.
+	LastReboot   time.Time
+	LastReconfig time.Time
 	// Protocols maps BIRD protocol names to their state.
 	Protocols map[string]ProtocolState
 }
@@ -63,6 +75,7 @@ type BirdState struct {
 type ProtocolState struct {
 	State    string // e.g. "up", "start"
 	BGPState string // e.g. "Established", "Active"
+	Exported int    // routes exported on its channels
 }
 
 // Blackholes keeps the kernel blackhole routes of owned prefixes.
@@ -70,16 +83,27 @@ type Blackholes interface {
 	// Sync makes the set of roost's blackhole routes equal want and says
 	// what it changed.
 	Sync(want []netip.Prefix) (routes.Changes, error)
+	// List reads roost's blackhole routes back from the kernel.
+	List() ([]netip.Prefix, error)
+	// Forget makes the next Sync read the kernel table whole.
+	Forget()
 }
 
 // Options are the parts an Agent is built from.
 type Options struct {
 	Config config.Config
+	// Bird is used by the apply; Poller, when not nil, by the poll, so a
+	// slow apply never delays noticing that BIRD stopped answering.
 	Bird   Bird
+	Poller Bird
 	// Blackholes may be nil when config.BlackholeRoutes is false.
 	Blackholes Blackholes
-	Log        logrus.FieldLogger
-	Metrics    *Metrics
+	// Check parses a BIRD config file without BIRD running (bird -p); nil
+	// when no bird binary is at hand: then a broken bird.conf cannot be
+	// repaired while BIRD is down.
+	Check   func(ctx context.Context, file string) error
+	Log     logrus.FieldLogger
+	Metrics *Metrics
 	// PollInterval is how often BIRD is polled; 0 means 2s.
 	PollInterval time.Duration
 	// Now returns the current time; nil means time.Now.
@@ -92,7 +116,9 @@ type Options struct {
 // Agent is the reconcile loop. Its setters may be called from any goroutine.
 type Agent struct {
 	bird    Bird
+	poller  Bird
 	holes   Blackholes
+	check   func(ctx context.Context, file string) error
 	log     logrus.FieldLogger
 	metrics *Metrics
 	poll    time.Duration
@@ -101,14 +127,22 @@ type Agent struct {
 
 	kick chan struct{}
 
-	mu       sync.Mutex
-	cfg      config.Config
-	node     *k8swatch.NodeState // nil until the source reports
-	force    bool                // apply even when the render is unchanged
-	applied  []byte              // what BIRD confirmed it runs
-	status   agentapi.Status
-	birdBoot string // BIRD's last reboot time when applied was confirmed
-	waiters  []chan struct{}
+	mu      sync.Mutex
+	cfg     config.Config
+	node    *k8swatch.NodeState // nil until the source reports
+	force   bool                // apply even when the render is unchanged
+	boot    time.Time           // BIRD's last reboot at the last poll
+	status  agentapi.Status
+	waiters []chan struct{}
+
+	// Owned by the Run goroutine.
+	applied    []byte    // what BIRD confirmed it runs
+	birdBoot   time.Time // BIRD's last reboot when applied was confirmed
+	ownReconf  time.Time // BIRD's last reconfiguration, as the agent left it
+	rejected   []byte    // a render BIRD rolled back: not retried unasked
+	appliedEnd time.Time // when the last apply ended
+	holeFails  int       // consecutive failed blackhole syncs
+	checked    fileStamp // bird.conf as last found parseable by Check
 }
 
 // New returns an Agent for the given options.
@@ -125,20 +159,26 @@ func New(o Options) *Agent {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
+	if o.Poller == nil {
+		o.Poller = o.Bird
+	}
 	if o.Log == nil {
 		l := logrus.New()
 		l.SetOutput(nopWriter{})
 		o.Log = l
 	}
 	a := &Agent{
-		bird: o.Bird, holes: o.Blackholes, log: o.Log, metrics: o.Metrics,
+		bird: o.Bird, poller: o.Poller, holes: o.Blackholes, check: o.Check, log: o.Log, metrics: o.Metrics,
 		poll: o.PollInterval, now: o.Now, render: o.Render, cfg: o.Config,
 		kick: make(chan struct{}, 1),
 	}
 	a.status = agentapi.Status{
 		Node: o.Config.Node, Source: sourceName(o.Config),
-		LastApply: agentapi.Apply{Result: agentapi.ResultPending},
+		LastApply:       agentapi.Apply{Result: agentapi.ResultPending},
+		BlackholeRoutes: o.Blackholes != nil,
+		Peers:           peersOf(o.Config, nil),
 	}
+	a.updateReady()
 	return a
 }
 
@@ -153,13 +193,21 @@ func sourceName(c config.Config) string {
 	return "static"
 }
 
-// SetConfig replaces the configuration (after a reload of the file).
+// SetConfig replaces the configuration (after a reload of the file). The
+// caller has refused changes to settings that take effect only on restart.
 func (a *Agent) SetConfig(c config.Config) {
 	a.mu.Lock()
 	a.cfg = c
 	a.status.Node, a.status.Source = c.Node, sourceName(c)
 	a.mu.Unlock()
 	a.trigger()
+}
+
+// Config returns the configuration the agent runs.
+func (a *Agent) Config() config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
 }
 
 // SetConfigError records that reloading the configuration failed (nil
@@ -181,8 +229,9 @@ func (a *Agent) SetNode(s k8swatch.NodeState) {
 	a.trigger()
 }
 
-// Reload forces the next apply even when nothing changed, and returns a
-// channel closed once that apply has been attempted.
+// Reload forces the next apply even when nothing changed (also retrying a
+// config BIRD rolled back), and returns a channel closed once that apply
+// has been attempted.
 func (a *Agent) Reload() <-chan struct{} {
 	done := make(chan struct{})
 	a.mu.Lock()
@@ -200,20 +249,29 @@ func (a *Agent) trigger() {
 	}
 }
 
-// Status returns a copy of the current status.
+// Status returns a copy of the current status. Lists are never null in its
+// JSON.
 func (a *Agent) Status() agentapi.Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.status
-	s.Desired = slices.Clone(s.Desired)
-	s.Peers = slices.Clone(s.Peers)
-	s.LastApply.Applied = slices.Clone(s.LastApply.Applied)
-	s.Blackholes = slices.Clone(s.Blackholes)
+	s.Desired = cloneOrEmpty(s.Desired)
+	s.Peers = cloneOrEmpty(s.Peers)
+	s.LastApply.Applied = cloneOrEmpty(s.LastApply.Applied)
+	s.Blackholes = cloneOrEmpty(s.Blackholes)
 	return s
 }
 
+func cloneOrEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return slices.Clone(s)
+}
+
 // Rendered returns the config the agent would render now, and the path it
-// writes it to; nil when it renders nothing yet.
+// writes it to; nil when it renders nothing yet. It holds the passwords:
+// callers that serve it redact them.
 func (a *Agent) Rendered() ([]byte, string, error) {
 	a.mu.Lock()
 	cfg, node := a.cfg, a.node
@@ -228,16 +286,20 @@ func (a *Agent) Rendered() ([]byte, string, error) {
 
 // Run reconciles until ctx ends. It applies once at start, again on every
 // change (no more often than config.Debounce), retries failures with
-// exponential backoff, and polls BIRD to notice restarts.
+// exponential backoff, re-applies when BIRD restarted or was reconfigured
+// by someone else, resyncs the kernel blackholes every
+// config.ResyncInterval, and repairs a bird.conf BIRD could not start from.
+// BIRD is polled on a goroutine of its own.
 func (a *Agent) Run(ctx context.Context) error {
-	poll := time.NewTicker(a.poll)
-	defer poll.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	resync := time.NewTicker(a.resyncInterval())
+	defer resync.Stop()
 	var (
 		lastApply time.Time
 		next      time.Time // when the timer fires; zero when it is idle
 		failures  int
+		seen      pollResult // the last poll acted on
 	)
 	// schedule makes the next apply happen at or before at.
 	schedule := func(at time.Time) {
@@ -246,7 +308,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			timer.Reset(max(at.Sub(a.now()), 0))
 		}
 	}
-	a.pollBird(ctx) // learn BIRD's boot time before the first apply
+	backoff := func(n int) time.Duration { return min(time.Second<<min(n-1, 5), 30*time.Second) }
+
+	// Learn BIRD's boot and reconfiguration times before the first apply.
+	seen = a.pollOnce(ctx)
+	polls := make(chan pollResult, 1)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go a.pollLoop(pollCtx, polls)
 	schedule(a.now())
 	for {
 		select {
@@ -258,23 +327,31 @@ func (a *Agent) Run(ctx context.Context) error {
 			// has passed, even during a failure's backoff, since the new
 			// input may be what fixes it.
 			schedule(lastApply.Add(a.debounce()))
-		case <-poll.C:
-			if a.pollBird(ctx) {
+		case pr := <-polls:
+			if why := a.applyDue(seen, pr, failures > 0); why != "" {
+				a.log.WithField(fieldVersion, pr.state.Version).Info(why + ": applying again")
 				schedule(a.now())
 			}
+			if pr.err != nil {
+				a.repair(ctx)
+			}
+			seen = pr
+		case <-resync.C:
+			a.resyncBlackholes()
 		case <-timer.C:
 			next = time.Time{}
 			lastApply = a.now()
 			waiters := a.takeWaiters()
 			if err := a.apply(ctx); err != nil {
 				failures++
-				backoff := min(time.Second<<min(failures-1, 5), 30*time.Second)
-				a.log.WithError(err).WithFields(logrus.Fields{fieldAttempt: failures, fieldRetryIn: backoff}).Warn("apply failed")
+				retry := backoff(failures)
+				a.log.WithError(err).WithFields(logrus.Fields{fieldAttempt: failures, fieldRetryIn: retry}).Warn("apply failed")
 				a.setFailures(failures)
-				schedule(a.now().Add(backoff))
+				schedule(a.now().Add(retry))
 			} else {
 				failures = 0
 			}
+			a.appliedEnd = a.now()
 			for _, w := range waiters {
 				close(w)
 			}
@@ -286,6 +363,15 @@ func (a *Agent) debounce() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.cfg.Debounce
+}
+
+func (a *Agent) resyncInterval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg.ResyncInterval <= 0 {
+		return 10 * time.Second
+	}
+	return a.cfg.ResyncInterval
 }
 
 // takeWaiters returns the Reload callers waiting for the next apply.
@@ -307,6 +393,7 @@ func (a *Agent) setFailures(n int) {
 	a.mu.Lock()
 	a.status.LastApply.Failures = n
 	a.mu.Unlock()
+	a.metrics.setApplyFailures(n)
 }
 
 // desired returns the prefixes to announce, whether the source is ready to
@@ -341,225 +428,26 @@ func RenderInput(c config.Config, prefixes []netip.Prefix) birdconf.Input {
 	return in
 }
 
-// apply brings BIRD to the desired state. A change that both adds and
-// removes prefixes (a PodCIDR moved) goes make-before-break: first BIRD
-// announces the union, then withdraws the old prefixes, so the ToRs never
-// lack a route to the node's pods, and the announcement leaves before the
-// withdrawal (BIRD writes them as separate UPDATEs; behind a withdrawal, the
-// announcement would wait for the ToR's delayed ACK, about 40 ms).
-func (a *Agent) apply(ctx context.Context) (err error) {
-	a.mu.Lock()
-	cfg, node, force := a.cfg, a.node, a.force
-	before := a.status.LastApply.Applied
-	a.force = false
-	a.mu.Unlock()
-
-	start := a.now()
-	prefixes, ok, msg := desired(cfg, node)
-	a.mu.Lock()
-	a.status.Desired, a.status.SourceMessage = prefixes, msg
-	a.status.Peers = peersOf(cfg, a.status.Peers)
-	a.mu.Unlock()
-	a.metrics.setDesired(len(prefixes))
-	if !ok {
-		a.record(agentapi.ResultWaiting, start, nil, nil)
-		return nil
-	}
-	added, removed := diff(before, prefixes)
-	if len(added) > 0 && len(removed) > 0 {
-		if err := a.push(ctx, cfg, union(prefixes, before), force, start); err != nil {
-			return err
-		}
-	}
-	if err := a.push(ctx, cfg, prefixes, force, start); err != nil {
-		return err
-	}
-	if len(added)+len(removed) > 0 || force {
-		a.log.WithFields(logrus.Fields{
-			fieldPrefixes: len(prefixes), fieldAdded: prefixStrings(added), fieldRemoved: prefixStrings(removed),
-			fieldDuration: a.now().Sub(start),
-		}).Info("bird configured")
-	}
-	return nil
-}
-
-// push runs the pipeline once for prefixes: render → skip if BIRD runs it
-// already → blackholes → temp file → check → rename → configure → record.
-func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Prefix, force bool, start time.Time) (err error) {
-	defer func() {
-		if err != nil {
-			a.record(agentapi.ResultFailed, start, err, nil)
-		}
-	}()
-	rendered, err := a.render(RenderInput(cfg, prefixes))
-	if err != nil {
-		return fmt.Errorf("render bird config: %w", err)
-	}
-	path := cfg.Bird.ConfigFile()
-	onDisk, _ := os.ReadFile(path) // a missing file is just different
-	a.mu.Lock()
-	applied, boot, curBoot := a.applied, a.birdBoot, a.status.Bird.LastReboot
-	before := a.status.LastApply.Applied
-	a.mu.Unlock()
-	if !force && bytes.Equal(rendered, applied) && bytes.Equal(rendered, onDisk) && boot == curBoot {
-		a.record(agentapi.ResultOK, start, nil, prefixes)
-		return nil
-	}
-
-	// Blackholes first for every prefix that is or was announced, so no
-	// announced prefix is ever without its blackhole; the ones no longer
-	// owned go after BIRD has withdrawn them.
-	var holeErr error
-	if a.holes != nil {
-		holeErr = a.syncBlackholes(union(prefixes, before))
-	}
-	if !bytes.Equal(rendered, onDisk) {
-		if err := a.install(ctx, path, rendered); err != nil {
-			return err
-		}
-	}
-	if err := a.bird.Reconfigure(ctx, path); err != nil {
-		return fmt.Errorf("configure bird with %s: %w", path, err)
-	}
-	a.mu.Lock()
-	a.applied = rendered
-	a.birdBoot = curBoot
-	a.mu.Unlock()
-	if a.holes != nil {
-		holeErr = errors.Join(holeErr, a.syncBlackholes(prefixes))
-	}
-	if holeErr != nil {
-		return fmt.Errorf("bird configured, but kernel blackhole routes: %w", holeErr)
-	}
-	a.record(agentapi.ResultOK, start, nil, prefixes)
-	return nil
-}
-
-// install writes rendered to a temp file beside path, has BIRD check it and
-// renames it into place. On any failure path is left as it was.
-func (a *Agent) install(ctx context.Context, path string, rendered []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".roost-*")
-	if err != nil {
-		return fmt.Errorf("write bird config: %w", err)
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // after a successful rename this fails quietly
-	if err := tmp.Chmod(0o640); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write bird config %s: %w", tmpName, err)
-	}
-	if _, err := tmp.Write(rendered); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write bird config %s: %w", tmpName, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write bird config %s: %w", tmpName, err)
-	}
-	if err := a.bird.CheckConfig(ctx, tmpName); err != nil {
-		return fmt.Errorf("bird rejected the rendered config (running config kept): %w", err)
-	}
-	if err := os.Rename(tmpName, path); err != nil {
-		return fmt.Errorf("put bird config in place: %w", err)
-	}
-	a.log.WithField(fieldFile, path).Debug("bird config written")
-	return nil
-}
-
-func (a *Agent) syncBlackholes(want []netip.Prefix) error {
-	ch, err := a.holes.Sync(want)
-	if !ch.Empty() {
-		a.log.WithFields(logrus.Fields{fieldAdded: prefixStrings(ch.Added), fieldRemoved: prefixStrings(ch.Removed)}).Info("kernel blackhole routes changed")
-	}
-	a.mu.Lock()
-	a.status.Blackholes = want // a fresh slice from union or desired; Status copies it
-	a.mu.Unlock()
-	return err
-}
-
-// record stores the result of an apply in the status and the metrics.
-func (a *Agent) record(result string, start time.Time, err error, applied []netip.Prefix) {
-	d := a.now().Sub(start)
-	a.metrics.observeApply(result, d)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	la := &a.status.LastApply
-	la.Result, la.Time, la.Duration, la.Error = result, a.now(), d, ""
-	if err != nil {
-		la.Error = err.Error()
-	}
-	if result == agentapi.ResultOK {
-		la.Applied = slices.Clone(applied)
-		la.Failures = 0
-		a.metrics.setAnnounced(len(applied))
-	}
-	a.updateReady()
-}
-
-// updateReady sets the readiness rule; a.mu must be held. Ready means: BIRD
-// answers on its socket, and the last apply succeeded, so BIRD runs the
-// config rendered from the current inputs. A down BGP session does not make
-// the agent unready: it is the ToR's state, shown per peer.
-func (a *Agent) updateReady() {
-	switch {
-	case !a.status.Bird.Up:
-		a.status.Ready, a.status.ReadyMessage = false, "bird does not answer on its control socket"
-	case a.status.LastApply.Result != agentapi.ResultOK:
-		a.status.Ready, a.status.ReadyMessage = false, "last apply: "+a.status.LastApply.Result
-	default:
-		a.status.Ready, a.status.ReadyMessage = true, ""
-	}
-}
-
-// pollBird refreshes BIRD's state and reports whether an apply is due: BIRD
-// came back, or restarted, since the config was last confirmed.
-func (a *Agent) pollBird(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	st, err := a.bird.State(ctx)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	b := &a.status.Bird
-	wasUp := b.Up
-	b.Polled = a.now()
-	if err != nil {
-		b.Up, b.Error = false, err.Error()
-		a.metrics.setBirdUp(false)
-		a.updateReady()
-		return false
-	}
-	b.Up, b.Error, b.Version, b.LastReboot = true, "", st.Version, st.LastReboot
-	a.metrics.setBirdUp(true)
-	for i := range a.status.Peers {
-		p := &a.status.Peers[i]
-		ps := st.Protocols[p.Protocol]
-		p.State, p.BGPState = ps.State, ps.BGPState
-	}
-	a.metrics.setPeers(a.status.Peers)
-	a.updateReady()
-	due := a.applied != nil && a.birdBoot != st.LastReboot
-	if !wasUp && a.status.LastApply.Result == agentapi.ResultFailed {
-		due = true // BIRD is back: retry now rather than at the backoff
-	}
-	if due {
-		a.log.WithField(fieldVersion, st.Version).Info("bird restarted or came back: applying again")
-	}
-	return due
-}
-
 // peersOf lists the configured peers, keeping states already polled.
 func peersOf(c config.Config, old []agentapi.Peer) []agentapi.Peer {
 	out := make([]agentapi.Peer, 0, len(c.Peers))
 	for _, p := range c.Peers {
-		ap := agentapi.Peer{Name: p.Name, Protocol: birdconf.ProtocolName(p.Name), Neighbor: p.Address, ASN: p.ASN}
+		ap := agentapi.Peer{Name: p.Name, Protocol: birdconf.ProtocolName(p.Name), Neighbor: p.Address, ASN: p.ASN, Family: familyOf(p.Address)}
 		for _, o := range old {
 			if o.Protocol == ap.Protocol && o.Neighbor == ap.Neighbor {
-				ap.State, ap.BGPState = o.State, o.BGPState
+				ap.State, ap.BGPState, ap.Exported = o.State, o.BGPState, o.Exported
 			}
 		}
 		out = append(out, ap)
 	}
 	return out
+}
+
+func familyOf(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
 }
 
 // sortedSet returns ps sorted and without duplicates (a new slice).

@@ -67,7 +67,7 @@ func TestPrivilegedKubernetesSource(t *testing.T) {
 	if _, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.Node}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := k8swatch.NewClientset(kube.Kubeconfig)
+	cs, err := k8swatch.NewNodeClient(kube.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}

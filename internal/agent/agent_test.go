@@ -19,60 +19,110 @@ import (
 	"github.com/roost-net/roost/internal/routes"
 )
 
-// fakeBird records what the agent asks of BIRD as readable lines.
+// fakeBird records what the agent asks of BIRD as readable lines, and
+// behaves as BIRD does with configure timeouts: a configured file runs at
+// once, confirm keeps it, undo goes back to the one before.
 type fakeBird struct {
-	mu      sync.Mutex
-	calls   []string
-	reject  string // check and configure fail for configs containing it
-	down    bool
-	boot    string
-	running string // content of the last file configured
+	mu       sync.Mutex
+	calls    []string
+	reject   string // configure fails for configs containing it
+	breaks   string // a config containing it keeps bgp_tor1 from Established
+	down     bool   // calls fail at once
+	hang     bool   // calls block until their context ends
+	boot     string
+	reconfig int    // counts reconfigurations: LastReconfig
+	running  string // content of the config BIRD runs
+	previous string // what undo goes back to
+	pending  bool   // a configure timeout awaits confirm
 }
 
-func (f *fakeBird) CheckConfig(ctx context.Context, file string) error {
+func (f *fakeBird) enter(ctx context.Context) (unlock func(), err error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return errors.New("dial: connection refused")
+	if f.hang {
+		f.mu.Unlock()
+		<-ctx.Done()
+		return nil, fmt.Errorf("read reply: %w", ctx.Err())
 	}
+	if f.down {
+		f.mu.Unlock()
+		return nil, errors.New("dial: connection refused")
+	}
+	return f.mu.Unlock, nil
+}
+
+func (f *fakeBird) Configure(ctx context.Context, file string, timeout time.Duration) error {
+	unlock, err := f.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	f.calls = append(f.calls, "check")
-	if f.reject != "" && strings.Contains(string(b), f.reject) {
-		return errors.New("8002 bird.conf, line 3: syntax error")
+	name := filepath.Base(file)
+	if strings.HasPrefix(name, ".bird.conf.roost-") {
+		name = "tmp"
 	}
+	call := "configure " + name + " " + routesIn(string(b))
+	if timeout > 0 {
+		call += fmt.Sprintf(" timeout %s", timeout)
+	}
+	f.calls = append(f.calls, call)
+	if f.reject != "" && strings.Contains(string(b), f.reject) {
+		return errors.New("bird.conf:3:1 syntax error")
+	}
+	f.previous, f.running, f.pending = f.running, string(b), timeout > 0
+	f.reconfig++
 	return nil
 }
 
-func (f *fakeBird) Reconfigure(ctx context.Context, file string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return errors.New("dial: connection refused")
-	}
-	b, err := os.ReadFile(file)
+func (f *fakeBird) Confirm(ctx context.Context) error {
+	unlock, err := f.enter(ctx)
 	if err != nil {
 		return err
 	}
-	f.calls = append(f.calls, "configure "+filepath.Base(file)+" "+routesIn(string(b)))
-	if f.reject != "" && strings.Contains(string(b), f.reject) {
-		return errors.New("8002 syntax error")
+	defer unlock()
+	f.calls = append(f.calls, "confirm")
+	f.pending = false
+	return nil
+}
+
+func (f *fakeBird) Undo(ctx context.Context) error {
+	unlock, err := f.enter(ctx)
+	if err != nil {
+		return err
 	}
-	f.running = string(b)
+	defer unlock()
+	f.calls = append(f.calls, "undo")
+	f.running, f.pending = f.previous, false
+	f.reconfig++
 	return nil
 }
 
 func (f *fakeBird) State(ctx context.Context) (BirdState, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return BirdState{}, errors.New("dial: connection refused")
+	unlock, err := f.enter(ctx)
+	if err != nil {
+		return BirdState{}, err
 	}
-	return BirdState{Version: "2.0.12", LastReboot: f.boot, Protocols: map[string]ProtocolState{
-		"bgp_tor1": {State: "up", BGPState: "Established"},
+	defer unlock()
+	st := "Established"
+	if f.breaks != "" && strings.Contains(f.running, f.breaks) {
+		st = "Active"
+	}
+	return BirdState{Version: "2.0.12", LastReboot: fakeTime(f.boot), LastReconfig: time.Unix(int64(f.reconfig)*60, 0), Protocols: map[string]ProtocolState{
+		"bgp_tor1": {State: "up", BGPState: st, Exported: strings.Count(f.running, " blackhole;")},
 	}}, nil
+}
+
+// fakeTime turns a boot name ("b1") into a time of its own, a minute or
+// more from any other.
+func fakeTime(s string) time.Time {
+	n := 0
+	for _, c := range s {
+		n = n*31 + int(c)
+	}
+	return time.Unix(int64(n)*60, 0)
 }
 
 // routesIn lists the static routes of a rendered config, e.g. "[10.0.0.0/24]".
@@ -101,17 +151,21 @@ func (f *fakeBird) set(fn func(*fakeBird)) {
 	fn(f)
 }
 
-// fakeHoles records blackhole syncs.
+// fakeHoles records blackhole syncs; fail makes them fail.
 type fakeHoles struct {
 	mu    sync.Mutex
 	syncs []string
 	have  []netip.Prefix
+	fail  error
 }
 
 func (h *fakeHoles) Sync(want []netip.Prefix) (routes.Changes, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.syncs = append(h.syncs, fmt.Sprint(want))
+	if h.fail != nil {
+		return routes.Changes{}, h.fail
+	}
 	var ch routes.Changes
 	for _, p := range want {
 		if !slices.Contains(h.have, p) {
@@ -127,10 +181,24 @@ func (h *fakeHoles) Sync(want []netip.Prefix) (routes.Changes, error) {
 	return ch, nil
 }
 
+func (h *fakeHoles) List() ([]netip.Prefix, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.have), nil
+}
+
+func (h *fakeHoles) Forget() {}
+
 func (h *fakeHoles) state() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.syncs)
+}
+
+func (h *fakeHoles) set(fn func(*fakeHoles)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fn(h)
 }
 
 func testConfig(t *testing.T, prefixes ...string) config.Config {
@@ -139,6 +207,11 @@ func testConfig(t *testing.T, prefixes ...string) config.Config {
 	c.Node, c.ASN, c.RouterID = "node1", 65101, netip.MustParseAddr("10.0.1.2")
 	c.Peers = []config.Peer{{Name: "tor1", Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000}}
 	c.Bird.ConfigDir = t.TempDir()
+	c.Bird.Socket = c.Bird.ConfigDir + "/bird.ctl"
+	c.Bird.Timeout = time.Second
+	c.Bird.ConfirmTimeout = 4 * time.Second
+	c.Bird.ConfigGroup = fmt.Sprint(os.Getegid())
+	c.ResyncInterval = time.Hour
 	c.Debounce = 0
 	for _, p := range prefixes {
 		c.PodCIDRs = append(c.PodCIDRs, netip.MustParsePrefix(p))
@@ -158,16 +231,21 @@ func start(t *testing.T, cfg config.Config, bird *fakeBird) *harness {
 	t.Helper()
 	h := &harness{t: t, bird: bird, holes: &fakeHoles{}, cfg: cfg}
 	h.a = New(Options{Config: cfg, Bird: bird, Blackholes: h.holes, PollInterval: 20 * time.Millisecond})
+	runAgent(t, h.a)
+	return h
+}
+
+// runAgent runs a until the test ends.
+func runAgent(t *testing.T, a *Agent) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.a.Run(ctx) }()
+	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return h
 }
 
 // waitStatus waits until cond holds for the agent's status.
@@ -214,8 +292,10 @@ func TestApplyOnceThenNothing(t *testing.T) {
 	if !s.Ready {
 		t.Errorf("not ready after apply: %s", s.ReadyMessage)
 	}
-	if got := h.bird.take(); !slices.Equal(got, []string{"check", "configure bird.conf [10.244.1.0/24]"}) {
-		t.Errorf("calls = %q, want check then configure", got)
+	// One parse: BIRD loads the temp file with a timeout, and it becomes
+	// bird.conf once confirmed.
+	if got := h.bird.take(); !slices.Equal(got, []string{"configure tmp [10.244.1.0/24] timeout 4s", "confirm"}) {
+		t.Errorf("calls = %q, want configure with timeout, confirm", got)
 	}
 	if !strings.Contains(h.fileText(), "route 10.244.1.0/24 blackhole;") {
 		t.Errorf("bird.conf lacks the prefix:\n%s", h.fileText())
@@ -225,8 +305,8 @@ func TestApplyOnceThenNothing(t *testing.T) {
 	}
 	// An input that changes nothing must not touch BIRD (idempotent).
 	h.a.SetConfig(h.cfg)
-	<-h.a.Reload() // a Reload forces a configure, but no check: the file is equal
-	if got := h.bird.take(); !slices.Equal(got, []string{"configure bird.conf [10.244.1.0/24]"}) {
+	<-h.a.Reload() // a Reload forces a configure
+	if got := h.bird.take(); !slices.Equal(got, []string{"configure tmp [10.244.1.0/24] timeout 4s", "confirm"}) {
 		t.Errorf("after Reload calls = %q, want one configure", got)
 	}
 	h.a.SetConfig(h.cfg)
@@ -247,7 +327,7 @@ func TestPrefixChange(t *testing.T) {
 	h.a.SetConfig(testConfigIn(h.cfg, "10.244.9.0/24"))
 	h.waitStatus("second apply", applied("10.244.9.0/24"))
 	// Make before break: the union first, then the new set alone.
-	want := []string{"check", "configure bird.conf [10.244.1.0/24 10.244.9.0/24]", "check", "configure bird.conf [10.244.9.0/24]"}
+	want := []string{"configure tmp [10.244.1.0/24 10.244.9.0/24] timeout 4s", "confirm", "configure tmp [10.244.9.0/24] timeout 4s", "confirm"}
 	if got := h.bird.take(); !slices.Equal(got, want) {
 		t.Errorf("calls = %q, want %q", got, want)
 	}
@@ -278,7 +358,7 @@ func TestRejectedConfigKeepsRunningOne(t *testing.T) {
 	h.bird.set(func(b *fakeBird) { b.reject = "10.66.0.0/16" })
 	h.a.SetConfig(testConfigIn(h.cfg, "10.66.0.0/16"))
 	s := h.waitStatus("failure", func(s agentapi.Status) bool { return s.LastApply.Result == agentapi.ResultFailed })
-	if !strings.Contains(s.LastApply.Error, "bird rejected the rendered config") || !strings.Contains(s.LastApply.Error, "line 3") {
+	if !strings.Contains(s.LastApply.Error, "bird rejected the rendered config") || !strings.Contains(s.LastApply.Error, ":3:1") {
 		t.Errorf("error = %q", s.LastApply.Error)
 	}
 	if s.Ready {
@@ -335,7 +415,7 @@ func TestBirdRestartReapplies(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := bird.take(); !slices.Equal(got, []string{"configure bird.conf [10.244.1.0/24]"}) {
+	if got := bird.take(); !slices.Equal(got, []string{"configure tmp [10.244.1.0/24] timeout 4s", "confirm"}) {
 		t.Errorf("calls after restart = %q, want one configure", got)
 	}
 }
@@ -384,7 +464,7 @@ func TestDebounceFoldsBursts(t *testing.T) {
 		h.a.SetConfig(testConfigIn(h.cfg, fmt.Sprintf("10.244.%d.0/24", i)))
 	}
 	h.waitStatus("last of the burst", applied("10.244.11.0/24"))
-	want := []string{"check", "configure bird.conf [10.244.1.0/24 10.244.11.0/24]", "check", "configure bird.conf [10.244.11.0/24]"}
+	want := []string{"configure tmp [10.244.1.0/24 10.244.11.0/24] timeout 4s", "confirm", "configure tmp [10.244.11.0/24] timeout 4s", "confirm"}
 	if got := h.bird.take(); !slices.Equal(got, want) {
 		t.Errorf("a burst of 10 changes gave calls %q, want one make-before-break change %q", got, want)
 	}

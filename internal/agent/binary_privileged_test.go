@@ -58,10 +58,25 @@ peers:
   - {name: tor2, address: 10.0.2.1, asn: 65000}
 bird: {socket: %s, configDir: %s}
 listen: 127.0.0.1:9479
+controlSocket: %s
 `
 
 func (f *fabric) agentYAML(prefixes string) string {
-	return fmt.Sprintf(agentYAML, prefixes, f.bird.Socket, f.bird.Dir)
+	return fmt.Sprintf(agentYAML, prefixes, f.bird.Socket, f.bird.Dir, f.controlSocket())
+}
+
+// controlSocket is the agent's control socket for this fabric: in a short
+// directory of its own (sun_path holds 108 bytes), never the lab's.
+func (f *fabric) controlSocket() string {
+	if f.ctlSock == "" {
+		dir, err := os.MkdirTemp("", "ra")
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.t.Cleanup(func() { os.RemoveAll(dir) })
+		f.ctlSock = filepath.Join(dir, "agent.sock")
+	}
+	return f.ctlSock
 }
 
 func (f *fabric) startAgentProc(yaml string) *agentProc {
@@ -114,7 +129,7 @@ func (p *agentProc) writeConfig(yaml string) {
 // roostctl runs roostctl in the node's namespace and returns its output and
 // exit error.
 func (p *agentProc) roostctl(args ...string) (string, error) {
-	argv := testenv.InNS(p.f.node, append([]string{filepath.Join(p.bin, "roostctl"), "--bird-socket", p.f.bird.Socket}, args...)...)
+	argv := testenv.InNS(p.f.node, append([]string{filepath.Join(p.bin, "roostctl"), "--bird-socket", p.f.bird.Socket, "--agent-socket", p.f.controlSocket()}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -203,12 +218,16 @@ func TestPrivilegedAgentBinary(t *testing.T) {
 	t.Run("bad input", func(t *testing.T) {
 		good := f.agentYAML("10.244.2.0/24")
 		birdConf, _ := os.ReadFile(f.bird.Config)
-		tests := []struct{ name, yaml, want string }{
-			{"invalid CIDR", f.agentYAML("10.244.2.0/33"), `podCIDRs[0]: "10.244.2.0/33" is not a CIDR prefix`},
-			{"AS 0", strings.Replace(good, "asn: 65101", "asn: 0", 1), "asn: 0 is out of range"},
-			{"AS out of range", strings.Replace(good, "asn: 65101", "asn: 4294967296", 1), "asn: 4294967296 is out of range"},
-			{"duplicate peer names", strings.Replace(good, "name: tor2", "name: tor1", 1), `peers[1].name: "tor1" clashes with peers[0]`},
-			{"unknown field", good + "colour: blue\n", "field colour not found"},
+		tests := []struct {
+			name, yaml, want string
+			validFile        bool // refused only as a reload
+		}{
+			{"invalid CIDR", f.agentYAML("10.244.2.0/33"), `podCIDRs[0]: "10.244.2.0/33" is not a CIDR prefix`, false},
+			{"AS 0", strings.Replace(good, "asn: 65101", "asn: 0", 1), "asn: 0 is out of range", false},
+			{"AS out of range", strings.Replace(good, "asn: 65101", "asn: 4294967296", 1), "asn: 4294967296 is out of range", false},
+			{"duplicate peer names", strings.Replace(good, "name: tor2", "name: tor1", 1), `peers[1].name: "tor1" clashes with peers[0]`, false},
+			{"unknown field", good + "colour: blue\n", "field colour not found", false},
+			{"restart-only setting", strings.Replace(good, "listen: 127.0.0.1:9479", "listen: 127.0.0.1:9480", 1), "reload refused, the running config is kept: listen take(s) effect only when roost-agent restarts", true},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -216,7 +235,11 @@ func TestPrivilegedAgentBinary(t *testing.T) {
 				bad := filepath.Join(t.TempDir(), "agent.yaml")
 				os.WriteFile(bad, []byte(tt.yaml), 0o644)
 				out, err := exec.Command(filepath.Join(p.bin, "roost-agent"), "--config", bad, "--dry-run").CombinedOutput()
-				if err == nil || !strings.Contains(string(out), tt.want) {
+				if tt.validFile {
+					if err != nil {
+						t.Errorf("--dry-run of a valid file: %v\n%s", err, out)
+					}
+				} else if err == nil || !strings.Contains(string(out), tt.want) {
 					t.Errorf("--dry-run: %v\n%s\nwant %q", err, out, tt.want)
 				}
 				p.writeConfig(tt.yaml)

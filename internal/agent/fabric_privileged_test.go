@@ -36,6 +36,7 @@ type fabric struct {
 	torAddr [2]netip.Addr
 	upIf    [2]string // the node's interfaces towards tor1, tor2
 	bird    *testenv.Bird
+	ctlSock string // the agent process's control socket
 }
 
 func newFabric(t testing.TB) *fabric {
@@ -68,7 +69,7 @@ func (f *fabric) config(prefixes ...string) config.Config {
 		{Name: "tor1", Address: f.torAddr[0], ASN: 65000},
 		{Name: "tor2", Address: f.torAddr[1], ASN: 65000},
 	}
-	c.Bird = config.Bird{Socket: f.bird.Socket, ConfigDir: f.bird.Dir}
+	c.Bird.Socket, c.Bird.ConfigDir = f.bird.Socket, f.bird.Dir
 	c.Debounce = 0
 	for _, p := range prefixes {
 		c.PodCIDRs = append(c.PodCIDRs, netip.MustParsePrefix(p))

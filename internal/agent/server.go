@@ -6,12 +6,13 @@ import (
 	"net/http"
 
 	"github.com/roost-net/roost/internal/agentapi"
+	"github.com/roost-net/roost/internal/inspect"
 )
 
-// Handler returns the agent's HTTP API: health, readiness, metrics, status,
-// the rendered config, and reload. reload re-reads the configuration file
-// (nil when there is nothing to re-read); the agent then applies again.
-func (a *Agent) Handler(reload func() error) http.Handler {
+// Handler returns the agent's read-only HTTP API, for its TCP listener:
+// health, readiness, metrics and status. Nothing it serves holds a secret
+// or changes state.
+func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.PathHealthz, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -28,13 +29,25 @@ func (a *Agent) Handler(reload func() error) http.Handler {
 	mux.HandleFunc("GET "+agentapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, a.Status())
 	})
+	return mux
+}
+
+// ControlHandler returns the API of the agent's control socket: status, the
+// rendered config (passwords redacted) and reload, which re-reads the
+// configuration file (reload is nil when there is nothing to re-read) and
+// applies again. The socket's file permissions say who may use it.
+func (a *Agent) ControlHandler(reload func() error) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+agentapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, a.Status())
+	})
 	mux.HandleFunc("GET "+agentapi.PathConfig, func(w http.ResponseWriter, r *http.Request) {
 		out, file, err := a.Rendered()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, agentapi.Config{File: file, Rendered: string(out)})
+		writeJSON(w, agentapi.Config{File: file, Rendered: string(inspect.RedactBirdConfig(out))})
 	})
 	mux.HandleFunc("POST "+agentapi.PathReload, func(w http.ResponseWriter, r *http.Request) {
 		if reload != nil {

@@ -7,13 +7,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"time"
 )
 
-// Paths served by roost-agent on its listen address.
+// Paths served by roost-agent. Health, readiness, metrics and status are
+// served on its TCP listen address; the rendered config and reload only on
+// its control socket, a unix socket whose file permissions say who may use
+// it (root only by default).
 const (
 	PathHealthz = "/healthz"
 	PathReadyz  = "/readyz"
@@ -22,6 +26,20 @@ const (
 	PathConfig  = "/v1/config"
 	PathReload  = "/v1/reload"
 )
+
+// DefaultControlSocket is where roost-agent serves PathConfig and PathReload
+// by default.
+const DefaultControlSocket = "/run/roost/agent.sock"
+
+// Peer states the agent reports besides BIRD's own.
+const (
+	// StateUnknown: BIRD does not answer, so the session's state is not
+	// known (it is not assumed to be what it was).
+	StateUnknown = "unknown"
+)
+
+// Redacted replaces every secret in what the agent serves.
+const Redacted = "<redacted>"
 
 // Apply results.
 const (
@@ -43,13 +61,21 @@ type Status struct {
 	SourceMessage string `json:"sourceMessage,omitempty"`
 	// ConfigError is the error of the last failed reload of the agent's
 	// own config file; the agent keeps running the config it had.
-	ConfigError  string         `json:"configError,omitempty"`
-	Peers        []Peer         `json:"peers"`
-	LastApply    Apply          `json:"lastApply"`
-	Bird         Bird           `json:"bird"`
-	Blackholes   []netip.Prefix `json:"blackholes,omitempty"`
-	Ready        bool           `json:"ready"`
-	ReadyMessage string         `json:"readyMessage,omitempty"`
+	ConfigError string `json:"configError,omitempty"`
+	Peers       []Peer `json:"peers"`
+	LastApply   Apply  `json:"lastApply"`
+	Bird        Bird   `json:"bird"`
+	// BlackholeRoutes says whether the agent keeps kernel blackhole routes
+	// (config blackholeRoutes).
+	BlackholeRoutes bool `json:"blackholeRoutes"`
+	// Blackholes are roost's blackhole routes the kernel held at the last
+	// sync (read back from the kernel, not what was wanted).
+	Blackholes []netip.Prefix `json:"blackholes"`
+	// BlackholeError is the error of the last failed blackhole sync; ""
+	// after a successful one.
+	BlackholeError string `json:"blackholeError,omitempty"`
+	Ready          bool   `json:"ready"`
+	ReadyMessage   string `json:"readyMessage,omitempty"`
 }
 
 // Peer is one configured peer as the agent sees it.
@@ -58,9 +84,16 @@ type Peer struct {
 	Protocol string     `json:"protocol"` // BIRD protocol name
 	Neighbor netip.Addr `json:"neighbor"`
 	ASN      uint32     `json:"asn"`
-	// State and BGPState come from BIRD's last poll ("" when unknown).
+	// Family is the session's address family, "ipv4" or "ipv6": the
+	// family of the prefixes it carries.
+	Family string `json:"family"`
+	// State and BGPState come from BIRD's last poll; both are
+	// StateUnknown while BIRD does not answer, "" before the first poll.
 	State    string `json:"state"`
 	BGPState string `json:"bgpState"`
+	// Exported counts the routes BIRD exports to the peer (0 unless
+	// Established).
+	Exported int `json:"exported"`
 }
 
 // Apply describes the last apply attempt.
@@ -71,17 +104,30 @@ type Apply struct {
 	Duration time.Duration `json:"durationNs"`
 	// Prefixes BIRD was last successfully configured with.
 	Applied []netip.Prefix `json:"applied"`
-	// Attempts counts consecutive failures (0 after a success).
+	// Failures counts consecutive failures (0 after a success).
 	Failures int `json:"failures"`
+	// RolledBack is true when the attempt's config was undone because a
+	// session that was Established did not come back (configure timeout).
+	RolledBack bool `json:"rolledBack,omitempty"`
 }
 
 // Bird is what the agent last learnt of BIRD.
 type Bird struct {
-	Up         bool      `json:"up"`
-	Version    string    `json:"version,omitempty"`
-	LastReboot string    `json:"lastReboot,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Polled     time.Time `json:"polled"`
+	Up         bool   `json:"up"`
+	Version    string `json:"version,omitempty"`
+	LastReboot string `json:"lastReboot,omitempty"`
+	// LastReconfig is BIRD's last reconfiguration time, by whoever made it.
+	LastReconfig string    `json:"lastReconfig,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	Polled       time.Time `json:"polled"`
+	// Rollbacks counts configs BIRD undid since the agent started;
+	// ExternalReconfigs counts reconfigurations the agent did not make
+	// (and undid by applying its own config again).
+	Rollbacks         int `json:"rollbacks"`
+	ExternalReconfigs int `json:"externalReconfigs"`
+	// Repair says what the agent last did to bird.conf while BIRD was down
+	// (e.g. replaced a file BIRD could not parse); "" when nothing.
+	Repair string `json:"repair,omitempty"`
 }
 
 // Config is the document served at PathConfig.
@@ -89,7 +135,7 @@ type Config struct {
 	// File is the path of the BIRD config file the agent owns.
 	File string `json:"file"`
 	// Rendered is what the agent renders from its current inputs ("" when
-	// it renders nothing yet).
+	// it renders nothing yet), with every password replaced by Redacted.
 	Rendered string `json:"rendered"`
 }
 
@@ -97,14 +143,38 @@ type Config struct {
 type Client struct {
 	Base string // e.g. http://127.0.0.1:9479
 	HTTP *http.Client
+	// Hint is added to errors reaching the agent at all, to say what to
+	// check, e.g. "is roost-agent running? see --agent".
+	Hint string
 }
 
-// NewClient returns a client for the agent at addr (host:port or URL).
+// NewClient returns a client for the agent's TCP listen address addr
+// (host:port or URL), which serves health, readiness, metrics and Status.
 func NewClient(addr string) *Client {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	return &Client{Base: strings.TrimRight(addr, "/"), HTTP: &http.Client{Timeout: 5 * time.Second}}
+	return &Client{
+		Base: strings.TrimRight(addr, "/"),
+		HTTP: &http.Client{Timeout: 5 * time.Second},
+		Hint: "is roost-agent running? see --agent",
+	}
+}
+
+// NewControlClient returns a client for the agent's control socket at path
+// (see DefaultControlSocket), which serves Config and Reload.
+func NewControlClient(path string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}
+	return &Client{
+		Base: "http://roost-agent",
+		HTTP: &http.Client{Timeout: 5 * time.Second, Transport: tr},
+		Hint: "is roost-agent running, and may you use its control socket (root only by default)? see --agent-socket",
+	}
 }
 
 // Status fetches PathStatus.
@@ -133,7 +203,10 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("agent %s: %w (is roost-agent running? see --agent)", path, err)
+		if c.Hint != "" {
+			return fmt.Errorf("agent %s: %w (%s)", path, err, c.Hint)
+		}
+		return fmt.Errorf("agent %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

@@ -116,7 +116,11 @@ func dynamicFor(t *testing.T, kubeconfig string) dynamic.Interface {
 // it.
 func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
 	t.Helper()
-	cs, err := k8swatch.NewClientset(kubeconfig)
+	cfg, err := k8swatch.NewConfig(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/testenv"
 )
 
@@ -38,10 +37,7 @@ func TestPrivilegedWatchPods(t *testing.T) {
 	}
 
 	t.Run("changes", func(t *testing.T) {
-		cs, err := k8swatch.NewClientset(k.Kubeconfig)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cs := clientFor(t, k.Kubeconfig)
 		w := startKubeWatch(t, cs)
 		if before := w.await(t, "none"); len(before) > 0 {
 			t.Errorf("reports before the first: %q", before)
@@ -141,14 +137,11 @@ func TestPrivilegedWatchPods(t *testing.T) {
 	})
 
 	t.Run("forbidden", func(t *testing.T) {
-		cs, err := k8swatch.NewClientset(k.NobodyKubeconfig)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cs := clientFor(t, k.NobodyKubeconfig)
 		ctx, cancel := context.WithTimeout(t.Context(), kubeTimeout)
 		defer cancel()
 		var reports int
-		err = WatchPods(ctx, cs, 0, func(PodsState) { reports++ })
+		err := WatchPods(ctx, cs, 0, func(PodsState) { reports++ })
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("WatchPods as roost-nobody = %v, want a Forbidden error", err)
 		}

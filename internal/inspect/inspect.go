@@ -1,10 +1,12 @@
 // Package inspect joins what roost-agent wants announced with what BIRD and
 // the kernel really hold, and says, per prefix, what each peer is sent and
-// why a prefix is missing. It is pure: roostctl gathers the facts.
+// why a prefix is missing; it also diffs BIRD configs and redacts their
+// secrets. It is pure: roostctl gathers the facts.
 package inspect
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -23,10 +25,47 @@ type Session struct {
 	Since     string     `json:"since"`    // as BIRD prints it
 	LastError string     `json:"lastError"`
 	Exported  int        `json:"exported"` // routes exported to the peer
+	// Family is the address family the session carries, FamilyIPv4 or
+	// FamilyIPv6 (BIRD's channel); "" means that of Neighbor.
+	Family string `json:"family,omitempty"`
 }
+
+// Address families, as BIRD names its channels and agentapi.Peer.Family
+// spells them.
+const (
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
+)
 
 // Established reports whether the session is up.
 func (s Session) Established() bool { return s.BGPState == "Established" }
+
+// unknown reports whether the session's state is not known (BIRD does not
+// answer).
+func (s Session) unknown() bool {
+	return s.State == agentapi.StateUnknown || s.BGPState == agentapi.StateUnknown
+}
+
+// family returns the address family of the prefixes s carries: Family, or
+// else that of the neighbor address (a link-local IPv6 neighbor is
+// FamilyIPv6); "" when neither is known.
+func (s Session) family() string {
+	if s.Family != "" {
+		return s.Family
+	}
+	return addrFamily(s.Neighbor)
+}
+
+func addrFamily(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return ""
+	case a.Unmap().Is4():
+		return FamilyIPv4
+	default:
+		return FamilyIPv6
+	}
+}
 
 // Facts is what roostctl gathered for Routes.
 type Facts struct {
@@ -39,7 +78,8 @@ type Facts struct {
 	// Exported maps a BIRD protocol name to the prefixes it exports.
 	Exported map[string]map[netip.Prefix]bool
 	// Blackholes holds the prefixes with a roost kernel blackhole route;
-	// nil when the kernel could not be read (BlackholeError says why).
+	// nil when the kernel was not read (Status.BlackholeRoutes is off) or
+	// could not be (BlackholeError says why).
 	Blackholes     map[netip.Prefix]bool
 	BlackholeError string
 }
@@ -54,19 +94,29 @@ type Route struct {
 	InBird  bool `json:"inBird"`
 	// ExportedTo maps each peer name to whether BIRD sends it the prefix.
 	ExportedTo map[string]bool `json:"exportedTo"`
-	// Blackhole is whether the kernel blackhole route exists (null when
-	// unknown).
+	// ExpectedOn are the peers the prefix is for, sorted: those whose
+	// session carries the prefix's address family.
+	ExpectedOn []string `json:"expectedOn"`
+	// Blackhole is whether the kernel blackhole route exists; null when
+	// the agent keeps none (Status.BlackholeRoutes is off) or the kernel
+	// could not be read.
 	Blackhole *bool `json:"blackhole"`
-	// OK is true when the prefix is desired and exported to every peer,
-	// or neither.
+	// OK is true when the prefix is desired, exported to every peer of its
+	// family and (if the agent keeps them) has its blackhole route, or is
+	// neither desired nor exported nor blackholed.
 	OK bool `json:"ok"`
 	// Problems say, in words, what is wrong and why.
 	Problems []string `json:"problems,omitempty"`
 }
 
 // Routes builds the rows of `roostctl routes`: one per desired prefix, and
-// one per prefix BIRD exports that is not desired.
+// one per prefix that BIRD exports, or the kernel blackholes, without it
+// being desired. A prefix is expected only on the sessions of its address
+// family; one of another family sent to a session is a problem only when it
+// is not desired. Blackhole routes are checked only when the agent keeps
+// them (Status.BlackholeRoutes).
 func Routes(f Facts) []Route {
+	blackholes := f.Status.BlackholeRoutes && f.Blackholes != nil
 	set := map[netip.Prefix]bool{}
 	for _, p := range f.Status.Desired {
 		set[p] = true
@@ -80,6 +130,13 @@ func Routes(f Facts) []Route {
 			all[p] = true
 		}
 	}
+	if blackholes {
+		for p, ok := range f.Blackholes {
+			if ok {
+				all[p] = true
+			}
+		}
+	}
 	prefixes := make([]netip.Prefix, 0, len(all))
 	for p := range all {
 		prefixes = append(prefixes, p)
@@ -90,31 +147,51 @@ func Routes(f Facts) []Route {
 
 	rows := make([]Route, 0, len(prefixes))
 	for _, p := range prefixes {
-		r := Route{Prefix: p, Desired: set[p], InBird: f.InBird[p], ExportedTo: map[string]bool{}}
-		if f.Blackholes != nil {
-			b := f.Blackholes[p]
-			r.Blackhole = &b
-		}
+		r := Route{Prefix: p, Desired: set[p], InBird: f.InBird[p], ExportedTo: map[string]bool{}, ExpectedOn: []string{}}
+		fam := addrFamily(p.Addr())
 		missing := 0
 		for _, s := range sessions {
 			ex := f.Exported[s.Protocol][p]
 			r.ExportedTo[s.Name] = ex
+			// A session of unknown family is expected to carry everything.
+			expected := s.family() == "" || s.family() == fam
+			if expected {
+				r.ExpectedOn = append(r.ExpectedOn, s.Name)
+			}
 			switch {
-			case r.Desired && !ex:
+			case r.Desired && expected && !ex:
 				missing++
 				r.Problems = append(r.Problems, whyNotExported(f, s, r.InBird))
 			case !r.Desired && ex:
 				r.Problems = append(r.Problems, fmt.Sprintf("sent to %s but not desired by the agent (BIRD runs an old config? see roostctl status)", s.Name))
 			}
 		}
+		switch {
+		case r.Desired && len(sessions) == 0:
+			r.Problems = append(r.Problems, "BIRD has no BGP protocol: no peer is sent anything")
+		case r.Desired && len(r.ExpectedOn) == 0:
+			msg := fmt.Sprintf("no session of its family (%s)", fam)
+			if !slices.Contains(slices.Collect(maps.Values(r.ExportedTo)), true) {
+				msg += ": no peer is sent it"
+			}
+			r.Problems = append(r.Problems, msg)
+		}
 		if r.Desired && !r.InBird && missing == 0 {
 			r.Problems = append(r.Problems, "not in BIRD's static protocols")
 		}
-		if r.Desired && r.Blackhole != nil && !*r.Blackhole {
-			r.Problems = append(r.Problems, "no kernel blackhole route (traffic to unused pod IPs would bounce off the ToR)")
-		}
-		if r.Desired && len(sessions) == 0 {
-			r.Problems = append(r.Problems, "BIRD has no BGP protocol: no peer is sent anything")
+		if blackholes {
+			b := f.Blackholes[p]
+			r.Blackhole = &b
+			switch {
+			case r.Desired && !b:
+				msg := "no kernel blackhole route (traffic to unused pod IPs would bounce off the ToR)"
+				if f.Status.BlackholeError != "" {
+					msg += "; the agent's last blackhole sync failed: " + f.Status.BlackholeError
+				}
+				r.Problems = append(r.Problems, msg)
+			case !r.Desired && b:
+				r.Problems = append(r.Problems, "kernel blackhole route but not desired by the agent (traffic to it is dropped; the agent removes it at its next sync, see roostctl status)")
+			}
 		}
 		r.OK = len(r.Problems) == 0
 		rows = append(rows, r)
@@ -125,6 +202,8 @@ func Routes(f Facts) []Route {
 // whyNotExported explains why a desired prefix is not sent to session s.
 func whyNotExported(f Facts, s Session, inBird bool) string {
 	switch {
+	case s.unknown():
+		return fmt.Sprintf("not sent to %s: session state unknown (BIRD does not answer, see roostctl status)", s.Name)
 	case !inBird && f.Status.LastApply.Result == agentapi.ResultFailed:
 		return fmt.Sprintf("not sent to %s: not in BIRD, the last apply failed: %s", s.Name, f.Status.LastApply.Error)
 	case !inBird:

@@ -4,7 +4,10 @@
 // It runs one client-go informer restricted by a field selector to the one
 // Node (metadata.name=<node>), so a node never lists or caches the others,
 // and it calls back only once the informer has synced and only when what it
-// reports has changed.
+// reports has changed. It talks to the API server through NodeClient, which
+// knows Nodes and nothing else: roost-agent links this package whether or
+// not Kubernetes is enabled, and client-go's full clientset would register
+// every API group when the agent starts.
 package k8swatch
 
 import (
@@ -19,11 +22,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // NodeState is what Kubernetes says about this node.
@@ -85,12 +86,23 @@ func stateOf(n *corev1.Node) NodeState {
 	return s
 }
 
-// WatchNode follows the Node named node through cs and calls fn with its
+// Nodes lists and watches Node objects: a NodeClient, or, in tests, the
+// Nodes client of client-go's fake clientset.
+type Nodes interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*corev1.NodeList, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// WatchNode follows the Node named node through nodes and calls fn with its
 // state: first once the informer has synced (whether or not the Node exists),
 // then after every add, update or delete of that Node that changes the
 // state. fn runs on the goroutine that called WatchNode, one call at a time;
 // while fn runs, further changes are coalesced into one report. resync is
 // the informer's resync period (0 for none).
+//
+// The informer streams its first list over a watch where client-go does so,
+// unless nodes has a method IsWatchListSemanticsUnSupported that returns
+// true, as client-go's fakes do.
 //
 // WatchNode blocks until ctx is done and then returns nil, provided the
 // informer had synced. If ctx ends first, it returns an error saying so,
@@ -99,15 +111,14 @@ func stateOf(n *corev1.Node) NodeState {
 // at once with that error (wrapped, so apierrors.IsForbidden works): retrying
 // cannot fix RBAC or credentials. Other errors are retried by client-go,
 // which logs them through klog.
-func WatchNode(ctx context.Context, cs kubernetes.Interface, node string, resync time.Duration, fn func(NodeState)) error {
+func WatchNode(ctx context.Context, nodes Nodes, node string, resync time.Duration, fn func(NodeState)) error {
 	if node == "" {
 		return errors.New("watch node: no node name given")
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watch{node: node, dirty: make(chan struct{}, 1), guard: NewSyncGuard(cancel)}
-	inf := coreinformers.NewFilteredNodeInformer(cs, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
-	})
+	w := &nodeWatch{node: node, dirty: make(chan struct{}, 1), guard: NewSyncGuard(cancel)}
+	inf := cache.NewSharedIndexInformerWithOptions(newNodeListWatch(nodes, node), &corev1.Node{},
+		cache.SharedIndexInformerOptions{ResyncPeriod: resync})
 	if err := inf.SetWatchErrorHandlerWithContext(w.guard.WatchError); err != nil {
 		cancel()
 		return fmt.Errorf("watch node %s: %w", node, err)
@@ -150,15 +161,33 @@ func WatchNode(ctx context.Context, cs kubernetes.Interface, node string, resync
 	}
 }
 
-// watch is the state one WatchNode shares with the informer's goroutines.
-type watch struct {
+// newNodeListWatch returns the informer's lists and watches of the Node
+// named node through nodes.
+func newNodeListWatch(nodes Nodes, node string) cache.ListerWatcher {
+	sel := fields.OneTermEqualSelector("metadata.name", node).String()
+	only := func(o metav1.ListOptions) metav1.ListOptions {
+		o.FieldSelector = sel
+		return o
+	}
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return nodes.List(ctx, only(o))
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return nodes.Watch(ctx, only(o))
+		},
+	}, nodes)
+}
+
+// nodeWatch is the state one WatchNode shares with the informer's goroutines.
+type nodeWatch struct {
 	node  string
 	dirty chan struct{} // holds one token when the Node may have changed
 	guard *SyncGuard
 }
 
 // poke notes that obj, if it is our Node, may have changed.
-func (w *watch) poke(obj any) {
+func (w *nodeWatch) poke(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
@@ -172,7 +201,7 @@ func (w *watch) poke(obj any) {
 }
 
 // current returns the state of the Node as the informer's store has it.
-func (w *watch) current(store cache.Store) NodeState {
+func (w *nodeWatch) current(store cache.Store) NodeState {
 	obj, exists, err := store.GetByKey(w.node)
 	if err != nil {
 		// The store is a map; this cannot happen, but say so if it does.
@@ -183,36 +212,4 @@ func (w *watch) current(store cache.Store) NodeState {
 		return stateOf(nil)
 	}
 	return stateOf(n)
-}
-
-// NewClientset returns a Kubernetes client configured from the kubeconfig
-// file at path kubeconfig, or, when kubeconfig is empty, from the in-cluster
-// environment (service account token and KUBERNETES_SERVICE_HOST).
-func NewClientset(kubeconfig string) (kubernetes.Interface, error) {
-	cfg, err := NewConfig(kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
-	}
-	return cs, nil
-}
-
-// NewConfig returns the client configuration of a kubeconfig file, or the
-// in-cluster configuration when kubeconfig is empty.
-func NewConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes client: no kubeconfig given, and in-cluster config failed: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: kubeconfig %s: %w", kubeconfig, err)
-	}
-	return cfg, nil
 }

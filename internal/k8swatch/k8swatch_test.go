@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -121,12 +122,20 @@ type watcher struct {
 	cancel context.CancelFunc
 }
 
-func startWatch(t *testing.T, cs kubernetes.Interface, node string) *watcher {
+// fakeNodes is the Nodes client of a fake clientset, which, like the
+// clientset, cannot stream a list over a watch.
+type fakeNodes struct{ corev1client.NodeInterface }
+
+func (fakeNodes) IsWatchListSemanticsUnSupported() bool { return true }
+
+func nodesOf(cs *fake.Clientset) Nodes { return fakeNodes{cs.CoreV1().Nodes()} }
+
+func startWatch(t *testing.T, nodes Nodes, node string) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{states: make(chan NodeState, 100), done: make(chan error, 1), cancel: cancel}
 	go func() {
-		w.done <- WatchNode(ctx, cs, node, 0, func(s NodeState) { w.states <- s })
+		w.done <- WatchNode(ctx, nodes, node, 0, func(s NodeState) { w.states <- s })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -299,7 +308,7 @@ func TestWatchNode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cs := fake.NewClientset(tt.objects...)
-			w := startWatch(t, cs, me)
+			w := startWatch(t, nodesOf(cs), me)
 			if got := w.next(t); got != tt.first {
 				t.Fatalf("first report = %q, want %q", got, tt.first)
 			}
@@ -350,7 +359,7 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 func TestWatchNodeNothingBeforeSync(t *testing.T) {
 	cs := fake.NewClientset(newNode(me, "", "10.1.0.0/24"))
 	listing, release := blockList(t, cs)
-	w := startWatch(t, cs, me)
+	w := startWatch(t, nodesOf(cs), me)
 	waitClosed(t, listing, "the first list")
 	// The informer cannot have synced: its list has not returned.
 	if n := len(w.states); n != 0 {
@@ -366,7 +375,7 @@ func TestWatchNodeNothingBeforeSync(t *testing.T) {
 func TestWatchNodeStopsBeforeSync(t *testing.T) {
 	cs := fake.NewClientset()
 	listing, _ := blockList(t, cs)
-	w := startWatch(t, cs, me)
+	w := startWatch(t, nodesOf(cs), me)
 	waitClosed(t, listing, "the first list")
 	err := w.stop(t)
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "watch node node-a: stopped before the first list completed") {
@@ -389,7 +398,7 @@ func TestWatchNodeRetriesThenStops(t *testing.T) {
 		}
 		return true, nil, apierrors.NewInternalError(errors.New("etcd is sad"))
 	})
-	w := startWatch(t, cs, me)
+	w := startWatch(t, nodesOf(cs), me)
 	// By the second list, the error of the first has been handled.
 	waitClosed(t, relisted, "a second list after a failed one")
 	err := w.stop(t)
@@ -403,7 +412,7 @@ func TestWatchNodeForbidden(t *testing.T) {
 	cs.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New("RBAC says no"))
 	})
-	w := startWatch(t, cs, me)
+	w := startWatch(t, nodesOf(cs), me)
 	select {
 	case err := <-w.done:
 		w.done <- err
@@ -418,7 +427,7 @@ func TestWatchNodeForbidden(t *testing.T) {
 }
 
 func TestWatchNodeNoName(t *testing.T) {
-	err := WatchNode(context.Background(), fake.NewClientset(), "", 0, func(NodeState) { t.Error("reported") })
+	err := WatchNode(context.Background(), nodesOf(fake.NewClientset()), "", 0, func(NodeState) { t.Error("reported") })
 	if err == nil || !strings.Contains(err.Error(), "no node name") {
 		t.Errorf("WatchNode with no name = %v", err)
 	}
@@ -440,7 +449,7 @@ contexts:
 current-context: x
 `
 
-func TestNewClientset(t *testing.T) {
+func TestNewNodeClient(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "kubeconfig")
 	if err := os.WriteFile(good, []byte(kubeconfig), 0o600); err != nil {
@@ -466,15 +475,15 @@ func TestNewClientset(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs, err := NewClientset(tt.kubeconfig)
+			c, err := NewNodeClient(tt.kubeconfig)
 			if tt.err == "" {
-				if err != nil || cs == nil {
-					t.Fatalf("NewClientset = %v, %v", cs, err)
+				if err != nil || c == nil {
+					t.Fatalf("NewNodeClient = %v, %v", c, err)
 				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("NewClientset error = %v, want it to contain %q", err, tt.err)
+				t.Errorf("NewNodeClient error = %v, want it to contain %q", err, tt.err)
 			}
 		})
 	}

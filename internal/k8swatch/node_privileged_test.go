@@ -21,16 +21,16 @@ import (
 const kubeTimeout = 30 * time.Second
 
 // TestPrivilegedWatchNode runs WatchNode against a real API server, through
-// clients built by NewClientset from kubeconfig files.
+// clients built by NewNodeClient from kubeconfig files.
 func TestPrivilegedWatchNode(t *testing.T) {
 	k := testenv.StartKube(t)
 
 	t.Run("changes", func(t *testing.T) {
-		cs, err := NewClientset(k.Kubeconfig)
+		nodes, err := NewNodeClient(k.Kubeconfig)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := startWatch(t, cs, me)
+		w := startWatch(t, nodes, me)
 		if before := await(t, w, "absent"); len(before) > 0 {
 			t.Errorf("reports before the first: %q", before)
 		}
@@ -95,14 +95,14 @@ func TestPrivilegedWatchNode(t *testing.T) {
 	})
 
 	t.Run("forbidden", func(t *testing.T) {
-		cs, err := NewClientset(k.NobodyKubeconfig)
+		nodes, err := NewNodeClient(k.NobodyKubeconfig)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), kubeTimeout)
 		defer cancel()
 		var reports int
-		err = WatchNode(ctx, cs, me, 0, func(NodeState) { reports++ })
+		err = WatchNode(ctx, nodes, me, 0, func(NodeState) { reports++ })
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("WatchNode as roost-nobody = %v, want a Forbidden error", err)
 		}

@@ -85,6 +85,23 @@ func NewBlackholes(h *netlink.Handle, table int) *Blackholes {
 	return newBlackholes(h, table)
 }
 
+// NewHandle returns a netlink handle for routes in the calling thread's
+// network namespace whose every request fails after timeout instead of
+// waiting for the kernel forever. Close it when done.
+func NewHandle(timeout time.Duration) (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	if timeout > 0 {
+		if err := h.SetSocketTimeout(timeout); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("netlink: set timeout: %w", err)
+		}
+	}
+	return h, nil
+}
+
 func newBlackholes(h routeHandle, table int) *Blackholes {
 	if table == 0 {
 		table = unix.RT_TABLE_MAIN

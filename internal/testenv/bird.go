@@ -20,7 +20,10 @@ type Bird struct {
 	Config string // path of the config file BIRD was started with
 	Socket string // path of the control socket
 	Log    string // path of BIRD's stderr
-	cmd    *exec.Cmd
+	// User, when set before Start, runs BIRD as that user and its group
+	// ("-u User -g User"), as Debian's bird.service does with "bird".
+	User string
+	cmd  *exec.Cmd
 }
 
 // MinimalConfig is a config BIRD accepts and that touches nothing.
@@ -33,7 +36,15 @@ const MinimalConfig = "router id 192.0.2.1;\nprotocol device {}\n"
 // roost's configs have no kernel export.
 func StartBird(tb testing.TB, ns, conf string) *Bird {
 	tb.Helper()
-	bin := Binary(tb, "bird")
+	b := NewBird(tb, ns, conf)
+	b.Start("")
+	return b
+}
+
+// NewBird is StartBird without the start: set User, then call Start.
+func NewBird(tb testing.TB, ns, conf string) *Bird {
+	tb.Helper()
+	Binary(tb, "bird")
 	dir := tb.TempDir()
 	// The socket path must fit in sun_path (108 bytes); test temp dirs can
 	// be long, so keep the socket in a short directory of its own.
@@ -49,7 +60,6 @@ func StartBird(tb testing.TB, ns, conf string) *Bird {
 	if err := os.WriteFile(b.Config, []byte(conf), 0o640); err != nil {
 		tb.Fatal(err)
 	}
-	b.Start(bin)
 	tb.Cleanup(b.Stop)
 	return b
 }
@@ -66,7 +76,11 @@ func (b *Bird) Start(bin string) {
 	if err != nil {
 		b.tb.Fatal(err)
 	}
-	argv := InNS(b.NS, bin, "-f", "-R", "-c", b.Config, "-s", b.Socket)
+	args := []string{bin, "-f", "-R", "-c", b.Config, "-s", b.Socket}
+	if b.User != "" {
+		args = append(args, "-u", b.User, "-g", b.User)
+	}
+	argv := InNS(b.NS, args...)
 	b.cmd = exec.Command(argv[0], argv[1:]...)
 	b.cmd.Stdout, b.cmd.Stderr = log, log
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -94,6 +108,18 @@ func (b *Bird) Kill() {
 	_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 	_ = b.cmd.Wait()
 	b.cmd = nil
+}
+
+// Signal sends sig to BIRD (e.g. SIGSTOP and SIGCONT, to make it stop
+// answering and then go on).
+func (b *Bird) Signal(sig syscall.Signal) {
+	b.tb.Helper()
+	if b.cmd == nil || b.cmd.Process == nil {
+		b.tb.Fatal("bird is not running")
+	}
+	if err := syscall.Kill(-b.cmd.Process.Pid, sig); err != nil {
+		b.tb.Fatalf("signal bird: %v", err)
+	}
 }
 
 // Stop ends BIRD; it is registered as cleanup by StartBird.
