@@ -11,7 +11,9 @@
 #                            # /opt/roost-test/bin/docker-compose-v2, and
 #                            # a Kubernetes API server: Debian's etcd-server
 #                            # and kube-apiserver built from the Go module
-#                            # proxy into /opt/roost-test/bin/kube-apiserver
+#                            # proxy into /opt/roost-test/bin/kube-apiserver,
+#                            # and promtool (Debian's prometheus, server
+#                            # kept stopped) for the alerting rules' tests
 set -euo pipefail
 
 case "${1:-}" in
@@ -65,6 +67,10 @@ if [ "$with_test" = 1 ]; then
 		# The store behind the tests' kube-apiserver (internal/testenv).
 		[etcd-server]=/usr/bin/etcd
 		[openssl]=/usr/bin/openssl
+		# promtool checks and unit-tests the alerting rules
+		# (compose/monitoring, internal/monitoring). It comes only with the
+		# Prometheus server, which must not run here: see below.
+		[prometheus]=/usr/bin/promtool
 	)
 fi
 
@@ -89,6 +95,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		apt-get install -y -q --no-install-recommends "${missing[@]}"
 		[ "$(readlink /usr/sbin/policy-rc.d 2>/dev/null)" != /usr/sbin/policy-rc.d.roost ] || rm -f /usr/sbin/policy-rc.d
 		rm -f /usr/sbin/policy-rc.d.roost
+		# Only promtool is wanted of the prometheus package. policy-rc.d
+		# kept its server from starting; on a systemd host the package
+		# also enabled it for the next boot, so undo that.
+		if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+			systemctl disable --now prometheus.service
+		fi
 	fi
 fi
 
