@@ -489,6 +489,7 @@ EOF
 	cat <<EOF
 bird: {socket: $STATE/$node/run/bird.ctl, configDir: $STATE/$node/bird}
 listen: $AGENT_LISTEN
+controlSocket: $STATE/$node/run/agent.sock
 EOF
 }
 

@@ -101,7 +101,7 @@ func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Pr
 		holeErr = a.syncBlackholes(union(prefixes, before))
 	}
 	if force || !unchanged {
-		if err := a.configure(ctx, cfg, path, rendered); err != nil {
+		if err := a.configure(ctx, cfg, path, rendered, force); err != nil {
 			return err
 		}
 	}
@@ -121,22 +121,31 @@ func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Pr
 // the temp file to path. A session that does not come back makes the agent
 // undo the change (BIRD would by itself after N seconds, e.g. when the
 // agent dies meanwhile).
-func (a *Agent) configure(ctx context.Context, cfg config.Config, path string, rendered []byte) error {
+//
+// A change of the static routes alone, from the config BIRD is known to
+// run, touches no protocol bgp block, so BIRD restarts no session: it is
+// confirmed at once, without asking BIRD for the sessions' states.
+func (a *Agent) configure(ctx context.Context, cfg config.Config, path string, rendered []byte, force bool) error {
 	timeout := cfg.Bird.Timeout
 	call := func(f func(context.Context) error) error {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		return f(cctx)
 	}
+	peers := make([]string, len(cfg.Peers))
+	for i, p := range cfg.Peers {
+		peers[i] = protocolOf(p)
+	}
+	watch := cfg.Bird.ConfirmTimeout > 0 && (force || changedFor(a.applied, rendered, peers))
 	// Which sessions are up now: they must be up after the change.
 	var up []string
-	if cfg.Bird.ConfirmTimeout > 0 {
+	if watch {
 		var st BirdState
 		if err := call(func(c context.Context) (err error) { st, err = a.bird.State(c); return err }); err != nil {
 			return fmt.Errorf("bird state before configure: %w", err)
 		}
 		for name, p := range st.Protocols {
-			if p.BGPState == "Established" && slices.ContainsFunc(cfg.Peers, func(peer config.Peer) bool { return protocolOf(peer) == name }) {
+			if p.BGPState == "Established" && slices.Contains(peers, name) {
 				up = append(up, name)
 			}
 		}
@@ -148,12 +157,22 @@ func (a *Agent) configure(ctx context.Context, cfg config.Config, path string, r
 	}
 	defer os.Remove(tmp) // after a successful rename this fails quietly
 	err = call(func(c context.Context) error { return a.bird.Configure(c, tmp, cfg.Bird.ConfirmTimeout) })
+	if errors.Is(err, context.DeadlineExceeded) {
+		// BIRD may still load it once it answers: the timeout undoes it
+		// then, as nobody confirms it.
+		return fmt.Errorf("bird did not answer configure within %s (bird.timeout): %w", timeout, err)
+	}
 	if err != nil {
 		return fmt.Errorf("bird rejected the rendered config (running config kept): %w", err)
 	}
-	if cfg.Bird.ConfirmTimeout > 0 {
+	switch {
+	case watch:
 		if err := a.confirm(ctx, cfg, up, rendered, call); err != nil {
 			return err
+		}
+	case cfg.Bird.ConfirmTimeout > 0:
+		if err := call(a.bird.Confirm); err != nil {
+			return fmt.Errorf("confirm bird config: %w", err)
 		}
 	}
 	if err := renameSynced(tmp, path); err != nil {
@@ -236,8 +255,13 @@ func (a *Agent) syncBlackholes(want []netip.Prefix) error {
 	if !ch.Empty() {
 		a.log.WithFields(logrus.Fields{fieldAdded: someOf(ch.Added), fieldRemoved: someOf(ch.Removed)}).Info("kernel blackhole routes changed")
 	}
-	have, lerr := a.holes.List()
-	err = errors.Join(err, lerr)
+	// After a clean sync the kernel holds want (Sync reads the table whole
+	// at least every routes.FullSyncInterval); after a failed one, ask it.
+	have, lerr := slices.Clone(want), error(nil)
+	if err != nil {
+		have, lerr = a.holes.List()
+		err = errors.Join(err, lerr)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if lerr == nil {

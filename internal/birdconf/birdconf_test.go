@@ -642,6 +642,19 @@ func BenchmarkRender(b *testing.B) {
 				}
 			}
 		})
+		// What the agent hands Render: IPv4 /24s, sorted already.
+		in.Prefixes = nil
+		for i := range n {
+			in.Prefixes = append(in.Prefixes, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(64 + i>>8), byte(i), 0}), 24))
+		}
+		b.Run(fmt.Sprintf("prefixes=%d/sorted-v4", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Render(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

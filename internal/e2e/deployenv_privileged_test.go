@@ -271,7 +271,7 @@ func (r saltRun) failed() []string {
 }
 
 // hostPaths are what the roost formula writes on a node.
-var hostPaths = []string{"/etc/roost", "/var/lib/roost", "/run/bird", "/usr/local/sbin/roost-check", "/etc/bird/bird.conf"}
+var hostPaths = []string{"/etc/roost", "/var/lib/roost", "/run/bird", "/usr/local/sbin/roost-check", "/etc/bird/bird.conf", "/run/roost"}
 
 // guardHost refuses to run on a host where roost is deployed already, and
 // records what the test changes in the root namespace and on the file

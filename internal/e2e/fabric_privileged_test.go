@@ -247,7 +247,9 @@ peers:
   - {name: tor2, address: %s, asn: %d}
 bird: {socket: %s, configDir: %s}
 listen: %s
-`, n.name, n.asn, n.uplinks[0], n.podCIDR, n.torAddr[0], torASN, n.torAddr[1], torASN, n.bird.Socket, n.bird.Dir, agentAPI))
+controlSocket: %s
+`, n.name, n.asn, n.uplinks[0], n.podCIDR, n.torAddr[0], torASN, n.torAddr[1], torASN, n.bird.Socket, n.bird.Dir, agentAPI,
+			filepath.Join(ndir, "agent.sock")))
 		f.start(t, n.name+" roost-agent", n.ns, filepath.Join(ndir, "agent.log"),
 			filepath.Join(f.bin, "roost-agent"), "--config", agentConf, "--log-level", "debug")
 

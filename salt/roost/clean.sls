@@ -54,7 +54,7 @@ roost-clean-images:
     - require:
       - cmd: roost-clean-leftover-containers
 
-{%- for path in [roost.paths.etc, roost.paths.bird_etc ~ '/bird.conf', roost.paths.bird_run, roost.paths.state, roost.paths.check] %}
+{%- for path in [roost.paths.etc, roost.paths.bird_etc ~ '/bird.conf', roost.paths.bird_run, roost.paths.agent_run, roost.paths.state, roost.paths.check] %}
 roost-clean-{{ path }}:
   file.absent:
     - name: {{ path }}
