@@ -27,10 +27,10 @@ import (
 const usage = `Usage: roost-agent [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
 
 roost-agent announces this node's PodCIDRs (and nothing else) to its BGP peers
-through BIRD 2. It renders <bird.configDir>/bird.conf from its config, has BIRD
-check it ("configure check"), puts it in place and reconfigures BIRD over the
-control socket. Prefix changes never reset a BGP session; a config BIRD
-rejects never replaces the running one.
+through BIRD 2. It renders its config into a temp file beside
+<bird.configDir>/bird.conf, has BIRD load it over the control socket, and
+renames it to bird.conf once BIRD runs it. Prefix changes never reset a BGP
+session; a config BIRD rejects never replaces the running one.
 
 PodCIDRs come from the config file (podCIDRs, re-read on SIGHUP and whenever
 the file changes) or, with kubernetes.enabled, from this node's Node object

@@ -12,10 +12,10 @@ func newReloadCmd(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "reload",
 		Short: "Make roost-agent re-read its config and apply it to BIRD now",
-		Long: `reload asks roost-agent to re-read its config file and apply again (check,
-then configure BIRD), even when nothing changed, and prints the result. It
-fails when the config file is invalid or the apply fails; BIRD keeps its
-running config then.
+		Long: `reload asks roost-agent to re-read its config file and apply again (BIRD
+loads the rendered config and the agent confirms it), even when nothing
+changed, and prints the result. It fails when the config file is invalid or
+the apply fails; BIRD keeps its running config then.
 
 The agent serves reload only on its control socket (--agent-socket, default
 ` + agentapi.DefaultControlSocket + `), which only root may use by default.`,

@@ -235,3 +235,13 @@ func TestChangedFor(t *testing.T) {
 		t.Error("no old config must count as changed")
 	}
 }
+
+func TestRenderErrorSaysSoOnce(t *testing.T) {
+	cfg := testConfig(t, "10.244.1.0/24")
+	cfg.RouterID = netip.IPv4Unspecified() // past validation, as a bug would
+	h := start(t, cfg, &fakeBird{boot: "b1"})
+	s := h.waitStatus("failure", func(s agentapi.Status) bool { return s.LastApply.Result == agentapi.ResultFailed })
+	if n := strings.Count(s.LastApply.Error, "render bird config"); n != 1 {
+		t.Errorf("error says %q %d times: %s", "render bird config", n, s.LastApply.Error)
+	}
+}
