@@ -96,16 +96,20 @@ func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Pr
 	// announced prefix is ever without its blackhole; the ones no longer
 	// owned go after BIRD has withdrawn them. The sync runs on every
 	// apply, also when BIRD needs nothing, so a failed one is retried.
+	// The kernel holds before since the last clean sync, so a sync is
+	// needed only for what changes, or to retry a failed one.
 	var holeErr error
-	if a.holes != nil {
-		holeErr = a.syncBlackholes(union(prefixes, before))
+	pre := union(prefixes, before)
+	synced := false
+	if a.holes != nil && (a.holeFails > 0 || len(pre) != len(before)) {
+		holeErr, synced = a.syncBlackholes(pre), true
 	}
 	if force || !unchanged {
 		if err := a.configure(ctx, cfg, path, rendered, force); err != nil {
 			return err
 		}
 	}
-	if a.holes != nil {
+	if a.holes != nil && (len(prefixes) != len(pre) || !synced && a.holeFails > 0) {
 		holeErr = errors.Join(holeErr, a.syncBlackholes(prefixes))
 	}
 	if holeErr != nil {

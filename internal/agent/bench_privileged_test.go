@@ -56,6 +56,15 @@ func benchFabric(b *testing.B, n int) (*fabric, *Agent, config.Config) {
 	return f, a, cfg
 }
 
+// benchFabricIdle is benchFabric with the agent's loop stopped, so that
+// nothing but the benchmark talks to BIRD: the loop would take the
+// benchmark's own configures for someone else's and apply again.
+func benchFabricIdle(b *testing.B, n int) (*fabric, *Agent, config.Config) {
+	f, a, cfg := benchFabric(b, n)
+	f.stopAgent()
+	return f, a, cfg
+}
+
 // waitPrefixCount waits until each ToR has received n prefixes from the node.
 func (f *fabric) waitPrefixCount(n int) {
 	f.t.Helper()
@@ -84,12 +93,12 @@ func withPrefixes(cfg config.Config, base []netip.Prefix, k int) (config.Config,
 // "configure timeout", the sessions' state again, "configure confirm",
 // rename and directory fsync, BIRD's state) for a change of one prefix —
 // added, then removed again — beside BIRD's own "configure" of the same two
-// files (the floor: what BIRD spends whoever drives it). The agent loop is
-// idle: apply is called directly.
+// files (the floor: what BIRD spends whoever drives it). The agent's loop is
+// stopped: apply is called directly.
 func BenchmarkPrivilegedApply(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("prefixes=%d", n), func(b *testing.B) {
-			f, a, cfg := benchFabric(b, n)
+			f, a, cfg := benchFabricIdle(b, n)
 			ctx := context.Background()
 			cfgs := [2]config.Config{cfg, cfg}
 			cfgs[1].PodCIDRs = append(prefixSet(n, 1), cfg.PodCIDRs...)

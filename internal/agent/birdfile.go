@@ -134,6 +134,7 @@ func changedFor(old, new []byte, protocols []string) bool {
 // splitConfig splits a rendered config into its protocol bgp blocks, by
 // protocol name, and the rest without the static routes.
 func splitConfig(conf []byte) (string, map[string]string) {
+	conf = withoutRoutes(conf)
 	var rest strings.Builder
 	blocks := map[string]string{}
 	var cur *strings.Builder
@@ -159,4 +160,24 @@ func splitConfig(conf []byte) (string, map[string]string) {
 		}
 	}
 	return rest.String(), blocks
+}
+
+// withoutRoutes returns conf without its runs of static route lines
+// ("\troute …"), cut out whole rather than line by line: at 10,000 prefixes
+// they are nearly all of it.
+func withoutRoutes(conf []byte) []byte {
+	const route, end = "\n\troute ", "\n}\n"
+	var out []byte
+	for {
+		i := bytes.Index(conf, []byte(route))
+		if i < 0 {
+			return append(out, conf...)
+		}
+		j := bytes.Index(conf[i:], []byte(end))
+		if j < 0 {
+			return append(out, conf...)
+		}
+		out = append(out, conf[:i]...)
+		conf = conf[i+j:]
+	}
 }

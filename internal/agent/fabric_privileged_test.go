@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ type fabric struct {
 	upIf    [2]string // the node's interfaces towards tor1, tor2
 	bird    *testenv.Bird
 	ctlSock string // the agent process's control socket
+	// stopAgent ends the loop of the agent startAgent started (its
+	// Agent stays usable for direct calls).
+	stopAgent func()
 }
 
 func newFabric(t testing.TB) *fabric {
@@ -106,9 +110,10 @@ func (f *fabric) startAgent(cfg config.Config, opts ...func(*Options)) *Agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	f.stopAgent = func() { once.Do(func() { cancel(); <-done }) }
 	f.t.Cleanup(func() {
-		cancel()
-		<-done
+		f.stopAgent()
 		bird.Close()
 	})
 	return a
