@@ -684,7 +684,9 @@ loader_ready() {
 		[[ $(pod_node "$pod") == "$node" ]] || continue
 		want="yes open"
 		if enforced_pod "$pod"; then want="yes enforced"; fi
-		[[ $(awk -v p="$pod" '$1 == p { print $4, $5 }' <<<"$out") == "$want" ]] || return 1
+		# Columns by their header, not position: the table gains columns.
+		[[ $(awk -v p="$pod" 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+			$1 == p { print $col["LOCAL"], $col["INGRESS"] }' <<<"$out") == "$want" ]] || return 1
 	done
 }
 
