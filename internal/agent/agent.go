@@ -143,6 +143,7 @@ type Agent struct {
 	appliedEnd time.Time // when the last apply ended
 	holeFails  int       // consecutive failed blackhole syncs
 	checked    fileStamp // bird.conf as last found parseable by Check
+	written    fileStamp // bird.conf as the agent last renamed it into place
 }
 
 // New returns an Agent for the given options.

@@ -82,7 +82,14 @@ func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Pr
 		return err // "render bird config: …"
 	}
 	path := cfg.Bird.ConfigFile()
-	onDisk, _ := os.ReadFile(path) // a missing file is just different
+	// bird.conf is read back only when it is not the file the agent put
+	// there (at 10,000 prefixes a read is 300 KB).
+	var onDisk []byte
+	if st, err := stampOf(path); err == nil && st == a.written && a.applied != nil {
+		onDisk = a.applied
+	} else {
+		onDisk, _ = os.ReadFile(path) // a missing file is just different
+	}
 	a.mu.Lock()
 	curBoot := a.boot
 	before := a.status.LastApply.Applied
@@ -182,6 +189,7 @@ func (a *Agent) configure(ctx context.Context, cfg config.Config, path string, r
 	if err := renameSynced(tmp, path); err != nil {
 		return err
 	}
+	a.written, _ = stampOf(path)
 	st, err := a.stateAfter(call)
 	if err != nil {
 		return fmt.Errorf("bird state after configure: %w", err)

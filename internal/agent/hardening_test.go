@@ -245,3 +245,24 @@ func TestRenderErrorSaysSoOnce(t *testing.T) {
 		t.Errorf("error says %q %d times: %s", "render bird config", n, s.LastApply.Error)
 	}
 }
+
+func TestBirdConfEditedByHandIsRewritten(t *testing.T) {
+	h := start(t, testConfig(t, "10.244.1.0/24"), &fakeBird{boot: "b1"})
+	h.waitStatus("first apply", applied("10.244.1.0/24"))
+	ours := h.fileText()
+	h.bird.take()
+	if err := os.WriteFile(h.cfg.Bird.ConfigFile(), []byte("# edited\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	h.a.SetConfig(h.cfg) // the next apply notices the file is not its own
+	deadline := time.Now().Add(5 * time.Second)
+	for h.fileText() != ours {
+		if time.Now().After(deadline) {
+			t.Fatalf("bird.conf not rewritten:\n%s", h.fileText())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := h.bird.take(); len(got) == 0 {
+		t.Error("BIRD not configured with the rewritten file")
+	}
+}
