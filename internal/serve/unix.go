@@ -2,7 +2,6 @@ package serve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 )
 
 // ServeUnix serves h on a unix socket at path until ctx ends. The socket is
@@ -43,18 +41,5 @@ func ServeUnix(ctx context.Context, path string, perm fs.FileMode, h http.Handle
 		ln.Close()
 		return fmt.Errorf("control socket %s: %w", path, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", path, err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("shut down %s: %w", path, err)
-		}
-		return nil
-	}
+	return serveOn(ctx, ln, path, h)
 }
