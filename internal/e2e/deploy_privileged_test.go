@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roost-net/roost/internal/agentapi"
 	"github.com/roost-net/roost/internal/testenv"
 )
 
@@ -282,6 +284,36 @@ func deploySalt(t *testing.T, composeCmd string) {
 		t.Errorf("after the upgrade, tor2 → db:6379: %v, want dropped", err)
 	}
 	started = startedAt(t, d)
+
+	// 5b. A setting roost-agent reads only at start (it refuses a reload
+	// that changes one): the formula restarts roost-agent, and only it, so
+	// the setting is taken rather than left in configError.
+	noHoles := pillar(moved.String())
+	noHoles["agent"] = map[string]any{"blackhole_routes": false}
+	for _, p := range []map[string]any{noHoles, pillar(moved.String())} {
+		s.setPillar(t, p)
+		r = s.apply(t, "state.apply", "roost")
+		if r.err != nil || len(r.failed()) > 0 || !slices.ContainsFunc(r.changed(), func(id string) bool { return strings.Contains(id, "roost-agent-restart") }) {
+			t.Fatalf("start-only setting: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
+		}
+		waitHealthy(t, d, "roost-agent")
+		now := startedAt(t, d)
+		if now["roost-agent"] == started["roost-agent"] || now["roost-bird"] != started["roost-bird"] || now["roost-loader"] != started["roost-loader"] {
+			t.Errorf("start-only setting: want roost-agent alone restarted: before %v, after %v", started, now)
+		}
+		started = now
+		out, err := d.run("exec", "roost-agent", "roostctl", "status", "-o", "json")
+		var st agentapi.Status
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			t.Fatalf("roostctl status in roost-agent: %v\n%s", err, out)
+		}
+		if want := p["agent"] == nil; st.BlackholeRoutes != want || st.ConfigError != "" {
+			t.Errorf("after the restart: blackholeRoutes %v (want %v), configError %q", st.BlackholeRoutes, want, st.ConfigError)
+		}
+	}
+	for j, tor := range tors {
+		tor.WaitBGPRoute(t, 30*time.Second, moved, hostAddr[j])
+	}
 
 	// 6. A bad pillar is refused before anything changes.
 	agentYAML = mustRead(t, "/etc/roost/agent.yaml")

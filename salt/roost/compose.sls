@@ -34,6 +34,31 @@ roost-loader-restart:
     - onchanges:
       - file: roost-loader.yaml
 
+# roost-agent refuses a reload that changes a setting it reads only at start
+# (its node, the Kubernetes source, blackhole routes; listen goes through
+# .env and recreates it anyway): when one of them changes, it is restarted,
+# after the new agent.yaml is in place. BIRD and its sessions stay.
+roost-agent-start-settings:
+  file.managed:
+    - name: {{ roost.paths.state }}/agent-start-settings
+    - makedirs: True
+    - mode: '0644'
+    - contents: |
+        # Managed by Salt: roost-agent is restarted when these change.
+        node: {{ roost.node | json }}
+        kubernetes: {{ roost.kubernetes | json }}
+        blackhole_routes: {{ roost.agent.blackhole_routes | json }}
+    - require:
+      - file: roost-agent.yaml
+
+roost-agent-restart:
+  cmd.run:
+    - name: docker restart roost-agent
+    - env: {{ docker_env | json }}
+    - onlyif: docker inspect roost-agent >/dev/null 2>&1
+    - onchanges:
+      - file: roost-agent-start-settings
+
 roost-compose-up:
   cmd.run:
     - name: {{ compose }} up -d
@@ -46,6 +71,7 @@ roost-compose-up:
     - require:
       - cmd: roost-validate
       - cmd: roost-loader-restart
+      - cmd: roost-agent-restart
       - file: roost-agent.yaml
       - file: roost-loader.yaml
       - file: roost-endpoints.yaml
