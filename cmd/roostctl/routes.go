@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -71,7 +72,7 @@ the command exits non-zero.`,
 				f.Exported[s.Protocol] = set
 			}
 			if st.BlackholeRoutes {
-				if holes, err := routes.NewBlackholes(nil, 0).List(); err != nil {
+				if holes, err := kernelBlackholes(o.timeout); err != nil {
 					f.BlackholeError = err.Error()
 				} else {
 					f.Blackholes = map[netip.Prefix]bool{}
@@ -148,4 +149,15 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// kernelBlackholes lists roost's blackhole routes, every netlink request
+// bounded by timeout.
+func kernelBlackholes(timeout time.Duration) ([]netip.Prefix, error) {
+	h, err := routes.NewHandle(timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	return routes.NewBlackholes(h, 0).List()
 }

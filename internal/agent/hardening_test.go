@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,8 +9,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/roost-net/roost/internal/agentapi"
 	"github.com/roost-net/roost/internal/birdconf"
@@ -265,4 +269,49 @@ func TestBirdConfEditedByHandIsRewritten(t *testing.T) {
 	if got := h.bird.take(); len(got) == 0 {
 		t.Error("BIRD not configured with the rewritten file")
 	}
+}
+
+func TestPasswordNeverLogged(t *testing.T) {
+	cfg := testConfig(t, "10.244.1.0/24")
+	cfg.Peers[0].Password = "s3cret-md5"
+	var buf syncBuffer
+	log := logrus.New()
+	log.SetOutput(&buf)
+	log.SetLevel(logrus.DebugLevel)
+	bird := &fakeBird{boot: "b1", reject: "10.66.0.0/16"}
+	h := &harness{t: t, bird: bird, holes: &fakeHoles{}, cfg: cfg}
+	h.a = New(Options{Config: cfg, Bird: bird, Blackholes: h.holes, Log: log, PollInterval: 20 * time.Millisecond})
+	runAgent(t, h.a)
+	h.waitStatus("first apply", applied("10.244.1.0/24"))
+	h.a.SetConfig(testConfigIn(cfg, "10.66.0.0/16")) // rejected: logged with BIRD's error
+	h.waitStatus("failure", func(s agentapi.Status) bool { return s.LastApply.Result == agentapi.ResultFailed })
+	bird.set(func(b *fakeBird) { b.down = true })
+	h.waitStatus("bird down", func(s agentapi.Status) bool { return !s.Bird.Up })
+	if strings.Contains(buf.String(), "s3cret") {
+		t.Errorf("a log line holds the password:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "apply failed") {
+		t.Errorf("the failure was not logged (the test saw nothing):\n%s", buf.String())
+	}
+	if b, _ := json.Marshal(h.a.Status()); strings.Contains(string(b), "s3cret") {
+		t.Error("status holds the password")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
