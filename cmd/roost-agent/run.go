@@ -213,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // dryRunRender prints what the agent would render from cfg alone (with
 // Kubernetes as the source, the Node's PodCIDRs are not known: none).
 func dryRunRender(cfg config.Config, w io.Writer) error {
-	out, err := birdconf.Render(agent.RenderInput(cfg, cfg.PodCIDRs))
+	out, err := birdconf.Render(cfg.BirdInput(cfg.PodCIDRs))
 	if err != nil {
 		return err
 	}

@@ -204,13 +204,6 @@ func (a *Agent) SetConfig(c config.Config) {
 	a.trigger()
 }
 
-// Config returns the configuration the agent runs.
-func (a *Agent) Config() config.Config {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cfg
-}
-
 // SetConfigError records that reloading the configuration failed (nil
 // clears it); the agent keeps the configuration it has.
 func (a *Agent) SetConfigError(err error) {
@@ -281,7 +274,7 @@ func (a *Agent) Rendered() ([]byte, string, error) {
 	if !ok {
 		return nil, cfg.Bird.ConfigFile(), nil
 	}
-	out, err := a.render(RenderInput(cfg, prefixes))
+	out, err := a.render(cfg.BirdInput(prefixes))
 	return out, cfg.Bird.ConfigFile(), err
 }
 
@@ -416,17 +409,6 @@ func desired(c config.Config, node *k8swatch.NodeState) ([]netip.Prefix, bool, s
 		return sortedSet(node.PodCIDRs), true, fmt.Sprintf("some spec.podCIDRs of node %q are left out: %v", c.Node, node.Err)
 	}
 	return sortedSet(node.PodCIDRs), true, ""
-}
-
-// RenderInput is the birdconf input for configuration c announcing prefixes.
-func RenderInput(c config.Config, prefixes []netip.Prefix) birdconf.Input {
-	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: prefixes}
-	for _, p := range c.Peers {
-		in.Peers = append(in.Peers, birdconf.Peer{
-			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime,
-		})
-	}
-	return in
 }
 
 // peersOf lists the configured peers, keeping states already polled.

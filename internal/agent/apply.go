@@ -77,7 +77,7 @@ func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Pr
 			a.record(agentapi.ResultFailed, start, err, nil)
 		}
 	}()
-	rendered, err := a.render(RenderInput(cfg, prefixes))
+	rendered, err := a.render(cfg.BirdInput(prefixes))
 	if err != nil {
 		return err // "render bird config: …"
 	}

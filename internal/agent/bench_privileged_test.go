@@ -130,7 +130,7 @@ func BenchmarkPrivilegedApply(b *testing.B) {
 			// by BIRD in turn.
 			var files [2]string
 			for i, c := range cfgs {
-				out, err := a.render(RenderInput(c, c.PodCIDRs))
+				out, err := a.render(c.BirdInput(c.PodCIDRs))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -190,7 +190,7 @@ func BenchmarkPrivilegedApply(b *testing.B) {
 			})
 			b.Run("part-render", func(b *testing.B) {
 				for i := 0; b.Loop(); i++ {
-					if _, err := a.render(RenderInput(cfgs[i%2], cfgs[i%2].PodCIDRs)); err != nil {
+					if _, err := a.render(cfgs[i%2].BirdInput(cfgs[i%2].PodCIDRs)); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -219,7 +219,7 @@ func TestChangedFor(t *testing.T) {
 		c := testConfig(t, prefixes...)
 		c.Peers = append(c.Peers, config.Peer{Name: "tor2", Address: netip.MustParseAddr("10.0.2.1"), ASN: 65002})
 		c.Peers[0].ASN = asn
-		b, err := birdconf.Render(RenderInput(c, c.PodCIDRs))
+		b, err := birdconf.Render(c.BirdInput(c.PodCIDRs))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -410,10 +410,10 @@ func (c Config) Validate() error {
 	return errs.Err()
 }
 
-// birdInput is what roost-agent renders for c when the prefixes it
-// announces are c.PodCIDRs (agent.RenderInput, which config cannot import).
-func (c Config) birdInput() birdconf.Input {
-	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: c.PodCIDRs}
+// BirdInput is what roost-agent renders for c when it announces prefixes:
+// the one mapping from the configuration to birdconf's input.
+func (c Config) BirdInput(prefixes []netip.Prefix) birdconf.Input {
+	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: prefixes}
 	for _, p := range c.Peers {
 		in.Peers = append(in.Peers, birdconf.Peer{
 			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime,
@@ -423,13 +423,13 @@ func (c Config) birdInput() birdconf.Input {
 }
 
 // renderProblems reports why birdconf.Render refuses c's own input
-// (birdInput), if it does, at the field it comes from: it renders the router
+// (BirdInput), if it does, at the field it comes from: it renders the router
 // id alone, then each peer and each prefix alone with it, and puts what
 // only fails together (two peers) at "peers". Validate's own checks use
 // birdconf's Check functions, so this finds nothing unless the two disagree:
 // it is the guard that keeps such a disagreement from being accepted.
 func (c Config) renderProblems() fieldcheck.Problems {
-	in := c.birdInput()
+	in := c.BirdInput(c.PodCIDRs)
 	_, err := birdconf.Render(in)
 	if err == nil {
 		return nil

@@ -70,7 +70,7 @@ func TestLoadAcceptsOnlyRenderable(t *testing.T) {
 			}
 			continue
 		}
-		conf, err := birdconf.Render(agentInput(c))
+		conf, err := birdconf.Render(c.BirdInput(c.PodCIDRs))
 		if err != nil {
 			f.add("accepted but birdconf.Render refuses", fmt.Sprintf("config %d: %v\n%s", i, err, d.yaml))
 			continue
@@ -89,19 +89,6 @@ func TestLoadAcceptsOnlyRenderable(t *testing.T) {
 		t.Errorf("the generator is lopsided: %d accepted, %d refused of %d", len(rendered), refused, n)
 	}
 	f.report(t)
-}
-
-// agentInput is the birdconf input roost-agent renders for c when its
-// prefixes are c.PodCIDRs: the mapping of agent.RenderInput, which config
-// cannot import.
-func agentInput(c Config) birdconf.Input {
-	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: c.PodCIDRs}
-	for _, p := range c.Peers {
-		in.Peers = append(in.Peers, birdconf.Peer{
-			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime,
-		})
-	}
-	return in
 }
 
 // renderedConfig is a rendered bird.conf and the agent.yaml it came from.
