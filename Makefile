@@ -66,7 +66,7 @@ bench: build
 	./scripts/bench.sh
 
 # images builds roost/bird:TAG and roost/roost:TAG (scripts/images.sh; TAG
-# from ROOST_IMAGE_TAG, default `git describe`). Without a registry the base
+# from ROOST_IMAGE_TAG, default the release in VERSION). Without a registry the base
 # image is debootstrapped locally (scripts/base-image.sh). Needs a running
 # Docker engine (DOCKER_HOST).
 images: build

@@ -7,9 +7,13 @@
 #   scripts/images.sh build          # `make images`; needs bin/ (make build)
 #   scripts/images.sh save DIR       # DIR/roost-bird-TAG.tar, DIR/roost-roost-TAG.tar
 #   scripts/images.sh load DIR|FILE…  # docker load each tarball
+#   scripts/images.sh tag            # print TAG
 #
 # Environment:
-#   ROOST_IMAGE_TAG   tag of both images (default: `git describe --always --dirty`)
+#   ROOST_IMAGE_TAG   tag of both images (default: the release in VERSION, the
+#                     tag compose/env.example, the formula's defaults.yaml and
+#                     salt/pillar.example name; set it for a build of your own
+#                     changes: tags are taken as immutable)
 #   ROOST_BASE_IMAGE  base of both images (default debian:bookworm-slim). When
 #                     it is neither present nor pullable (no registry, as on
 #                     an air-gapped site), roost-base:bookworm is built with
@@ -21,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tag=${ROOST_IMAGE_TAG:-$(git describe --always --dirty 2>/dev/null || echo dev)}
+tag=${ROOST_IMAGE_TAG:-$(cat VERSION)}
 bin=${ROOST_BIN_DIR:-bin}
 
 base_image() {
@@ -108,8 +112,9 @@ case "${1:-build}" in
 build) build ;;
 save) shift; save "$@" ;;
 load) shift; load "$@" ;;
+tag) echo "$tag" ;;
 *)
-	echo "usage: images.sh build | save DIR | load DIR|FILE..." >&2
+	echo "usage: images.sh build | save DIR | load DIR|FILE... | tag" >&2
 	exit 2
 	;;
 esac
