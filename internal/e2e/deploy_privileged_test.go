@@ -140,13 +140,18 @@ func deploySalt(t *testing.T, composeCmd string) {
 		}
 	}
 
-	// 1. First apply: the node comes up.
+	// 1. First apply: the node comes up. The host's own bird.conf is kept
+	// aside, to be put back by roost.clean.
+	writeFile(t, "/etc/bird/bird.conf", hostBirdConf) // guardHost puts the real one back
 	s.setPillar(t, pillar(podCIDR.String()))
 	r := s.apply(t, "state.apply", "roost")
 	if r.err != nil || len(r.failed()) > 0 {
 		t.Fatalf("first state.apply: %v; failed: %v\n%s", r.err, r.failed(), r.out)
 	}
 	t.Logf("first apply changed %d states", len(r.changed()))
+	if got, _ := os.ReadFile("/etc/bird/bird.conf.pre-roost"); string(got) != hostBirdConf {
+		t.Errorf("the host's bird.conf was not kept as bird.conf.pre-roost: %q", got)
+	}
 	waitHealthy(t, d, "roost-bird", "roost-agent", "roost-loader")
 	for j, tor := range tors {
 		tor.WaitEstablished(t, 60*time.Second, hostAddr[j])
@@ -322,8 +327,8 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if r.err == nil {
 		t.Fatalf("bad pillar: the run succeeded\n%s", r.out)
 	}
-	if !strings.Contains(r.out, "10.251.9.0/33") || !strings.Contains(r.out, "is not a CIDR prefix") {
-		t.Errorf("bad pillar: the output does not name the bad CIDR and what is wrong with it\n%s", r.out)
+	if !strings.Contains(r.out, "/var/lib/roost/stage/agent.yaml") || !strings.Contains(r.out, "10.251.9.0/33") || !strings.Contains(r.out, "is not a CIDR prefix") {
+		t.Errorf("bad pillar: the output does not name the staged file, the bad CIDR and what is wrong with it\n%s", r.out)
 	}
 	for _, id := range r.changed() {
 		// Only the staging area, and the check that refused it.
@@ -342,6 +347,22 @@ func deploySalt(t *testing.T, composeCmd string) {
 		if err != nil || len(rs[moved]) == 0 {
 			t.Errorf("tor%d after the bad pillar: %v %v, want %s still", j+1, rs, err, moved)
 		}
+	}
+
+	// 6b. A Docker address that does not answer fails the run, and the
+	// installed roost-check (which names the engine) stays as it was.
+	check := mustRead(t, "/usr/local/sbin/roost-check")
+	badDocker := pillar(moved.String())
+	badDocker["docker"].(map[string]any)["host"] = "unix:///run/roost-e2e-no-such-docker.sock"
+	s.setPillar(t, badDocker)
+	if r = s.apply(t, "state.apply", "roost"); r.err == nil {
+		t.Errorf("a Docker address that does not answer: the run succeeded\n%s", r.out)
+	}
+	if got := mustRead(t, "/usr/local/sbin/roost-check"); got != check {
+		t.Errorf("a failed run rewrote /usr/local/sbin/roost-check:\n%s", got)
+	}
+	if got := mustRead(t, "/etc/roost/agent.yaml"); got != agentYAML {
+		t.Errorf("a failed run changed agent.yaml:\n%s", got)
 	}
 
 	// 7. roost.clean leaves nothing behind.
@@ -365,9 +386,12 @@ func deploySalt(t *testing.T, composeCmd string) {
 		}
 	}
 	for _, p := range append(hostPaths, "/sys/fs/bpf/roost") {
-		if _, err := os.Stat(p); err == nil {
+		if _, err := os.Stat(p); err == nil && p != "/etc/bird/bird.conf" {
 			t.Errorf("%s left", p)
 		}
+	}
+	if got, _ := os.ReadFile("/etc/bird/bird.conf"); string(got) != hostBirdConf {
+		t.Errorf("roost.clean did not put the host's bird.conf back: %q", got)
 	}
 	for _, fam := range []string{"-4", "-6"} {
 		if out := testenv.Run(t, "ip", fam, "route", "show", "proto", "167"); out != "" {

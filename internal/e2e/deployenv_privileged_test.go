@@ -43,6 +43,15 @@ type dockerd struct {
 
 func startDockerd(t *testing.T) *dockerd {
 	t.Helper()
+	return startDockerdConfig(t, "")
+}
+
+// startDockerdConfig is startDockerd with the daemon's network settings
+// (no bridge, no iptables rules, forwarding and masquerading left alone)
+// from daemonJSON, a daemon.json given to dockerd as --config-file, instead
+// of flags; "" means the flags.
+func startDockerdConfig(t *testing.T, daemonJSON string) *dockerd {
+	t.Helper()
 	bin := testenv.Binary(t, "dockerd")
 	testenv.Binary(t, "docker")
 	testenv.Binary(t, "docker-compose")
@@ -58,9 +67,18 @@ func startDockerd(t *testing.T) *dockerd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(bin, "--host", d.host, "--data-root", dockerCache,
-		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "docker.pid"),
-		"--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false")
+	args := []string{"--host", d.host, "--data-root", dockerCache,
+		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "docker.pid")}
+	if daemonJSON == "" {
+		args = append(args, "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false")
+	} else {
+		conf := filepath.Join(dir, "daemon.json")
+		if err := os.WriteFile(conf, []byte(daemonJSON), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config-file", conf)
+	}
+	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
@@ -271,7 +289,7 @@ func (r saltRun) failed() []string {
 }
 
 // hostPaths are what the roost formula writes on a node.
-var hostPaths = []string{"/etc/roost", "/var/lib/roost", "/run/bird", "/usr/local/sbin/roost-check", "/etc/bird/bird.conf", "/run/roost"}
+var hostPaths = []string{"/etc/roost", "/var/lib/roost", "/run/bird", "/usr/local/sbin/roost-check", "/etc/bird/bird.conf", "/run/roost", "/etc/bird/bird.conf.pre-roost", "/etc/bird/bird.conf.broken"}
 
 // guardHost refuses to run on a host where roost is deployed already, and
 // records what the test changes in the root namespace and on the file

@@ -1,10 +1,12 @@
 {%- from "roost/map.jinja" import roost with context %}
-{%- from "roost/map.jinja" import docker_env, compose with context %}
+{%- from "roost/map.jinja" import docker_env, compose, bird_conf_ours with context %}
 # roost.clean: remove everything the roost formula made on this node: the
-# node's routes at the ToRs, the containers, the kernel blackhole routes roost-agent keeps (route protocol
-# 167), the loader's pins (which detaches its programs), the images the
-# formula loaded, and every file and directory it wrote. The bpffs mount and
-# the Docker packages stay: other programs share them.
+# node's routes at the ToRs, the containers, the kernel blackhole routes
+# roost-agent keeps (route protocol 167), the loader's pins (which detaches
+# its programs), the images the formula loaded, and every file and directory
+# it wrote; the host's own bird.conf, kept aside at the first run, is put
+# back. The bpffs mount and the Docker packages stay: other programs share
+# them.
 
 # Withdraw the node's routes first: stopping BIRD is a graceful restart,
 # after which the ToRs would keep them as stale for BIRD's restart time.
@@ -54,7 +56,18 @@ roost-clean-images:
     - require:
       - cmd: roost-clean-leftover-containers
 
-{%- for path in [roost.paths.etc, roost.paths.bird_etc ~ '/bird.conf', roost.paths.bird_run, roost.paths.agent_run, roost.paths.state, roost.paths.check] %}
+# bird.conf: the host's own, kept as bird.conf.pre-roost by roost.config or
+# bird-entrypoint, goes back; one roost wrote (the agent's or a bootstrap)
+# goes; a file of the host's own with no backup beside it stays.
+{%- set conf = roost.paths.bird_etc ~ '/bird.conf' %}
+roost-clean-bird-conf:
+  cmd.run:
+    - name: {{ ('if [ -e ' ~ roost.paths.bird_backup ~ ' ]; then mv -f ' ~ roost.paths.bird_backup ~ ' ' ~ conf ~ ' && echo "restored the host\'s bird.conf"; else rm -f ' ~ conf ~ '; fi') | json }}
+    - onlyif: {{ ('test -e ' ~ roost.paths.bird_backup ~ ' || ' ~ bird_conf_ours) | json }}
+    - require:
+      - cmd: roost-clean-leftover-containers
+
+{%- for path in [roost.paths.etc, conf ~ '.broken', roost.paths.bird_run, roost.paths.agent_run, roost.paths.state, roost.paths.check] %}
 roost-clean-{{ path }}:
   file.absent:
     - name: {{ path }}

@@ -1,4 +1,4 @@
-{%- from "roost/map.jinja" import roost with context %}
+{%- from "roost/map.jinja" import roost, bird_conf_ours with context %}
 # roost.config: renders the node's roost config from the pillar, checks it
 # as a whole with the binaries' --dry-run, and only then lets it land in
 # /etc/roost. A pillar that fails the check stops the run (failhard) before
@@ -9,8 +9,27 @@
       'loader.yaml': 'loader.yaml.jinja',
       'endpoints.yaml': 'endpoints.yaml.jinja',
     } %}
+{%- from "roost/hostcheck.jinja" import host_conflicts with context %}
+{#- A BIRD (or any BGP speaker) of the host's own on TCP port 179, or one
+    holding BIRD's control socket, would clash with the BIRD container:
+    refuse to render, so that nothing changes (test=True fails too). #}
+{%- set conflicts = host_conflicts() | trim %}
+{%- if conflicts %}
+{{- raise('roost cannot run beside what this host already runs, so nothing was changed: ' ~ conflicts ~ '. Stop it first (for Debian\'s bird2: systemctl disable --now bird); docs/deploy.md, "A BIRD already on the host".') }}
+{%- endif %}
 include:
   - roost.images
+
+# The check script is staged too: it validates the set before anything
+# lands, and lands itself (as roost-check) only once the set passed, so a
+# run that fails leaves the installed one as it was.
+roost-check-staged:
+  file.managed:
+    - name: {{ roost.paths.check_staged }}
+    - source: salt://roost/files/roost-check.sh.jinja
+    - template: jinja
+    - makedirs: True
+    - mode: '0755'
 
 roost-check:
   file.managed:
@@ -18,6 +37,8 @@ roost-check:
     - source: salt://roost/files/roost-check.sh.jinja
     - template: jinja
     - mode: '0755'
+    - require:
+      - cmd: roost-validate
 
 # 1. Stage: the whole set, rendered where nothing reads it.
 {%- for name, tmpl in files.items() %}
@@ -58,11 +79,11 @@ roost-stage-policies:
 # valid pillar reports no change; failhard stops the whole run on a bad one.
 roost-validate:
   cmd.run:
-    - name: '{{ roost.paths.check }} tree {{ roost.paths.stage }} && echo "roost: staged config valid"'
-    - unless: '{{ roost.paths.check }} tree {{ roost.paths.stage }}'
+    - name: '{{ roost.paths.check_staged }} tree {{ roost.paths.stage }} && echo "roost: staged config valid"'
+    - unless: '{{ roost.paths.check_staged }} tree {{ roost.paths.stage }}'
     - failhard: True
     - require:
-      - file: roost-check
+      - file: roost-check-staged
       - cmd: roost-images
       - file: roost-stage-policies
 {%- for name in files %}
@@ -75,26 +96,34 @@ roost-etc:
     - name: {{ roost.paths.etc }}
     - mode: '0755'
 
-{%- for name in files %}
+# Each file is rendered again from the same template and pillar as its
+# staged copy (the same bytes), not copied from the stage: with test=True
+# the stage is not written, and a bare node must still get its diff.
+{%- for name, tmpl in files.items() %}
 roost-{{ name }}:
   file.managed:
     - name: {{ roost.paths.etc }}/{{ name }}
-    - source: {{ roost.paths.stage }}/{{ name }}
+    - source: salt://roost/files/{{ tmpl }}
+    - template: jinja
     - mode: '0640'
-    - check_cmd: {{ roost.paths.check }} {{ name.split('.')[0] }}
+    - check_cmd: {{ roost.paths.check_staged }} {{ name.split('.')[0] }}
     - failhard: True
     - require:
       - cmd: roost-validate
       - file: roost-etc
 {%- endfor %}
-{%- for name in roost.policies | sort %}
+{%- for name, policy in roost.policies | dictsort %}
 roost-policy-{{ name }}:
   file.managed:
     - name: {{ roost.paths.policies }}/{{ name }}.yaml
-    - source: {{ roost.paths.stage }}/policies/{{ name }}.yaml
+    - source: salt://roost/files/policy.yaml.jinja
+    - template: jinja
     - makedirs: True
     - mode: '0644'
-    - check_cmd: {{ roost.paths.check }} policy
+    - context:
+        name: {{ name | json }}
+        policy: {{ policy | json }}
+    - check_cmd: {{ roost.paths.check_staged }} policy
     - failhard: True
     - require:
       - cmd: roost-validate
@@ -112,11 +141,21 @@ roost-policies:
 {%- endfor %}
 
 # BIRD's directories. bird.conf gets a bootstrap BIRD can start from, unless
-# roost-agent has written it already: the agent owns it from its first apply
-# (a file left by a bird2 package, say, is replaced).
+# roost-agent has written it already: the agent owns it from its first apply.
+# A bird.conf roost did not write (the bird2 package's, say) is kept first
+# as bird.conf.pre-roost, once; roost.clean puts it back.
 roost-bird-etc:
   file.directory:
     - name: {{ roost.paths.bird_etc }}
+
+roost-bird-conf-backup:
+  cmd.run:
+    - name: cp -a {{ roost.paths.bird_etc }}/bird.conf {{ roost.paths.bird_backup }} && echo "kept the host's bird.conf as {{ roost.paths.bird_backup }}"
+    - onlyif: test -f {{ roost.paths.bird_etc }}/bird.conf
+    - unless: {{ ('test -e ' ~ roost.paths.bird_backup ~ ' || ' ~ bird_conf_ours) | json }}
+    - require:
+      - cmd: roost-validate
+      - file: roost-bird-etc
 
 roost-bird-conf:
   file.managed:
@@ -127,7 +166,7 @@ roost-bird-conf:
     - unless: "grep -q '^# bird.conf: generated by roost-agent' {{ roost.paths.bird_etc }}/bird.conf"
     - require:
       - cmd: roost-validate
-      - file: roost-bird-etc
+      - cmd: roost-bird-conf-backup
 
 roost-bird-run:
   file.directory:
