@@ -15,6 +15,7 @@ import (
 // options are the flags every subcommand shares.
 type options struct {
 	birdSocket  string
+	birdLog     string
 	agent       string
 	agentSocket string
 	loader      string
@@ -55,6 +56,7 @@ API. Every command prints a table, or JSON with -o json.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.birdSocket, "bird-socket", "/run/bird/bird.ctl", "BIRD control socket")
+	f.StringVar(&o.birdLog, "bird-log", "", "BIRD's log file, read to tell which AS a refused peer sent; must match roost-agent's bird.logFile (default: bird.log in --bird-socket's directory, /run/bird/bird.log, as for bird.logFile; \"\" reads none)")
 	f.StringVar(&o.agent, "agent", "127.0.0.1:9479", "roost-agent API address (host:port or URL): status, health")
 	f.StringVar(&o.agentSocket, "agent-socket", agentapi.DefaultControlSocket, "roost-agent control socket: config, reload (root only by default)")
 	f.StringVar(&o.loader, "loader", "127.0.0.1:9480", "roost-loader API address (host:port or URL)")

@@ -53,7 +53,7 @@ the command exits non-zero.`,
 					f.InBird[r.Prefix] = true
 				}
 			}
-			if f.Sessions, err = sessions(ctx, c); err != nil {
+			if f.Sessions, err = sessions(ctx, c, o.birdLogFile(cmd)); err != nil {
 				return err
 			}
 			for _, s := range f.Sessions {

@@ -208,6 +208,7 @@ func testConfig(t *testing.T, prefixes ...string) config.Config {
 	c.Peers = []config.Peer{{Name: "tor1", Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000}}
 	c.Bird.ConfigDir = t.TempDir()
 	c.Bird.Socket = c.Bird.ConfigDir + "/bird.ctl"
+	c.Bird.LogFile = "" // a fake BIRD opens no log file
 	c.Bird.Timeout = time.Second
 	c.Bird.ConfirmTimeout = 4 * time.Second
 	c.Bird.ConfigGroup = fmt.Sprint(os.Getegid())

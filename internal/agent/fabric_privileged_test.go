@@ -74,6 +74,7 @@ func (f *fabric) config(prefixes ...string) config.Config {
 		{Name: "tor2", Address: f.torAddr[1], ASN: 65000},
 	}
 	c.Bird.Socket, c.Bird.ConfigDir = f.bird.Socket, f.bird.Dir
+	c.Bird.LogFile = config.DefaultLogFile(f.bird.Socket) // as Load sets it
 	c.Debounce = 0
 	for _, p := range prefixes {
 		c.PodCIDRs = append(c.PodCIDRs, netip.MustParsePrefix(p))

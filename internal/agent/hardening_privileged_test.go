@@ -16,6 +16,7 @@ import (
 
 	"github.com/roost-net/roost/internal/agentapi"
 	"github.com/roost-net/roost/internal/birdctl"
+	"github.com/roost-net/roost/internal/config"
 	"github.com/roost-net/roost/internal/testenv"
 )
 
@@ -193,8 +194,9 @@ func TestPrivilegedBlackholeDeletedByHand(t *testing.T) {
 
 // TestPrivilegedBirdAsUserBird runs BIRD as Debian's bird.service does, as
 // user bird with its socket directory owned by bird: the agent gives
-// bird.conf to group bird, so BIRD can read what it is told to load. Given
-// to root's group (as before), BIRD cannot.
+// bird.conf to group bird, so BIRD can read what it is told to load, and
+// BIRD can create its log file beside its socket (the default). Given to
+// root's group (as before), BIRD cannot read bird.conf.
 func TestPrivilegedBirdAsUserBird(t *testing.T) {
 	testenv.Privileged(t)
 	u, err := user.Lookup("bird")
@@ -224,6 +226,8 @@ func TestPrivilegedBirdAsUserBird(t *testing.T) {
 
 	cfg := testConfig(t, "10.244.1.0/24")
 	cfg.Bird.Socket, cfg.Bird.ConfigDir, cfg.Bird.ConfigGroup = b.Socket, b.Dir, ""
+	// The default log file, beside the socket: BIRD as bird can create it.
+	cfg.Bird.LogFile = config.DefaultLogFile(b.Socket)
 	cfg.Peers[0].Address = cfg.RouterID.Next() // no such peer: the session stays down
 	bird := NewBirdClient(b.Socket)
 	defer bird.Close()
@@ -240,6 +244,11 @@ func TestPrivilegedBirdAsUserBird(t *testing.T) {
 	out := testenv.Run(t, "birdc", "-s", b.Socket, "show", "route", "protocol", "roost_owned4")
 	if !strings.Contains(out, "10.244.1.0/24") {
 		t.Errorf("BIRD running as bird does not hold the prefix:\n%s", out)
+	}
+	if fi, err := os.Stat(cfg.Bird.LogFile); err != nil {
+		t.Errorf("BIRD running as bird has no log file: %v", err)
+	} else if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid {
+		t.Errorf("log file %s is owned by uid %d, want bird (%d)", cfg.Bird.LogFile, st.Uid, uid)
 	}
 
 	// The old behaviour, root's group: BIRD as bird cannot read the file.

@@ -20,6 +20,12 @@
 //
 // There is no kernel protocol: BIRD exports nothing to the kernel and
 // imports nothing from the peers.
+//
+// With Input.LogFile set, BIRD also writes its BGP errors and warnings to
+// that file, size-limited with one backup (LogBackup): what a peer sent when
+// BIRD refused it (e.g. the AS number in a refused OPEN) is only in BIRD's
+// log, and roostctl reads it from there. The log statement is global, so
+// changing it never touches a "protocol bgp" block.
 package birdconf
 
 import (
@@ -29,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -61,6 +68,22 @@ const (
 	// MinHoldTime and MaxHoldTime bound a non-zero hold time (BIRD's range).
 	MinHoldTime = 3
 	MaxHoldTime = 65535
+	// MaxLogFileLen is the longest log file path accepted (CheckLogFile).
+	MaxLogFileLen = 1024
+)
+
+// BIRD's log file, when Input.LogFile is set.
+const (
+	// LogFileLimit is the size, in bytes, at which BIRD renames the log
+	// file to its backup (LogBackup) and starts a new one, so the two
+	// together never hold much more than twice this.
+	LogFileLimit = 1000000
+	// LogBackupSuffix ends the name of the log file's backup.
+	LogBackupSuffix = ".old"
+	// LogClasses are the classes of messages BIRD writes to the log file:
+	// "remote" holds the BGP errors sent and received ("bgp_tor1: Error:
+	// Bad peer AS: 65000").
+	LogClasses = "remote, warning, error, auth, fatal"
 )
 
 // Errors returned (wrapped, possibly several joined) by Render. Test for them
@@ -95,6 +118,9 @@ var (
 	// ErrPrefix means an owned prefix is invalid or an IPv4-mapped IPv6
 	// prefix.
 	ErrPrefix = errors.New("prefix must be a valid IPv4 or IPv6 prefix (not IPv4-mapped IPv6)")
+	// ErrLogFile means the log file path is not one BIRD's config can
+	// name safely (see CheckLogFile).
+	ErrLogFile = errors.New(`log file must be an absolute, clean path of printable ASCII characters without '"' or '\'`)
 )
 
 // PeerNamePattern is what a peer name must match (see CheckPeerName). The
@@ -145,7 +171,16 @@ type Input struct {
 	// Prefixes are the prefixes the node owns and announces, in any order;
 	// duplicates and host bits are dropped.
 	Prefixes []netip.Prefix
+	// LogFile, if not empty, is the file BIRD writes its BGP errors and
+	// warnings to (LogClasses), renamed to LogBackup(LogFile) when it
+	// reaches LogFileLimit bytes. See CheckLogFile. BIRD refuses a config
+	// whose log file it cannot open for appending.
+	LogFile string
 }
+
+// LogBackup returns the file BIRD renames the log file logFile to when it
+// reaches LogFileLimit bytes: logFile followed by LogBackupSuffix.
+func LogBackup(logFile string) string { return logFile + LogBackupSuffix }
 
 // ProtocolName returns the BIRD protocol name of the peer called peerName:
 // ProtocolPrefix ("bgp_") followed by the name with every '-' replaced by
@@ -165,9 +200,14 @@ var configTemplate = template.Must(
 // view is what the template prints: every value already formatted and
 // sorted.
 type view struct {
-	RouterID         string
-	ExportFilter     string
-	Static4, Static6 string
+	// LogFile, LogBackup, LogLimit and LogClasses make the log file
+	// statement, which is left out when LogFile is "".
+	LogFile, LogBackup string
+	LogLimit           int
+	LogClasses         string
+	RouterID           string
+	ExportFilter       string
+	Static4, Static6   string
 	// Routes4 and Routes6 are the static protocols' route lines, one
 	// "\troute P blackhole;\n" per prefix, sorted, unique, masked. They
 	// are built here rather than ranged over in the template: at 10,000
@@ -198,8 +238,8 @@ type peerView struct {
 // returning no bytes and one error that joins every problem found, each
 // naming the peer or prefix and wrapping one of ErrRouterID, ErrASN,
 // ErrPeerName, ErrReservedName, ErrDuplicatePeer, ErrPeerAddress,
-// ErrDuplicateAddress, ErrPassword, ErrHoldTime or ErrPrefix. Errors never
-// contain a password.
+// ErrDuplicateAddress, ErrPassword, ErrHoldTime, ErrPrefix or ErrLogFile.
+// Errors never contain a password.
 func Render(in Input) ([]byte, error) {
 	v, err := newView(in)
 	if err != nil {
@@ -230,10 +270,15 @@ func newView(in Input) (view, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if in.LogFile != "" {
+		if err := CheckLogFile(in.LogFile); err != nil {
+			errs = append(errs, fmt.Errorf("log file %w", err))
+		}
+	}
 	if len(errs) > 0 {
 		return view{}, errors.Join(errs...)
 	}
-	return view{
+	v := view{
 		RouterID:     in.RouterID.String(),
 		ExportFilter: ExportFilter,
 		Static4:      StaticProtocol4,
@@ -241,7 +286,11 @@ func newView(in Input) (view, error) {
 		Routes4:      r4,
 		Routes6:      r6,
 		Peers:        peers,
-	}, nil
+	}
+	if in.LogFile != "" {
+		v.LogFile, v.LogBackup, v.LogLimit, v.LogClasses = in.LogFile, LogBackup(in.LogFile), LogFileLimit, LogClasses
+	}
+	return v, nil
 }
 
 // peerViews validates peers and returns their blocks sorted by name.
@@ -438,6 +487,32 @@ func CheckPrefix(p netip.Prefix) error {
 		return checkErr(ErrPrefix, "is not a valid prefix")
 	case p.Addr().Is4In6():
 		return checkErr(ErrPrefix, "%s is an IPv4-mapped IPv6 prefix; write it as IPv4", p)
+	}
+	return nil
+}
+
+// CheckLogFile returns nil if path can be BIRD's log file: an absolute
+// path to a file, clean (as filepath.Clean leaves it: no "//", "." or ".."
+// parts, no trailing '/'), of at most MaxLogFileLen bytes of printable ASCII
+// other than '"' and '\' (BIRD 2.0 strings have no escapes: a '"' ends them,
+// and later versions read '\' as one). Otherwise it returns an error
+// wrapping ErrLogFile. "" (no log file) is for the caller to allow: Render
+// renders no log file for it.
+func CheckLogFile(path string) error {
+	switch {
+	case len(path) > MaxLogFileLen:
+		return checkErr(ErrLogFile, "is %d bytes long; at most %d are accepted", len(path), MaxLogFileLen)
+	case !strings.HasPrefix(path, "/"):
+		return checkErr(ErrLogFile, "%q must be an absolute path", path)
+	case path == "/":
+		return checkErr(ErrLogFile, `"/" is a directory; name a file (e.g. /run/bird/bird.log)`)
+	case filepath.Clean(path) != path:
+		return checkErr(ErrLogFile, `%q is not a clean path (no "//", "." or ".." parts, no trailing '/'): write %q`, path, filepath.Clean(path))
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return checkErr(ErrLogFile, `%q must hold only printable ASCII characters other than '"' and '\'`, path)
+		}
 	}
 	return nil
 }

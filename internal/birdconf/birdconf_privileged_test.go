@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -41,8 +42,9 @@ protocol bgp node6 {
 // is built on: a node BIRD running a rendered config, reconfigured with a
 // config whose prefixes changed (including its first IPv6 prefix), announces
 // the new prefixes and withdraws the old ones without restarting any BGP
-// session. As a control, a change to a peer's options must restart that
-// session, which shows the restart witnesses work.
+// session; neither does turning the log file on. As a control, a change to
+// a peer's options must restart that session, which shows the restart
+// witnesses work.
 func TestPrivilegedPrefixChangeKeepsSessions(t *testing.T) {
 	testenv.Privileged(t)
 	birdc := testenv.Binary(t, "birdc")
@@ -104,6 +106,21 @@ func TestPrivilegedPrefixChangeKeepsSessions(t *testing.T) {
 	}
 	if got := bgpConnections(t, torNS); !slices.Equal(got, conns) {
 		t.Errorf("BGP connections changed: %q, then %q", conns, got)
+	}
+
+	// Turn the log file on: BIRD opens it, and no session restarts.
+	in.LogFile = filepath.Join(t.TempDir(), "bird.log")
+	if reply := reconfigure(t, birdc, node, in); !strings.Contains(reply, "Reconfigured") {
+		t.Errorf("birdc configure after turning the log file on: %s", reply)
+	}
+	if _, err := os.Stat(in.LogFile); err != nil {
+		t.Errorf("BIRD did not open its log file: %v", err)
+	}
+	if got := established(t, birdc, tor.Socket, dump, torTime, "node4", "node6"); !sameTimes(got, torSince, torTime) {
+		t.Errorf("tor sessions restarted when the log file was turned on: established since %v, then %v\n%s", torSince, got, dump())
+	}
+	if got := bgpConnections(t, torNS); !slices.Equal(got, conns) {
+		t.Errorf("BGP connections changed when the log file was turned on: %q, then %q", conns, got)
 	}
 
 	// Control: a changed peer option (hold time) restarts that session,

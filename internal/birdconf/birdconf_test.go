@@ -125,6 +125,16 @@ var goldenCases = []struct {
 		sameAs: "two_peers",
 	},
 	{
+		// As roost-agent renders it by default: BIRD also logs to a
+		// file beside its control socket.
+		name: "log_file",
+		in: func() Input {
+			in := twoPeers()
+			in.LogFile = "/run/bird/bird.log"
+			return in
+		}(),
+	},
+	{
 		name: "ten_prefixes",
 		in: Input{
 			RouterID: addr("10.0.1.2"), ASN: 65101,
@@ -321,6 +331,49 @@ func withoutStatics(t *testing.T, conf []byte) string {
 	return s
 }
 
+// TestLogFileKeepsSessionBlocks proves that turning the log file on, off or
+// elsewhere changes only the log statement: every other line, and so every
+// "protocol bgp" block, stays byte-identical, and BIRD restarts no session.
+func TestLogFileKeepsSessionBlocks(t *testing.T) {
+	base := dualStack()
+	before, err := Render(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(before), "\nlog \"") {
+		t.Fatalf("a log file is rendered without LogFile:\n%s", before)
+	}
+	for _, file := range []string{"/run/bird/bird.log", "/var/log/bird/roost node.log"} {
+		t.Run(file, func(t *testing.T) {
+			in := base
+			in.LogFile = file
+			after, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("log %q %d %q { %s };\n", file, LogFileLimit, file+LogBackupSuffix, LogClasses)
+			if !strings.Contains(string(after), "\n"+want) {
+				t.Errorf("no line %q in:\n%s", want, after)
+			}
+			// Without the log statement and its comment, the two configs
+			// are the same bytes.
+			var kept []string
+			for _, l := range strings.SplitAfter(string(after), "\n") {
+				if l != want && !strings.HasPrefix(l, "# BGP errors and warnings") && !strings.HasPrefix(l, "# roostctl peers reads") {
+					kept = append(kept, l)
+				}
+			}
+			if diff := cmp.Diff(string(before), strings.Join(kept, "")); diff != "" {
+				t.Errorf("the log file changed more than its statement (-without +with):\n%s", diff)
+			}
+			heads := []string{"protocol ", "filter "}
+			if diff := cmp.Diff(blocks(t, before, heads...), blocks(t, after, heads...)); diff != "" {
+				t.Errorf("blocks changed (-without +with):\n%s", diff)
+			}
+		})
+	}
+}
+
 // aliens are routes a BIRD may hold besides roost's own: other static
 // protocols, with blackhole and other destinations.
 const aliens = `
@@ -400,6 +453,9 @@ func TestRenderRandomInputsParse(t *testing.T) {
 // randomInput returns a valid Input with up to 6 peers and 40 prefixes.
 func randomInput(rng *rand.Rand) Input {
 	in := Input{RouterID: randomAddr4(rng), ASN: 1 + rng.Uint32N(1<<32-1)}
+	if rng.IntN(2) == 0 {
+		in.LogFile = randomLogFile(rng)
+	}
 	if in.RouterID.IsUnspecified() {
 		in.RouterID = addr("10.0.0.1")
 	}
@@ -439,6 +495,25 @@ func randomInput(rng *rand.Rand) Input {
 		in.Prefixes = append(in.Prefixes, netip.PrefixFrom(a, rng.IntN(a.BitLen()+1)))
 	}
 	return in
+}
+
+// randomLogFile returns an absolute clean path of printable ASCII other than
+// '"' and '\', with characters that mean something to BIRD outside a string.
+func randomLogFile(rng *rand.Rand) string {
+	const chars = "abcdefghijklmnopqrstuvwxyz0123456789 #;{}'*/._-"
+	var b strings.Builder
+	for range 1 + rng.IntN(4) {
+		b.WriteByte('/')
+		n := 1 + rng.IntN(12)
+		for i := 0; i < n; i++ {
+			c := chars[rng.IntN(len(chars))]
+			if c == '/' || (c == '.' && i == 0) {
+				c = 'x' // no "//", "." or ".." parts
+			}
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func randomAddr4(rng *rand.Rand) netip.Addr {
@@ -548,6 +623,8 @@ func TestRenderErrors(t *testing.T) {
 		{name: "hold_time_too_long", in: withPeer(func(p *Peer) { p.HoldTime = 65536 }), want: []error{ErrHoldTime}},
 		{name: "invalid_prefix", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, Prefixes: []netip.Prefix{{}}}, want: []error{ErrPrefix}},
 		{name: "mapped_prefix", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, Prefixes: prefixes("::ffff:10.244.1.0/120")}, want: []error{ErrPrefix}},
+		{name: "relative_log_file", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, LogFile: "bird.log"}, want: []error{ErrLogFile}},
+		{name: "log_file_with_quote", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, LogFile: `/run/bird/"x.log`}, want: []error{ErrLogFile}},
 		{
 			name: "every_problem_at_once",
 			in: Input{
@@ -713,6 +790,20 @@ func TestChecks(t *testing.T) {
 		{name: "hold_time_max", err: CheckHoldTime(MaxHoldTime)},
 		{name: "hold_time_short", err: CheckHoldTime(2), want: ErrHoldTime, shows: "2 must be 0 (BIRD's default) or 3..65535 seconds"},
 		{name: "hold_time_long", err: CheckHoldTime(MaxHoldTime + 1), want: ErrHoldTime, shows: "65536 must be"},
+
+		{name: "log_file", err: CheckLogFile("/run/bird/bird.log")},
+		{name: "log_file_punctuation", err: CheckLogFile("/var/log/bird #1/{roost};'x'.log")},
+		{name: "log_file_longest", err: CheckLogFile("/" + strings.Repeat("a", MaxLogFileLen-1))},
+		{name: "log_file_too_long", err: CheckLogFile("/" + strings.Repeat("a", MaxLogFileLen)), want: ErrLogFile, shows: "is 1025 bytes long; at most 1024"},
+		{name: "log_file_relative", err: CheckLogFile("bird.log"), want: ErrLogFile, shows: `"bird.log" must be an absolute path`},
+		{name: "log_file_root", err: CheckLogFile("/"), want: ErrLogFile, shows: `"/" is a directory`},
+		{name: "log_file_trailing_slash", err: CheckLogFile("/run/bird/"), want: ErrLogFile, shows: `"/run/bird/" is not a clean path`},
+		{name: "log_file_dot_dot", err: CheckLogFile("/run/bird/../bird.log"), want: ErrLogFile, shows: `write "/run/bird.log"`},
+		{name: "log_file_double_slash", err: CheckLogFile("/run//bird.log"), want: ErrLogFile, shows: "not a clean path"},
+		{name: "log_file_quote", err: CheckLogFile(`/run/bird/"a.log`), want: ErrLogFile, shows: `other than '"' and '\'`},
+		{name: "log_file_backslash", err: CheckLogFile(`/run/bird/a\b.log`), want: ErrLogFile, shows: "printable ASCII"},
+		{name: "log_file_newline", err: CheckLogFile("/run/bird/a\nb.log"), want: ErrLogFile, shows: `"/run/bird/a\nb.log" must hold only`},
+		{name: "log_file_unicode", err: CheckLogFile("/run/bird/vogel.log\u00e4"), want: ErrLogFile, shows: "printable ASCII"},
 
 		{name: "prefix", err: CheckPrefix(prefix("10.244.1.0/24"))},
 		{name: "prefix_host_bits", err: CheckPrefix(prefix("2001:db8::1/64"))},

@@ -1,7 +1,9 @@
 // Package birdctl is a client for BIRD 2's control socket (the protocol
 // birdc speaks): it frames requests and replies, turns 8xxx/9xxx replies
 // into *Error, and parses the replies roost needs (show status, show
-// protocols, show route, configure) into typed values.
+// protocols, show route, configure) into typed values. It also reads, from
+// BIRD's log file, what the socket never tells: the AS number a refused peer
+// sent (ReadLogTail, ParseBadPeerAS).
 //
 // A Client owns one connection at a time and serializes calls on it. When the
 // connection breaks (I/O error, cancelled context, BIRD restarted), the next

@@ -112,18 +112,35 @@ type Bird struct {
 	// unless the agent confirms it, which it does once every session that
 	// was Established is again. 0 configures without a timeout.
 	ConfirmTimeout time.Duration
+	// LogFile is the file bird.conf has BIRD write its BGP errors and
+	// warnings to (birdconf.Input.LogFile), where roostctl peers reads
+	// what a refused peer sent; "" for none. BIRD must be able to create
+	// it: a config naming a log file BIRD cannot open is refused by BIRD.
+	// Load's default is DefaultLogFile(Socket).
+	LogFile string
 }
+
+// DefaultLogFile returns the default of Bird.LogFile for BIRD's control
+// socket socket: bird.log in the socket's directory, which BIRD can write
+// (it makes its socket there) and, in containers, both BIRD and the agent
+// mount. For the default socket, /run/bird/bird.ctl, it is
+// /run/bird/bird.log.
+func DefaultLogFile(socket string) string { return filepath.Join(filepath.Dir(socket), "bird.log") }
 
 // ConfigFile returns the path of the BIRD config file roost-agent owns.
 func (b Bird) ConfigFile() string { return strings.TrimRight(b.ConfigDir, "/") + "/bird.conf" }
 
 // Default returns the configuration defaults. Node is left empty: the caller
-// fills in the hostname.
+// fills in the hostname. Bird.LogFile is DefaultLogFile(Bird.Socket); a
+// Config built from Default with another socket keeps this log file unless
+// the caller sets it too (Load does).
 func Default() Config {
+	const socket = "/run/bird/bird.ctl"
 	return Config{
 		Bird: Bird{
-			Socket: "/run/bird/bird.ctl", ConfigDir: "/etc/bird", Binary: "bird",
+			Socket: socket, ConfigDir: "/etc/bird", Binary: "bird",
 			Timeout: 3 * time.Second, ConfirmTimeout: 30 * time.Second,
+			LogFile: DefaultLogFile(socket),
 		},
 		Listen:          "127.0.0.1:9479",
 		ControlSocket:   "/run/roost/agent.sock",
@@ -171,13 +188,16 @@ type birdFile struct {
 	Binary         *string `yaml:"binary"`
 	Timeout        *string `yaml:"timeout"`
 	ConfirmTimeout *string `yaml:"confirmTimeout"`
+	LogFile        *string `yaml:"logFile"`
 }
 
 // Load reads a YAML configuration from r on top of defaults (normally
 // Default with Node set to the hostname) and validates it. Unknown fields are
-// an error. It reads the password file of each peer that has one (see
-// Peer.PasswordFile). The returned error lists every problem found, each
-// with its field path, and never contains a password.
+// an error. A file that sets bird.socket to an absolute path but not
+// bird.logFile gets DefaultLogFile of that socket. It reads the password
+// file of each peer that has one (see Peer.PasswordFile). The returned error
+// lists every problem found, each with its field path, and never contains a
+// password.
 func Load(r io.Reader, defaults Config) (Config, error) {
 	var f file
 	if err := fieldcheck.Decode(r, &f); err != nil {
@@ -281,6 +301,12 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 		}
 		duration(&errs, "bird.timeout", f.Bird.Timeout, &c.Bird.Timeout)
 		duration(&errs, "bird.confirmTimeout", f.Bird.ConfirmTimeout, &c.Bird.ConfirmTimeout)
+		switch {
+		case f.Bird.LogFile != nil:
+			c.Bird.LogFile = *f.Bird.LogFile
+		case f.Bird.Socket != nil && filepath.IsAbs(c.Bird.Socket):
+			c.Bird.LogFile = DefaultLogFile(c.Bird.Socket)
+		}
 	}
 	if f.Listen != nil {
 		c.Listen = *f.Listen
@@ -413,7 +439,7 @@ func (c Config) Validate() error {
 // BirdInput is what roost-agent renders for c when it announces prefixes:
 // the one mapping from the configuration to birdconf's input.
 func (c Config) BirdInput(prefixes []netip.Prefix) birdconf.Input {
-	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: prefixes}
+	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: prefixes, LogFile: c.Bird.LogFile}
 	for _, p := range c.Peers {
 		in.Peers = append(in.Peers, birdconf.Peer{
 			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime,
@@ -447,6 +473,13 @@ func (c Config) renderProblems() fieldcheck.Problems {
 		}
 		bad(field, err)
 		return errs
+	}
+	if in.LogFile != "" {
+		one := alone
+		one.LogFile = in.LogFile
+		if _, err := birdconf.Render(one); err != nil {
+			bad("bird.logFile", err)
+		}
 	}
 	for i := range in.Peers {
 		one := alone
@@ -568,6 +601,19 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if c.Bird.ConfirmTimeout != 0 && (c.Bird.ConfirmTimeout < time.Second || c.Bird.ConfirmTimeout > time.Hour) {
 		bad("bird.confirmTimeout", "%s must be 0 (no timed apply) or between 1s and 1h (BGP sessions restarted by a change need several seconds: 30s is the default)", c.Bird.ConfirmTimeout)
+	}
+	if c.Bird.LogFile != "" {
+		if err := birdconf.CheckLogFile(c.Bird.LogFile); err != nil {
+			bad("bird.logFile", "%v", err)
+		} else {
+			for _, other := range []struct{ field, path string }{
+				{"bird.socket", c.Bird.Socket}, {"bird.conf in bird.configDir", c.Bird.ConfigFile()}, {"controlSocket", c.ControlSocket},
+			} {
+				if c.Bird.LogFile == other.path || birdconf.LogBackup(c.Bird.LogFile) == other.path {
+					bad("bird.logFile", "%q would overwrite %s (%s); name another file", c.Bird.LogFile, other.path, other.field)
+				}
+			}
+		}
 	}
 	if strings.ContainsAny(c.Bird.ConfigGroup, " \t\n:/") {
 		bad("bird.configGroup", "%q is not a group name or number", c.Bird.ConfigGroup)

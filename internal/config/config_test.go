@@ -41,6 +41,7 @@ func TestLoadExample(t *testing.T) {
 		Bird: Bird{
 			Socket: "/run/bird/bird.ctl", ConfigDir: "/etc/bird", Binary: "bird",
 			Timeout: 3 * time.Second, ConfirmTimeout: 30 * time.Second,
+			LogFile: "/run/bird/bird.log",
 		},
 		Listen:          "127.0.0.1:9479",
 		ControlSocket:   "/run/roost/agent.sock",
@@ -73,6 +74,37 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Node != "host-default" || c.Listen != "127.0.0.1:9479" || c.Bird.Socket != "/run/bird/bird.ctl" || !c.BlackholeRoutes {
 		t.Errorf("defaults not kept: %+v", c)
+	}
+}
+
+func TestLoadLogFile(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{name: "default", yaml: base, want: "/run/bird/bird.log"},
+		{name: "beside another socket", yaml: base + "bird: {socket: /var/run/bird2/bird.ctl}\n", want: "/var/run/bird2/bird.log"},
+		{name: "set", yaml: base + "bird: {socket: /var/run/bird2/bird.ctl, logFile: /var/log/bird/bird.log}\n", want: "/var/log/bird/bird.log"},
+		{name: "off", yaml: base + "bird: {logFile: ''}\n", want: ""},
+		{name: "other bird keys", yaml: base + "bird: {timeout: 1s}\n", want: "/run/bird/bird.log"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(strings.NewReader(tt.yaml), defaults())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Bird.LogFile != tt.want {
+				t.Errorf("bird.logFile = %q, want %q", c.Bird.LogFile, tt.want)
+			}
+			if got := c.BirdInput(nil).LogFile; got != tt.want {
+				t.Errorf("BirdInput().LogFile = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := Default().Bird.LogFile; got != DefaultLogFile(Default().Bird.Socket) || got != "/run/bird/bird.log" {
+		t.Errorf("Default().Bird.LogFile = %q", got)
 	}
 }
 
@@ -111,6 +143,12 @@ func TestLoadErrors(t *testing.T) {
 		{"short confirm timeout", base + "bird: {confirmTimeout: 500ms}\n", []string{"bird.confirmTimeout: 500ms must be 0 (no timed apply) or between 1s and 1h"}},
 		{"empty bird binary", base + "bird: {binary: ''}\n", []string{"bird.binary: must be set"}},
 		{"bad config group", base + "bird: {configGroup: 'a b'}\n", []string{`bird.configGroup: "a b" is not a group name or number`}},
+		{"relative log file", base + "bird: {logFile: bird.log}\n", []string{`bird.logFile: "bird.log" must be an absolute path`}},
+		{"log file with quote", base + "bird: {logFile: '/run/bird/\"x'}\n", []string{`bird.logFile: "/run/bird/\"x" must hold only printable ASCII characters other than '"' and '\'`}},
+		{"log file not clean", base + "bird: {logFile: /run/bird/}\n", []string{`bird.logFile: "/run/bird/" is not a clean path`}},
+		{"log file is the socket", base + "bird: {logFile: /run/bird/bird.ctl}\n", []string{`bird.logFile: "/run/bird/bird.ctl" would overwrite /run/bird/bird.ctl (bird.socket)`}},
+		{"log file is bird.conf", base + "bird: {logFile: /etc/bird/bird.conf}\n", []string{`bird.logFile: "/etc/bird/bird.conf" would overwrite /etc/bird/bird.conf (bird.conf in bird.configDir)`}},
+		{"log file beside a relative socket", base + "bird: {socket: bird.ctl}\n", []string{`bird.socket: "bird.ctl" must be an absolute path`}},
 		{"relative control socket", base + "controlSocket: agent.sock\n", []string{`controlSocket: "agent.sock" must be an absolute path`}},
 		{"bad resync", base + "resyncInterval: 10ms\n", []string{"resyncInterval: 10ms must be between 100ms and 1h"}},
 		{"keyword name", strings.Replace(base, "name: tor2", "name: path", 1), []string{`peers[1].name: "path" would make protocol bgp_path, a BIRD keyword`}},
@@ -271,6 +309,7 @@ func TestRenderProblems(t *testing.T) {
 			c.PodCIDRs = append(c.PodCIDRs, netip.MustParsePrefix("::ffff:10.0.0.0/104"))
 		}, []string{"peers[2]: roost-agent cannot render this", `peer name "med" would make protocol bgp_med`, "; peer \"med\": neighbor fe80::1 is link-local", "podCIDRs[1]: roost-agent"}},
 		{"two peers", func(c *Config) { c.Peers[1].Address = c.Peers[0].Address }, []string{"peers: roost-agent cannot render this", "the same neighbor address"}},
+		{"log file", func(c *Config) { c.Bird.LogFile = "/run/bird/a\"b" }, []string{"bird.logFile: roost-agent cannot render this", "log file \"/run/bird/a\\\"b\" must hold only"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,7 +27,7 @@ const propertyConfigs = 10000
 // problemLine is one line of a Load error: a field path of agent.yaml, a
 // colon and a message.
 var problemLine = regexp.MustCompile(`^(node|asn|routerID|podCIDRs(\[\d+\])?|kubernetes\.kubeconfig|` +
-	`peers(\[\d+\](\.(name|address|asn|password|passwordFile|holdTime))?)?|bird\.(socket|configDir)|listen|debounce): \S`)
+	`peers(\[\d+\](\.(name|address|asn|password|passwordFile|holdTime))?)?|bird\.(socket|configDir|logFile)|listen|debounce): \S`)
 
 // TestLoadAcceptsOnlyRenderable is the property that validation equals
 // renderability: thousands of generated agent.yaml documents, most of them
@@ -50,6 +50,7 @@ func TestLoadAcceptsOnlyRenderable(t *testing.T) {
 		f        findings
 		rendered []renderedConfig
 		refused  int
+		logFiles int // accepted configs rendered with a log file
 	)
 	for i := range n {
 		d := g.config()
@@ -80,13 +81,16 @@ func TestLoadAcceptsOnlyRenderable(t *testing.T) {
 			t.Fatal(err)
 		}
 		rendered = append(rendered, renderedConfig{file: file, yaml: d.yaml})
+		if c.Bird.LogFile != "" && strings.Contains(string(conf), fmt.Sprintf("\nlog %q ", c.Bird.LogFile)) {
+			logFiles++
+		}
 	}
 	for _, r := range birdParseAll(bin, rendered) {
 		f.add("accepted and rendered but bird -p refuses", r)
 	}
 	t.Logf("%d configs: %d refused, %d accepted, rendered and given to bird -p", n, refused, len(rendered))
-	if len(rendered) < n/10 || refused < n/10 {
-		t.Errorf("the generator is lopsided: %d accepted, %d refused of %d", len(rendered), refused, n)
+	if len(rendered) < n/10 || refused < n/10 || logFiles < len(rendered)/2 {
+		t.Errorf("the generator is lopsided: %d accepted (%d with a log file), %d refused of %d", len(rendered), logFiles, refused, n)
 	}
 	f.report(t)
 }
@@ -242,6 +246,14 @@ func (g *configGen) config() generated {
 	}
 	if g.bad() {
 		m["bird"] = map[string]any{"socket": "bird.ctl", "configDir": ""}
+	}
+	if g.rng.IntN(4) == 0 {
+		bird, _ := m["bird"].(map[string]any)
+		if bird == nil {
+			bird = map[string]any{}
+		}
+		bird["logFile"] = g.logFile()
+		m["bird"] = bird
 	}
 	if g.bad() {
 		m["debounce"] = g.pick([]string{"soon", "2m", "-1s"})
@@ -452,6 +464,37 @@ func (g *configGen) prefix(v4, v6 bool) string {
 		return p.String() // host bits, probably
 	}
 	return p.Masked().String()
+}
+
+// logFile returns a bird.logFile: "" (none) or an absolute clean path of
+// printable ASCII with characters that mean something to BIRD outside a
+// string when valid; else a path BIRD's string syntax cannot carry, or one
+// that is relative, not clean or names another of BIRD's files.
+func (g *configGen) logFile() string {
+	if g.bad() {
+		return g.pick([]string{
+			"bird.log", "/run/bird/", "/run//bird.log", "/run/bird/../bird.log", "/", `/run/bird/"x.log`,
+			`/run/bird/a\b.log`, "/run/bird/a\nb.log", "/run/bird/a\tb", "/run/bird/vögel.log", "/run/bird/bird.ctl",
+			"/etc/bird/bird.conf", "/" + strings.Repeat("x", birdconf.MaxLogFileLen),
+		})
+	}
+	if g.rng.IntN(5) == 0 {
+		return ""
+	}
+	const chars = "abcdefghijklmnopqrstuvwxyz0123456789 #;{}'*._-"
+	var b strings.Builder
+	for range 1 + g.rng.IntN(4) {
+		b.WriteByte('/')
+		n := 1 + g.rng.IntN(12)
+		for i := 0; i < n; i++ {
+			c := chars[g.rng.IntN(len(chars))]
+			if c == '.' && i == 0 {
+				c = 'x' // no "." or ".." parts
+			}
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // password returns a TCP MD5 password holding a secret token, printable

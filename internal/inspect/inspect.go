@@ -1,7 +1,8 @@
 // Package inspect joins what roost-agent wants announced with what BIRD and
 // the kernel really hold, and says, per prefix, what each peer is sent and
-// why a prefix is missing; it also diffs BIRD configs and redacts their
-// secrets. It is pure: roostctl gathers the facts.
+// why a prefix is missing, and, per session, what its last error means
+// (Explain); it also diffs BIRD configs and redacts their secrets. It is
+// pure: roostctl gathers the facts.
 package inspect
 
 import (
@@ -28,6 +29,17 @@ type Session struct {
 	// Family is the address family the session carries, FamilyIPv4 or
 	// FamilyIPv6 (BIRD's channel); "" means that of Neighbor.
 	Family string `json:"family,omitempty"`
+	// LocalASN is this node's AS number as BIRD runs it (agent.yaml asn).
+	LocalASN uint32 `json:"localASN,omitempty"`
+	// ExpectedASN and ReceivedASN are set by Explain when BIRD refused the
+	// peer's AS number (LastErrorBadPeerAS): the AS BIRD expects
+	// (agent.yaml peers[].asn, as ASN) and the AS the peer sent, from
+	// BIRD's log (0 when the log does not tell).
+	ExpectedASN uint32 `json:"expectedASN,omitempty"`
+	ReceivedASN uint32 `json:"receivedASN,omitempty"`
+	// Hint, set by Explain, says in words what LastError means here and
+	// what to fix; "" when Explain knows nothing more than BIRD says.
+	Hint string `json:"hint,omitempty"`
 }
 
 // Address families, as BIRD names its channels and agentapi.Peer.Family
@@ -214,8 +226,8 @@ func whyNotExported(f Facts, s Session, inBird bool) string {
 			st = s.State
 		}
 		msg := fmt.Sprintf("not sent to %s: session is %s, not Established", s.Name, st)
-		if s.LastError != "" {
-			msg += " (last error: " + s.LastError + ")"
+		if e := s.LastErrorText(); e != "" {
+			msg += " (last error: " + e + ")"
 		}
 		return msg
 	default:

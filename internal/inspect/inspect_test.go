@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/roost-net/roost/internal/agentapi"
+	"github.com/roost-net/roost/internal/birdctl"
 )
 
 var (
@@ -188,6 +189,19 @@ func TestRoutes(t *testing.T) {
 				Exported: map[string]map[netip.Prefix]bool{"bgp_tor1": yes}, Blackholes: yes,
 			},
 			problems: []string{"not sent to tor2: session is Active, not Established (last error: Socket: Connection refused)"},
+		},
+		{
+			name: "session down for a bad peer AS",
+			facts: Facts{
+				Status: agentapi.Status{Desired: []netip.Prefix{p1}}, InBird: yes,
+				Sessions: []Session{
+					Explain(Session{Name: "tor1", Protocol: "bgp_tor1", ASN: 65001, State: "start", BGPState: "Idle", LastError: LastErrorBadPeerAS},
+						BirdLog{File: "/run/bird/bird.log", BadPeerAS: map[string]birdctl.BadPeerAS{"bgp_tor1": {Error: true, ErrorAS: 65000}}}),
+				},
+				Exported: map[string]map[netip.Prefix]bool{"bgp_tor1": {}},
+			},
+			problems:  []string{"not sent to tor1: session is Idle, not Established (last error: Bad peer AS: tor1 sent AS 65000, agent.yaml expects 65001 (peers[].asn); fix one side)"},
+			nProblems: 1,
 		},
 		{
 			name: "apply failed",
