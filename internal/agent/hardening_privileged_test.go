@@ -68,7 +68,7 @@ func TestPrivilegedWrongASRolledBack(t *testing.T) {
 	f := newFabric(t)
 	cfg := f.config("10.244.1.0/24")
 	cfg.Bird.ConfirmTimeout = 8 * time.Second
-	var logBuf syncBuffer
+	var logBuf testenv.SyncBuffer
 	log := logrus.New()
 	log.SetOutput(&logBuf)
 	a := f.startAgent(cfg, func(o *Options) { o.Log = log })

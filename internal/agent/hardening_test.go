@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/roost-net/roost/internal/agentapi"
 	"github.com/roost-net/roost/internal/birdconf"
 	"github.com/roost-net/roost/internal/config"
+	"github.com/roost-net/roost/internal/testenv"
 )
 
 // Tests for the defects of issue 9, each failing on the agent before it.
@@ -274,7 +273,7 @@ func TestBirdConfEditedByHandIsRewritten(t *testing.T) {
 func TestPasswordNeverLogged(t *testing.T) {
 	cfg := testConfig(t, "10.244.1.0/24")
 	cfg.Peers[0].Password = "s3cret-md5"
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	log := logrus.New()
 	log.SetOutput(&buf)
 	log.SetLevel(logrus.DebugLevel)
@@ -296,22 +295,4 @@ func TestPasswordNeverLogged(t *testing.T) {
 	if b, _ := json.Marshal(h.a.Status()); strings.Contains(string(b), "s3cret") {
 		t.Error("status holds the password")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

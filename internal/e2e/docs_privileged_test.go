@@ -263,7 +263,7 @@ protocol bgp hostpeer {
 	}
 	cmd := exec.Command("bird", "-f", "-c", conf, "-s", "/run/bird/bird.ctl")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
