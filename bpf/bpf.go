@@ -13,6 +13,12 @@
 //   - bump_generation (a SYSCALL program, run with BPF_PROG_TEST_RUN) voids
 //     to_endpoint's flow cache after a map changed.
 //
+// sock.c load-balances Services at the socket (east-west): its
+// CGROUP_SOCK_ADDR programs (connect, sendmsg, recvmsg and getpeername, for
+// IPv4 and IPv6) rewrite a socket's destination from a service frontend to
+// one of its backends once per connect() or sendto(), so no packet is
+// translated; internal/socklb loads them and fills their maps.
+//
 // policy.c's opening comment gives the rules (order of decisions, fragments,
 // conntrack, flow cache); datapath.h is the contract with user space (map
 // layouts, reasons, identities), which internal/datapath encodes and
@@ -24,3 +30,4 @@
 package bpf
 
 //go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type drop_event -type reason -type identity -type endpoint_flags -type verdict -type verdict_limits -type ct_flags -type flow_cache_limits -type policy_counter_limits -type flow_key Policy policy.c
+//go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type svc_key -type svc_value -type slot_key -type backend -type member_key -type revnat_key -type affinity_key -type affinity_value -type reason -type svc_flags Sock sock.c

@@ -1,0 +1,345 @@
+// Package socklb is roost's socket-level load balancer for Services
+// (east-west): it loads bpf/sock.c's CGROUP_SOCK_ADDR programs, attaches
+// them to a cgroup (the cgroup v2 root on a node, so that every pod and
+// every host process is served), and writes the frontends and their active
+// backends into the programs' maps.
+//
+// A frontend is an address, a port and a protocol (TCP or UDP): a
+// ClusterIP and one of its Service's ports. connect() and sendto() to a
+// frontend reach one of its backends, chosen at random (or the one the
+// client's network namespace used last, with session affinity);
+// getpeername() and recvfrom() show the frontend. Nothing per packet.
+//
+// Sync writes a whole desired set: it adds, changes and removes frontends
+// in place, so sockets already connected keep their backends, and a
+// frontend whose backends change never disappears meanwhile.
+package socklb
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/roost-net/roost/bpf"
+)
+
+// Protocols a frontend can have.
+const (
+	TCP uint8 = 6
+	UDP uint8 = 17
+)
+
+// MaxAffinity bounds a frontend's Affinity (Kubernetes' limit for
+// sessionAffinityConfig.clientIP.timeoutSeconds).
+const MaxAffinity = 86400 * time.Second
+
+// Frontend is where clients connect: a service address, port and protocol.
+type Frontend struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto uint8 // TCP or UDP
+}
+
+func (f Frontend) String() string {
+	p := "tcp"
+	if f.Proto == UDP {
+		p = "udp"
+	}
+	return p + "/" + netip.AddrPortFrom(f.Addr, f.Port).String()
+}
+
+// Entry is one frontend and what it serves.
+type Entry struct {
+	Frontend Frontend
+	// Backends are the active backends (ready, not terminating), each of
+	// the frontend's address family. None: connections are refused.
+	Backends []netip.AddrPort
+	// Affinity, when not 0, keeps a client's new connections on the
+	// backend it used last, for this long after its last connection
+	// (sessionAffinity: ClientIP). The client is the socket's network
+	// namespace: a pod, or the host.
+	Affinity time.Duration
+}
+
+// check validates e.
+func (e Entry) check() error {
+	f := e.Frontend
+	if !f.Addr.IsValid() || f.Addr.IsUnspecified() {
+		return fmt.Errorf("frontend %s: no address", f)
+	}
+	if f.Proto != TCP && f.Proto != UDP {
+		return fmt.Errorf("frontend %s: protocol %d is neither TCP nor UDP", f, f.Proto)
+	}
+	if f.Port == 0 {
+		return fmt.Errorf("frontend %s: port 0", f)
+	}
+	if e.Affinity < 0 || e.Affinity > MaxAffinity {
+		return fmt.Errorf("frontend %s: affinity %s is not within 0..%s", f, e.Affinity, MaxAffinity)
+	}
+	seen := map[netip.AddrPort]bool{}
+	for _, b := range e.Backends {
+		if !b.IsValid() || b.Port() == 0 || b.Addr().IsUnspecified() {
+			return fmt.Errorf("frontend %s: backend %s: not an address and port", f, b)
+		}
+		if b.Addr().Unmap().Is4() != f.Addr.Unmap().Is4() {
+			return fmt.Errorf("frontend %s: backend %s is of the other address family", f, b)
+		}
+		if seen[b] {
+			return fmt.Errorf("frontend %s: backend %s twice", f, b)
+		}
+		seen[b] = true
+	}
+	if len(e.Backends) > maxBackendsPerFrontend {
+		return fmt.Errorf("frontend %s: %d backends, more than %d", f, len(e.Backends), maxBackendsPerFrontend)
+	}
+	return nil
+}
+
+// maxBackendsPerFrontend bounds one frontend's backends (the slot count is
+// a __u16 in the map).
+const maxBackendsPerFrontend = 65535
+
+// LB is the loaded programs and maps, and the links that attach them.
+type LB struct {
+	objs  bpf.SockObjects
+	links []link.Link
+	// ids holds the service id of each frontend in the maps; ids are
+	// never reused while the LB runs, so a stale affinity entry cannot
+	// name another frontend's backend.
+	ids    map[Frontend]uint32
+	nextID uint32
+	// cur holds what the maps hold, by frontend.
+	cur map[Frontend]Entry
+}
+
+// Load loads sock.c's programs and maps into the kernel. Nothing is
+// attached yet.
+func Load() (*LB, error) {
+	lb := &LB{ids: map[Frontend]uint32{}, nextID: 1, cur: map[Frontend]Entry{}}
+	if err := bpf.LoadSockObjects(&lb.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load socket load balancer: %+v", ve)
+		}
+		return nil, fmt.Errorf("load socket load balancer: %w", err)
+	}
+	return lb, nil
+}
+
+// Attach attaches the programs to the cgroup v2 directory cgroup: every
+// socket of a process in it or below it is served.
+func (lb *LB) Attach(cgroup string) error {
+	progs := []struct {
+		prog   *ebpf.Program
+		attach ebpf.AttachType
+	}{
+		{lb.objs.SockConnect4, ebpf.AttachCGroupInet4Connect},
+		{lb.objs.SockConnect6, ebpf.AttachCGroupInet6Connect},
+		{lb.objs.SockSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
+		{lb.objs.SockSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+		{lb.objs.SockRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg},
+		{lb.objs.SockRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg},
+		{lb.objs.SockGetpeername4, ebpf.AttachCgroupInet4GetPeername},
+		{lb.objs.SockGetpeername6, ebpf.AttachCgroupInet6GetPeername},
+	}
+	for _, p := range progs {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: p.attach, Program: p.prog})
+		if err != nil {
+			return fmt.Errorf("attach %s to cgroup %s: %w", p.prog, cgroup, err)
+		}
+		lb.links = append(lb.links, l)
+	}
+	return nil
+}
+
+// Close detaches the programs and releases the maps.
+func (lb *LB) Close() error {
+	var errs []error
+	for _, l := range lb.links {
+		errs = append(errs, l.Close())
+	}
+	lb.links = nil
+	errs = append(errs, lb.objs.Close())
+	return errors.Join(errs...)
+}
+
+// mapped returns a's 16 bytes: IPv6, or IPv4-mapped.
+func mapped(a netip.Addr) [16]uint8 { return a.Unmap().As16() }
+
+// be16 is port in network byte order, as the programs compare it with the
+// socket's (a little-endian load of the big-endian bytes).
+func be16(port uint16) uint16 { return port>>8 | port<<8 }
+
+func svcKey(f Frontend) bpf.SockSvcKey {
+	return bpf.SockSvcKey{Addr: mapped(f.Addr), Port: be16(f.Port), Proto: f.Proto}
+}
+
+func backend(b netip.AddrPort) bpf.SockBackend {
+	return bpf.SockBackend{Addr: mapped(b.Addr()), Port: be16(b.Port())}
+}
+
+// Sync makes the maps hold exactly entries. A frontend being changed keeps
+// serving throughout: its new backends are written before its count, and
+// backends beyond a smaller count are removed after it. It returns the first
+// error; what it wrote before stays (a later Sync completes it).
+func (lb *LB) Sync(entries []Entry) error {
+	want := map[Frontend]Entry{}
+	for _, e := range entries {
+		if err := e.check(); err != nil {
+			return err
+		}
+		e.Frontend.Addr = e.Frontend.Addr.Unmap()
+		if _, dup := want[e.Frontend]; dup {
+			return fmt.Errorf("frontend %s twice", e.Frontend)
+		}
+		want[e.Frontend] = e
+	}
+	for f, e := range want {
+		if old, ok := lb.cur[f]; ok && slices.Equal(old.Backends, e.Backends) && old.Affinity == e.Affinity {
+			continue
+		}
+		if err := lb.write(e); err != nil {
+			return err
+		}
+	}
+	for f := range lb.cur {
+		if _, ok := want[f]; !ok {
+			if err := lb.remove(f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// write puts e in the maps.
+func (lb *LB) write(e Entry) error {
+	f := e.Frontend
+	id, ok := lb.ids[f]
+	if !ok {
+		id = lb.nextID
+		lb.nextID++
+		lb.ids[f] = id
+	}
+	old := lb.cur[f]
+	for i, b := range e.Backends {
+		be := backend(b)
+		if err := lb.objs.SockBackends.Put(bpf.SockSlotKey{Id: id, Slot: uint32(i)}, be); err != nil {
+			return fmt.Errorf("frontend %s: backend %s: %w", f, b, err)
+		}
+		if err := lb.objs.SockMembers.Put(bpf.SockMemberKey{Id: id, Backend: be}, uint8(1)); err != nil {
+			return fmt.Errorf("frontend %s: backend %s: %w", f, b, err)
+		}
+	}
+	val := bpf.SockSvcValue{Id: id, Count: uint16(len(e.Backends))}
+	if e.Affinity > 0 {
+		val.Flags = uint16(bpf.SockSvcFlagsSVC_F_AFFINITY)
+		val.AffinityTimeout = uint32((e.Affinity + time.Second - 1) / time.Second)
+	}
+	if err := lb.objs.SockServices.Put(svcKey(f), val); err != nil {
+		return fmt.Errorf("frontend %s: %w", f, err)
+	}
+	for i := len(e.Backends); i < len(old.Backends); i++ {
+		if err := deleteIfPresent(lb.objs.SockBackends, bpf.SockSlotKey{Id: id, Slot: uint32(i)}); err != nil {
+			return fmt.Errorf("frontend %s: %w", f, err)
+		}
+	}
+	for _, b := range old.Backends {
+		if !slices.Contains(e.Backends, b) {
+			if err := deleteIfPresent(lb.objs.SockMembers, bpf.SockMemberKey{Id: id, Backend: backend(b)}); err != nil {
+				return fmt.Errorf("frontend %s: %w", f, err)
+			}
+		}
+	}
+	lb.cur[f] = e
+	return nil
+}
+
+// remove takes frontend f out of the maps: the frontend first, so no new
+// connection finds it half removed.
+func (lb *LB) remove(f Frontend) error {
+	id, old := lb.ids[f], lb.cur[f]
+	if err := deleteIfPresent(lb.objs.SockServices, svcKey(f)); err != nil {
+		return fmt.Errorf("frontend %s: %w", f, err)
+	}
+	for i, b := range old.Backends {
+		if err := deleteIfPresent(lb.objs.SockBackends, bpf.SockSlotKey{Id: id, Slot: uint32(i)}); err != nil {
+			return fmt.Errorf("frontend %s: %w", f, err)
+		}
+		if err := deleteIfPresent(lb.objs.SockMembers, bpf.SockMemberKey{Id: id, Backend: backend(b)}); err != nil {
+			return fmt.Errorf("frontend %s: %w", f, err)
+		}
+	}
+	delete(lb.cur, f)
+	delete(lb.ids, f)
+	return nil
+}
+
+func deleteIfPresent(m *ebpf.Map, key any) error {
+	if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Counters sums the programs' per-CPU counters by reason.
+func (lb *LB) Counters() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for r := bpf.SockReason(0); r < bpf.SockReasonSOCK_REASON_MAX; r++ {
+		var per []uint64
+		if err := lb.objs.SockCounters.Lookup(uint32(r), &per); err != nil {
+			return nil, fmt.Errorf("counter %s: %w", reasonName(r), err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		out[reasonName(r)] = sum
+	}
+	return out, nil
+}
+
+// reasonNames are the counters' names, by enum reason.
+var reasonNames = map[bpf.SockReason]string{
+	bpf.SockReasonSOCK_PASS:           "pass",
+	bpf.SockReasonSOCK_XLATE:          "translated",
+	bpf.SockReasonSOCK_XLATE_AFFINITY: "translated-affinity",
+	bpf.SockReasonSOCK_NO_BACKEND:     "no-backend",
+	bpf.SockReasonSOCK_REVNAT:         "reverse-translated",
+}
+
+// reasonName is r as roostctl and the metrics name it.
+func reasonName(r bpf.SockReason) string {
+	if n, ok := reasonNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("reason-%d", r)
+}
+
+// CgroupRoot returns the mount point of the cgroup v2 hierarchy:
+// /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one.
+func CgroupRoot() (string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ... mountpoint ... - fstype source options
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+			continue
+		}
+		if f := strings.Fields(pre); len(f) > 4 {
+			return filepath.Clean(f[4]), nil
+		}
+	}
+	return "", errors.New("no cgroup v2 file system is mounted (socket load balancing attaches to one)")
+}

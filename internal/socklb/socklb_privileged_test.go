@@ -1,0 +1,368 @@
+package socklb
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/roost-net/roost/internal/testenv"
+)
+
+// harness is a socket load balancer attached to a cgroup of the test's own,
+// with the test process in that cgroup (sockets of other processes are
+// never touched), and a network namespace whose loopback holds the
+// backends' addresses, each served by an answerer that says which address
+// it was reached on.
+type harness struct {
+	lb *LB
+	ns string
+}
+
+// Addresses in the test's namespace. The frontends are on no interface:
+// only the translation at connect() makes them reachable.
+var (
+	backends4 = []netip.Addr{netip.MustParseAddr("10.250.1.1"), netip.MustParseAddr("10.250.1.2"), netip.MustParseAddr("10.250.1.3")}
+	backends6 = []netip.Addr{netip.MustParseAddr("fd00:250::1"), netip.MustParseAddr("fd00:250::2")}
+	front4    = netip.MustParseAddr("10.96.250.10")
+	front6    = netip.MustParseAddr("fd00:96::250:10")
+)
+
+const backendPort = 8080
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	testenv.Privileged(t)
+	root, err := CgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Close() })
+	cg := filepath.Join(root, testenv.Name("rtsock"))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(cg); err != nil {
+			t.Errorf("cleanup: remove cgroup %s: %v", cg, err)
+		}
+	})
+	if err := lb.Attach(cg); err != nil {
+		t.Fatal(err)
+	}
+	joinCgroup(t, root, cg)
+
+	ns := testenv.NetNS(t, "sock")
+	testenv.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	for _, a := range backends4 {
+		testenv.Run(t, "ip", "-n", ns, "addr", "add", a.String()+"/32", "dev", "lo")
+	}
+	for _, a := range backends6 {
+		testenv.Run(t, "ip", "-n", ns, "addr", "add", a.String()+"/128", "dev", "lo")
+	}
+	for _, a := range append(append([]netip.Addr{}, backends4...), backends6...) {
+		serveWhoAmI(t, ns, netip.AddrPortFrom(a, backendPort))
+	}
+	return &harness{lb: lb, ns: ns}
+}
+
+// joinCgroup moves the test process into cg, and back to where it was at
+// cleanup (before the cgroup is removed).
+func joinCgroup(t *testing.T, root, cg string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orig string
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			orig = filepath.Join(root, rest)
+		}
+	}
+	if orig == "" {
+		t.Fatal("the test process is in no cgroup v2 cgroup")
+	}
+	pid := []byte(fmt.Sprint(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(filepath.Join(orig, "cgroup.procs"), pid, 0); err != nil {
+			t.Errorf("cleanup: back to cgroup %s: %v", orig, err)
+		}
+	})
+}
+
+// serveWhoAmI answers every TCP connection and UDP datagram to addr in ns
+// with addr itself, until the test ends.
+func serveWhoAmI(t *testing.T, ns string, addr netip.AddrPort) {
+	t.Helper()
+	var ln net.Listener
+	var pc net.PacketConn
+	if err := testenv.InNetNS(ns, func() (err error) {
+		if ln, err = net.Listen("tcp", addr.String()); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp", addr.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); pc.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, addr.String())
+			c.Close()
+		}
+	}()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(addr.String()), from)
+		}
+	}()
+}
+
+// dialTCP connects from the test's namespace to addr and returns which
+// backend answered and what getpeername says the peer is.
+func (h *harness) dialTCP(addr netip.AddrPort) (backend, peer string, err error) {
+	var c net.Conn
+	if err := testenv.InNetNS(h.ns, func() (err error) {
+		c, err = net.DialTimeout("tcp", addr.String(), 2*time.Second)
+		return err
+	}); err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	return string(b), c.RemoteAddr().String(), err
+}
+
+// connectedUDP sends a datagram on a connected UDP socket and returns the
+// backend that answered and the socket's peer.
+func (h *harness) connectedUDP(addr netip.AddrPort) (backend, peer string, err error) {
+	var c net.Conn
+	if err := testenv.InNetNS(h.ns, func() (err error) {
+		c, err = net.Dial("udp", addr.String())
+		return err
+	}); err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("hi")); err != nil {
+		return "", "", err
+	}
+	buf := make([]byte, 128)
+	n, err := c.Read(buf)
+	return string(buf[:n]), c.RemoteAddr().String(), err
+}
+
+// unconnectedUDP sends a datagram with sendto() on an unconnected socket
+// and returns the backend that answered and the address recvfrom() says
+// the answer came from.
+func (h *harness) unconnectedUDP(addr netip.AddrPort) (backend, from string, err error) {
+	network := "udp4"
+	if addr.Addr().Is6() {
+		network = "udp6"
+	}
+	var pc net.PacketConn
+	if err := testenv.InNetNS(h.ns, func() (err error) {
+		pc, err = net.ListenPacket(network, ":0")
+		return err
+	}); err != nil {
+		return "", "", err
+	}
+	defer pc.Close()
+	pc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := pc.WriteTo([]byte("hi"), net.UDPAddrFromAddrPort(addr)); err != nil {
+		return "", "", err
+	}
+	buf := make([]byte, 128)
+	n, src, err := pc.ReadFrom(buf)
+	if err != nil {
+		return "", "", err
+	}
+	return string(buf[:n]), src.String(), nil
+}
+
+func addrPorts(as []netip.Addr) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, a := range as {
+		out = append(out, netip.AddrPortFrom(a, backendPort))
+	}
+	return out
+}
+
+func TestPrivilegedSocketLB(t *testing.T) {
+	h := newHarness(t)
+	const port = 80
+	entries := []Entry{
+		{Frontend: Frontend{front4, port, TCP}, Backends: addrPorts(backends4[:2])},
+		{Frontend: Frontend{front4, port, UDP}, Backends: addrPorts(backends4[:2])},
+		{Frontend: Frontend{front6, port, TCP}, Backends: addrPorts(backends6)},
+		{Frontend: Frontend{front6, port, UDP}, Backends: addrPorts(backends6)},
+	}
+	if err := h.lb.Sync(entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		front netip.Addr
+		call  func(netip.AddrPort) (string, string, error)
+		want  []netip.Addr
+	}{
+		{"tcp4", front4, h.dialTCP, backends4[:2]},
+		{"udp4-connected", front4, h.connectedUDP, backends4[:2]},
+		{"udp4-sendto", front4, h.unconnectedUDP, backends4[:2]},
+		{"tcp6", front6, h.dialTCP, backends6},
+		{"udp6-connected", front6, h.connectedUDP, backends6},
+		{"udp6-sendto", front6, h.unconnectedUDP, backends6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			front := netip.AddrPortFrom(tc.front, port)
+			hits := map[string]int{}
+			for range 100 {
+				backend, peer, err := tc.call(front)
+				if err != nil {
+					t.Fatalf("%s: %v", front, err)
+				}
+				if peer != front.String() {
+					t.Fatalf("the socket says its peer is %s, want the frontend %s", peer, front)
+				}
+				hits[backend]++
+			}
+			// Random choice: each of 2 backends gets at least one of 100
+			// connections but with probability 1 - 2^-99.
+			for _, b := range addrPorts(tc.want) {
+				if hits[b.String()] == 0 {
+					t.Errorf("backend %s never chosen: %v", b, hits)
+				}
+			}
+			if len(hits) != len(tc.want) {
+				t.Errorf("answered by %v, want only %v", hits, tc.want)
+			}
+		})
+	}
+
+	// A port that is not a frontend's, and a backend's own address, are
+	// left alone.
+	direct := netip.AddrPortFrom(backends4[2], backendPort)
+	if backend, peer, err := h.dialTCP(direct); err != nil || backend != direct.String() || peer != direct.String() {
+		t.Errorf("direct connection to %s: answered by %q, peer %q, %v", direct, backend, peer, err)
+	}
+
+	// Backends change: the terminating one (backends4[0]) leaves the set,
+	// a new one comes; no new connection reaches the one that left.
+	entries[0].Backends = addrPorts(backends4[1:])
+	if err := h.lb.Sync(entries); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		backend, _, err := h.dialTCP(netip.AddrPortFrom(front4, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if backend == netip.AddrPortFrom(backends4[0], backendPort).String() {
+			t.Fatalf("a new connection reached %s, which left the backends", backend)
+		}
+	}
+
+	// No backend: refused, as kube-proxy's REJECT does.
+	entries[0].Backends = nil
+	if err := h.lb.Sync(entries); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.dialTCP(netip.AddrPortFrom(front4, port)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("frontend without backends: %v, want connection refused", err)
+	}
+
+	// Removed: the address is no frontend any more (it is on no
+	// interface: unreachable, or a timeout).
+	if err := h.lb.Sync(entries[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.dialTCP(netip.AddrPortFrom(front4, port)); err == nil || errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("removed frontend: %v, want it no longer served", err)
+	}
+
+	counts, err := h.lb.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts["translated"] < 600 || counts["reverse-translated"] == 0 || counts["no-backend"] == 0 || counts["pass"] == 0 {
+		t.Errorf("counters %v: want at least 600 translated, and some reverse-translated, no-backend, pass", counts)
+	}
+}
+
+func TestPrivilegedSocketLBAffinity(t *testing.T) {
+	h := newHarness(t)
+	const port = 81
+	front := netip.AddrPortFrom(front4, port)
+	entry := Entry{Frontend: Frontend{front4, port, TCP}, Backends: addrPorts(backends4), Affinity: time.Hour}
+	if err := h.lb.Sync([]Entry{entry}); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := h.dialTCP(front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		backend, _, err := h.dialTCP(front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if backend != first {
+			t.Fatalf("with affinity, a connection from the same client went to %s after %s", backend, first)
+		}
+	}
+	// The remembered backend leaves: the client moves to another, and
+	// stays there.
+	var rest []netip.AddrPort
+	for _, b := range entry.Backends {
+		if b.String() != first {
+			rest = append(rest, b)
+		}
+	}
+	entry.Backends = rest
+	if err := h.lb.Sync([]Entry{entry}); err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := h.dialTCP(front)
+	if err != nil || second == first {
+		t.Fatalf("after %s left: answered by %s, %v", first, second, err)
+	}
+	for range 20 {
+		if backend, _, err := h.dialTCP(front); err != nil || backend != second {
+			t.Fatalf("with affinity, moved to %s, then %s (%v)", second, backend, err)
+		}
+	}
+	counts, err := h.lb.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts["translated-affinity"] < 69 {
+		t.Errorf("counters %v: want at least 69 connections kept by affinity", counts)
+	}
+}
