@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -81,18 +80,8 @@ func newLab(t testing.TB) *lab {
 	testenv.Run(t, "ip", "-n", l.ext, "route", "add", "default", "via", "192.168.77.1")
 	// A remote node's PodCIDR, reached through a gateway.
 	testenv.Run(t, "ip", "-n", l.node, "route", "add", "10.244.2.0/24", "via", extIP)
-	l.bpffs = filepath.Join(mountBPFFS(t), "roost")
+	l.bpffs = filepath.Join(testenv.BPFFS(t), "roost")
 	return l
-}
-
-// mountBPFFS mounts a private BPF filesystem on a temporary directory for
-// the test, so that pins never touch the host's /sys/fs/bpf.
-func mountBPFFS(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	testenv.Run(t, "mount", "-t", "bpf", "bpf", dir)
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
-	return dir
 }
 
 func ifindexIn(t testing.TB, ns, ifname string) int {

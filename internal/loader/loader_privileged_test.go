@@ -564,7 +564,7 @@ func TestPrivilegedIncompatiblePin(t *testing.T) {
 		{"verdicts", ebpf.MapSpec{Name: "verdicts", Type: ebpf.Array, KeySize: 4, ValueSize: 1028, MaxEntries: 16}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := filepath.Join(mountBPFFS(t), "roost")
+			dir := filepath.Join(testenv.BPFFS(t), "roost")
 			if err := os.MkdirAll(filepath.Join(dir, "maps"), 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -633,7 +633,7 @@ func pinNames(t *testing.T, dir string) []string {
 // pin it does not know, Apply a stray entry among the link pins.
 func TestPrivilegedStalePins(t *testing.T) {
 	testenv.Privileged(t)
-	dir := filepath.Join(mountBPFFS(t), "roost")
+	dir := filepath.Join(testenv.BPFFS(t), "roost")
 	if err := os.MkdirAll(filepath.Join(dir, "maps"), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,9 @@ const maxBackendsPerFrontend = 65535
 type LB struct {
 	objs  bpf.SockObjects
 	links []link.Link
+	// pins is the bpffs directory of the maps' and links' pins; "" when
+	// nothing is pinned (Load).
+	pins string
 	// ids holds the service id of each frontend in the maps; ids are
 	// never reused while the LB runs, so a stale affinity entry cannot
 	// name another frontend's backend.
@@ -120,47 +123,186 @@ type LB struct {
 	cur map[Frontend]Entry
 }
 
-// Load loads sock.c's programs and maps into the kernel. Nothing is
-// attached yet.
-func Load() (*LB, error) {
-	lb := &LB{ids: map[Frontend]uint32{}, nextID: 1, cur: map[Frontend]Entry{}}
-	if err := bpf.LoadSockObjects(&lb.objs, nil); err != nil {
+// Load loads sock.c's programs and maps into the kernel, pinning nothing.
+// Nothing is attached yet; Close detaches what Attach attached.
+func Load() (*LB, error) { return open("") }
+
+// Open loads sock.c's programs with their maps pinned under dir/maps, a
+// directory on a BPF file system: the pins a previous run left are adopted
+// with what they hold (frontends, backends, the sockets' reverse
+// translations, affinities), so a restart or an upgrade changes nothing a
+// client sees. Attach then moves the links pinned under dir/links to the
+// new programs. Close keeps every pin: the programs stay attached and
+// serving while no loader runs; Unpin removes them.
+func Open(dir string) (*LB, error) {
+	if dir == "" {
+		return nil, errors.New("socket load balancer: no pin directory")
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "maps"), filepath.Join(dir, "links")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("socket load balancer: %w", err)
+		}
+	}
+	return open(dir)
+}
+
+func open(dir string) (*LB, error) {
+	lb := &LB{pins: dir, ids: map[Frontend]uint32{}, nextID: 1, cur: map[Frontend]Entry{}}
+	spec, err := bpf.LoadSock()
+	if err != nil {
+		return nil, fmt.Errorf("socket load balancer: %w", err)
+	}
+	var opts ebpf.CollectionOptions
+	if dir != "" {
+		for _, m := range spec.Maps {
+			if strings.HasPrefix(m.Name, "sock_") {
+				m.Pinning = ebpf.PinByName
+			}
+		}
+		opts.Maps.PinPath = filepath.Join(dir, "maps")
+	}
+	if err := spec.LoadAndAssign(&lb.objs, &opts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load socket load balancer: %+v", ve)
 		}
-		return nil, fmt.Errorf("load socket load balancer: %w", err)
+		return nil, fmt.Errorf("load socket load balancer (pins under %s): %w", dir, err)
+	}
+	if err := lb.adopt(); err != nil {
+		lb.objs.Close()
+		return nil, err
 	}
 	return lb, nil
+}
+
+// adopt reads back what the maps hold (after a restart) into ids and cur,
+// and removes what a Sync cut short left beyond a frontend's backends.
+func (lb *LB) adopt() error {
+	var (
+		k    bpf.SockSvcKey
+		v    bpf.SockSvcValue
+		keep = map[uint32]map[bpf.SockBackend]bool{}
+		cnt  = map[uint32]uint32{}
+	)
+	it := lb.objs.SockServices.Iterate()
+	for it.Next(&k, &v) {
+		f := Frontend{Addr: netip.AddrFrom16(k.Addr).Unmap(), Port: be16(k.Port), Proto: k.Proto}
+		e := Entry{Frontend: f}
+		if v.Flags&uint16(bpf.SockSvcFlagsSVC_F_AFFINITY) != 0 {
+			e.Affinity = time.Duration(v.AffinityTimeout) * time.Second
+		}
+		keep[v.Id] = map[bpf.SockBackend]bool{}
+		for i := uint32(0); i < uint32(v.Count); i++ {
+			var be bpf.SockBackend
+			if err := lb.objs.SockBackends.Lookup(bpf.SockSlotKey{Id: v.Id, Slot: i}, &be); err != nil {
+				return fmt.Errorf("adopt frontend %s: slot %d: %w", f, i, err)
+			}
+			e.Backends = append(e.Backends, netip.AddrPortFrom(netip.AddrFrom16(be.Addr).Unmap(), be16(be.Port)))
+			keep[v.Id][be] = true
+		}
+		lb.ids[f], lb.cur[f], cnt[v.Id] = v.Id, e, uint32(v.Count)
+		lb.nextID = max(lb.nextID, v.Id+1)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("adopt frontends: %w", err)
+	}
+	var stale []any
+	var sk bpf.SockSlotKey
+	var be bpf.SockBackend
+	for it := lb.objs.SockBackends.Iterate(); it.Next(&sk, &be); {
+		if _, ok := keep[sk.Id]; !ok || sk.Slot >= cnt[sk.Id] {
+			stale = append(stale, sk)
+		}
+	}
+	var mk bpf.SockMemberKey
+	var one uint8
+	for it := lb.objs.SockMembers.Iterate(); it.Next(&mk, &one); {
+		if !keep[mk.Id][mk.Backend] {
+			stale = append(stale, mk)
+		}
+	}
+	for _, key := range stale {
+		m := lb.objs.SockBackends
+		if _, ok := key.(bpf.SockMemberKey); ok {
+			m = lb.objs.SockMembers
+		}
+		if err := deleteIfPresent(m, key); err != nil {
+			return fmt.Errorf("adopt: remove a stale entry: %w", err)
+		}
+	}
+	return nil
 }
 
 // Attach attaches the programs to the cgroup v2 directory cgroup: every
 // socket of a process in it or below it is served.
 func (lb *LB) Attach(cgroup string) error {
 	progs := []struct {
+		name   string
 		prog   *ebpf.Program
 		attach ebpf.AttachType
 	}{
-		{lb.objs.SockConnect4, ebpf.AttachCGroupInet4Connect},
-		{lb.objs.SockConnect6, ebpf.AttachCGroupInet6Connect},
-		{lb.objs.SockSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
-		{lb.objs.SockSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
-		{lb.objs.SockRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg},
-		{lb.objs.SockRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg},
-		{lb.objs.SockGetpeername4, ebpf.AttachCgroupInet4GetPeername},
-		{lb.objs.SockGetpeername6, ebpf.AttachCgroupInet6GetPeername},
+		{"connect4", lb.objs.SockConnect4, ebpf.AttachCGroupInet4Connect},
+		{"connect6", lb.objs.SockConnect6, ebpf.AttachCGroupInet6Connect},
+		{"sendmsg4", lb.objs.SockSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
+		{"sendmsg6", lb.objs.SockSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+		{"recvmsg4", lb.objs.SockRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg},
+		{"recvmsg6", lb.objs.SockRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg},
+		{"getpeername4", lb.objs.SockGetpeername4, ebpf.AttachCgroupInet4GetPeername},
+		{"getpeername6", lb.objs.SockGetpeername6, ebpf.AttachCgroupInet6GetPeername},
 	}
 	for _, p := range progs {
+		pin := filepath.Join(lb.pins, "links", p.name)
+		if lb.pins != "" {
+			// A link a previous run left: move it to the new program, so
+			// the hook is never empty.
+			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+				if err := l.Update(p.prog); err != nil {
+					l.Close()
+					return fmt.Errorf("move the link pinned at %s to the new program: %w", pin, err)
+				}
+				lb.links = append(lb.links, l)
+				continue
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("load the link pinned at %s: %w", pin, err)
+			}
+		}
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: p.attach, Program: p.prog})
 		if err != nil {
-			return fmt.Errorf("attach %s to cgroup %s: %w", p.prog, cgroup, err)
+			return fmt.Errorf("attach %s to cgroup %s: %w", p.name, cgroup, err)
 		}
 		lb.links = append(lb.links, l)
+		if lb.pins != "" {
+			if err := l.Pin(pin); err != nil {
+				return fmt.Errorf("pin the link of %s at %s: %w", p.name, pin, err)
+			}
+		}
 	}
 	return nil
 }
 
-// Close detaches the programs and releases the maps.
+// Unpin removes the pins of the maps and links (Open): once closed, the
+// programs are detached and the maps freed.
+func (lb *LB) Unpin() error {
+	if lb.pins == "" {
+		return nil
+	}
+	var errs []error
+	for _, l := range lb.links {
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, m := range []*ebpf.Map{lb.objs.SockServices, lb.objs.SockBackends, lb.objs.SockMembers,
+		lb.objs.SockRevnat, lb.objs.SockAffinity, lb.objs.SockCounters} {
+		if err := m.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(append(errs, os.RemoveAll(lb.pins))...)
+}
+
+// Close releases the programs, maps and links: without pins (Load) that
+// detaches the programs; with pins (Open) they stay attached and serving.
 func (lb *LB) Close() error {
 	var errs []error
 	for _, l := range lb.links {

@@ -22,8 +22,9 @@ import (
 // backends' addresses, each served by an answerer that says which address
 // it was reached on.
 type harness struct {
-	lb *LB
-	ns string
+	lb     *LB
+	ns     string
+	cgroup string
 }
 
 // Addresses in the test's namespace. The frontends are on no interface:
@@ -74,7 +75,7 @@ func newHarness(t *testing.T) *harness {
 	for _, a := range append(append([]netip.Addr{}, backends4...), backends6...) {
 		serveWhoAmI(t, ns, netip.AddrPortFrom(a, backendPort))
 	}
-	return &harness{lb: lb, ns: ns}
+	return &harness{lb: lb, ns: ns, cgroup: cg}
 }
 
 // joinCgroup moves the test process into cg, and back to where it was at
@@ -364,5 +365,142 @@ func TestPrivilegedSocketLBAffinity(t *testing.T) {
 	}
 	if counts["translated-affinity"] < 69 {
 		t.Errorf("counters %v: want at least 69 connections kept by affinity", counts)
+	}
+}
+
+// TestPrivilegedSocketLBRestart: with pins (Open), closing the LB, as a
+// loader that exits or is upgraded does, leaves the programs attached and
+// serving; the next Open adopts the maps (frontends, backends, affinities)
+// and Attach moves the pinned links to its programs. A connection made
+// before keeps working throughout. Unpin then detaches everything.
+func TestPrivilegedSocketLBRestart(t *testing.T) {
+	h := newHarness(t)
+	h.lb.Close() // the harness's unpinned LB; this test pins its own
+	pins := filepath.Join(testenv.BPFFS(t), "sock")
+	lb, err := Open(pins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Attach(h.cgroup); err != nil {
+		t.Fatal(err)
+	}
+	const port = 82
+	front := netip.AddrPortFrom(front4, port)
+	entries := []Entry{
+		{Frontend: Frontend{front4, port, TCP}, Backends: addrPorts(backends4), Affinity: time.Hour},
+		{Frontend: Frontend{front6, port, UDP}, Backends: addrPorts(backends6)},
+	}
+	if err := lb.Sync(entries); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := h.dialTCP(front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := h.echoConn(t, netip.AddrPortFrom(backends4[0], backendPort+1))
+
+	if err := lb.Close(); err != nil { // the loader exits
+		t.Fatal(err)
+	}
+	if got, _, err := h.dialTCP(front); err != nil || got != first {
+		t.Errorf("while no loader runs: answered by %q (%v), want %s (affinity)", got, err, first)
+	}
+	echo()
+
+	lb, err = Open(pins) // the next loader
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	if len(lb.cur) != 2 || !slicesEqual(lb.cur[entries[0].Frontend].Backends, entries[0].Backends) || lb.cur[entries[0].Frontend].Affinity != time.Hour {
+		t.Errorf("adopted %v, want %v", lb.cur, entries)
+	}
+	if err := lb.Attach(h.cgroup); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Sync(entries); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := h.dialTCP(front); err != nil || got != first {
+		t.Errorf("after the restart: answered by %q (%v), want %s (affinity)", got, err, first)
+	}
+	if _, _, err := h.unconnectedUDP(netip.AddrPortFrom(front6, port)); err != nil {
+		t.Errorf("udp6 after the restart: %v", err)
+	}
+	echo()
+
+	// A frontend added after the restart gets an id of its own.
+	entries = append(entries, Entry{Frontend: Frontend{front4, port + 1, TCP}, Backends: addrPorts(backends4[2:])})
+	if err := lb.Sync(entries); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := h.dialTCP(netip.AddrPortFrom(front4, port+1)); err != nil || got != addrPorts(backends4[2:])[0].String() {
+		t.Errorf("frontend added after the restart: answered by %q (%v)", got, err)
+	}
+
+	if err := lb.Unpin(); err != nil {
+		t.Fatal(err)
+	}
+	lb.Close()
+	if _, _, err := h.dialTCP(front); err == nil {
+		t.Errorf("after Unpin and Close the frontend is still served")
+	}
+	if _, err := os.Stat(pins); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pins left: %v", err)
+	}
+}
+
+func slicesEqual(a, b []netip.AddrPort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// echoConn opens a TCP connection from the test's namespace to an echo
+// server it starts at addr, and returns a function that checks the
+// connection still carries data.
+func (h *harness) echoConn(t *testing.T, addr netip.AddrPort) func() {
+	t.Helper()
+	var ln net.Listener
+	if err := testenv.InNetNS(h.ns, func() (err error) {
+		ln, err = net.Listen("tcp", addr.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(c, c)
+		}
+	}()
+	var c net.Conn
+	if err := testenv.InNetNS(h.ns, func() (err error) {
+		c, err = net.Dial("tcp", addr.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return func() {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4)
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatalf("established connection: %v", err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("established connection: read %q, %v", buf, err)
+		}
 	}
 }
