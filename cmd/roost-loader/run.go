@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/roost-net/roost/internal/policy"
 	"github.com/roost-net/roost/internal/policyd"
 	"github.com/roost-net/roost/internal/serve"
+	"github.com/roost-net/roost/internal/services"
 )
 
 const usage = `Usage: roost-loader [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
@@ -45,10 +47,14 @@ never stops. A policy, endpoint or config error keeps the last good policy
 enforced and shows in /v1/status; a bad policy object of the API is refused
 alone (its last good version stays).
 
---dry-run validates the config, the endpoints file and every policy file,
-prints the ignored fields on stderr and the resolved policy on stdout (every
-endpoint treated as local, the host being hostIPs and the endpoints file's
-node of this name) and exits 0, or prints every problem and exits 1.
+servicesFile lists Services to load-balance and their backends; only
+--dry-run reads it so far: the datapath that serves it is not built yet.
+
+--dry-run validates the config, the endpoints file, the services file and
+every policy file, prints the ignored fields on stderr and the resolved
+policy (every endpoint treated as local, the host being hostIPs and the
+endpoints file's node of this name) and the services on stdout, and exits
+0, or prints every problem and exits 1.
 
 Flags:
 `
@@ -61,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	path := fs.String("config", loaderconfig.DefaultPath, "config file (YAML)")
-	dryRun := fs.Bool("dry-run", false, "validate config, endpoints and policies, print the resolved policy and exit")
+	dryRun := fs.Bool("dry-run", false, "validate config, endpoints, services and policies, print the resolved policy and services and exit")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -167,6 +173,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	log.WithField("node", cfg.Node).WithField("listen", cfg.Listen).WithField("bpffs", cfg.BPFFS).Info("roost-loader started")
+	if cfg.ServicesFile != "" {
+		if _, err := os.Stat(cfg.ServicesFile); err == nil {
+			log.WithField("servicesFile", cfg.ServicesFile).Warn("services file not served yet: only --dry-run reads it")
+		}
+	}
 
 	var first error
 	select {
@@ -180,12 +191,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // dryRunResolve prints what the config's files resolve to, every endpoint
-// treated as local so that each shows its policy, and the ignored fields
-// on stderr.
+// treated as local so that each shows its policy, then the services, and
+// the ignored fields on stderr. The problems of the policy inputs and of
+// the services file are reported together.
 func dryRunResolve(cfg loaderconfig.Config, w, stderr io.Writer) error {
+	var svcs []services.Service
+	var svcErr error
+	if cfg.ServicesFile != "" {
+		svcs, svcErr = services.LoadFile(cfg.ServicesFile)
+	}
+	res, err := resolvePolicy(cfg, stderr)
+	if err := errors.Join(err, svcErr); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprint(w, res.String()); err != nil {
+		return err
+	}
+	_, err = fmt.Fprint(w, services.Describe(svcs))
+	return err
+}
+
+// resolvePolicy compiles the policy of the config's files, every endpoint
+// treated as local, and prints the ignored fields on stderr.
+func resolvePolicy(cfg loaderconfig.Config, stderr io.Writer) (policy.Resolved, error) {
 	files, err := policyd.ReadFiles(cfg)
 	if err != nil {
-		return err
+		return policy.Resolved{}, err
 	}
 	for _, p := range files.Policies {
 		for _, warn := range p.Warnings {
@@ -194,7 +225,7 @@ func dryRunResolve(cfg loaderconfig.Config, w, stderr io.Writer) error {
 	}
 	ws, err := endpoints.Merge(files.Endpoints.Endpoints, nil)
 	if err != nil {
-		return err
+		return policy.Resolved{}, err
 	}
 	eps := endpoints.Derive(ws, files.Endpoints.Namespaces, cfg.Cluster)
 	for i := range eps {
@@ -213,8 +244,7 @@ func dryRunResolve(cfg loaderconfig.Config, w, stderr io.Writer) error {
 	res, err := policy.Compile(files.Policies, eps, policy.WithHostIPs(slices.Compact(hostIPs)...),
 		policy.WithRemoteNodeIPs(nodeIPs...), policy.WithCluster(cfg.Cluster))
 	if err != nil {
-		return fmt.Errorf("compile policy: %w", err)
+		return policy.Resolved{}, fmt.Errorf("compile policy: %w", err)
 	}
-	_, err = fmt.Fprint(w, res.String())
-	return err
+	return res, nil
 }

@@ -31,6 +31,9 @@ type Config struct {
 	// EndpointsFile lists external workloads and pods not known to
 	// Kubernetes; empty for none.
 	EndpointsFile string
+	// ServicesFile lists the services to load-balance and their
+	// backends; empty for none. Only --dry-run reads it so far.
+	ServicesFile string
 	// Kubernetes selects the Kubernetes API as a source: Pods, Namespaces,
 	// Nodes, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy.
 	Kubernetes Kubernetes
@@ -61,6 +64,7 @@ func Default() Config {
 		BPFFS:         "/sys/fs/bpf/roost",
 		PolicyDir:     "/etc/roost/policies",
 		EndpointsFile: "/etc/roost/endpoints.yaml",
+		ServicesFile:  "/etc/roost/services.yaml",
 		Listen:        "127.0.0.1:9480",
 		Cluster:       "default",
 	}
@@ -73,6 +77,7 @@ type file struct {
 	BPFFS         *string   `yaml:"bpffs"`
 	PolicyDir     *string   `yaml:"policyDir"`
 	EndpointsFile *string   `yaml:"endpointsFile"`
+	ServicesFile  *string   `yaml:"servicesFile"`
 	Kubernetes    *kubeFile `yaml:"kubernetes"`
 	Listen        *string   `yaml:"listen"`
 	Cluster       *string   `yaml:"cluster"`
@@ -115,6 +120,9 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	}
 	if f.EndpointsFile != nil {
 		c.EndpointsFile = cleanPath(*f.EndpointsFile)
+	}
+	if f.ServicesFile != nil {
+		c.ServicesFile = cleanPath(*f.ServicesFile)
 	}
 	if f.Kubernetes != nil {
 		c.Kubernetes = Kubernetes{Enabled: f.Kubernetes.Enabled, Kubeconfig: f.Kubernetes.Kubeconfig}
@@ -174,6 +182,9 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if c.EndpointsFile != "" && !filepath.IsAbs(c.EndpointsFile) {
 		bad("endpointsFile", "%q must be an absolute path, or empty for none", c.EndpointsFile)
+	}
+	if c.ServicesFile != "" && !filepath.IsAbs(c.ServicesFile) {
+		bad("servicesFile", "%q must be an absolute path, or empty for none", c.ServicesFile)
 	}
 	if !c.Kubernetes.Enabled && c.Kubernetes.Kubeconfig != "" {
 		bad("kubernetes.kubeconfig", "is set but kubernetes.enabled is false")

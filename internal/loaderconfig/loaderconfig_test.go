@@ -32,6 +32,7 @@ func TestLoadExample(t *testing.T) {
 		BPFFS:         "/sys/fs/bpf/roost",
 		PolicyDir:     "/etc/roost/policies",
 		EndpointsFile: "/etc/roost/endpoints.yaml",
+		ServicesFile:  "/etc/roost/services.yaml",
 		Listen:        "127.0.0.1:9480",
 		Cluster:       "dc1",
 		HostIPs:       []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("fd00:1::2")},
@@ -50,8 +51,10 @@ func TestLoad(t *testing.T) {
 		{name: "empty file keeps defaults", yaml: "", want: func(*Config) {}},
 		{name: "only comments", yaml: "# nothing\n", want: func(*Config) {}},
 		{name: "node", yaml: "node: node7\n", want: func(c *Config) { c.Node = "node7" }},
-		{name: "paths are cleaned", yaml: "bpffs: /sys/fs/bpf/roost/\npolicyDir: /etc/roost//policies/\nendpointsFile: /etc/roost/./endpoints.yaml\n", want: func(c *Config) {}},
+		{name: "paths are cleaned", yaml: "bpffs: /sys/fs/bpf/roost/\npolicyDir: /etc/roost//policies/\nendpointsFile: /etc/roost/./endpoints.yaml\nservicesFile: /etc/roost//services.yaml\n", want: func(c *Config) {}},
 		{name: "no endpoints file", yaml: "endpointsFile: ''\n", want: func(c *Config) { c.EndpointsFile = "" }},
+		{name: "services file", yaml: "servicesFile: /srv/roost/services.yaml\n", want: func(c *Config) { c.ServicesFile = "/srv/roost/services.yaml" }},
+		{name: "no services file", yaml: "servicesFile: ''\n", want: func(c *Config) { c.ServicesFile = "" }},
 		{name: "kubernetes in-cluster", yaml: "kubernetes: {enabled: true}\n", want: func(c *Config) { c.Kubernetes.Enabled = true }},
 		{
 			name: "kubernetes with kubeconfig",
@@ -98,6 +101,8 @@ func TestLoadErrors(t *testing.T) {
 		{"relative policy dir", "policyDir: policies\n", []string{`policyDir: "policies" must be an absolute path`}},
 		{"empty policy dir", "policyDir: ''\n", []string{`policyDir: "" must be an absolute path`}},
 		{"relative endpoints file", "endpointsFile: endpoints.yaml\n", []string{`endpointsFile: "endpoints.yaml" must be an absolute path, or empty`}},
+		{"relative services file", "servicesFile: services.yaml\n", []string{`servicesFile: "services.yaml" must be an absolute path, or empty for none`}},
+		{"misspelt services file", "serviceFile: /etc/roost/services.yaml\n", []string{"field serviceFile not found"}},
 		{"kubeconfig without kubernetes", "kubernetes: {kubeconfig: /etc/kubeconfig}\n", []string{"kubernetes.kubeconfig: is set but kubernetes.enabled is false"}},
 		{"relative kubeconfig", "kubernetes: {enabled: true, kubeconfig: kc}\n", []string{`kubernetes.kubeconfig: "kc" must be an absolute path`}},
 		{"listen without port", "listen: 127.0.0.1\n", []string{`listen: "127.0.0.1" is not host:port`}},
@@ -113,9 +118,9 @@ func TestLoadErrors(t *testing.T) {
 		{"zoned host ip", "hostIPs: ['fe80::1%eth0']\n", []string{"hostIPs[0]: fe80::1%eth0 must not have a zone"}},
 		{
 			name: "many at once",
-			yaml: "node: ''\nbpffs: x\npolicyDir: y\nendpointsFile: z\nlisten: nope\nhostIPs: [bad, 0.0.0.0]\nkubernetes: {kubeconfig: /k}\n",
+			yaml: "node: ''\nbpffs: x\npolicyDir: y\nendpointsFile: z\nservicesFile: s\nlisten: nope\nhostIPs: [bad, 0.0.0.0]\nkubernetes: {kubeconfig: /k}\n",
 			want: []string{
-				"node: must be set", `bpffs: "x"`, `policyDir: "y"`, `endpointsFile: "z"`, `listen: "nope"`,
+				"node: must be set", `bpffs: "x"`, `policyDir: "y"`, `endpointsFile: "z"`, `servicesFile: "s"`, `listen: "nope"`,
 				`hostIPs[0]: "bad"`, "hostIPs[1]: 0.0.0.0", "kubernetes.kubeconfig: is set",
 			},
 		},
@@ -160,6 +165,8 @@ func TestValidate(t *testing.T) {
 		{name: "cluster too long", change: func(c *Config) { c.Cluster = strings.Repeat("a", 33) }, want: "must be 1-32"},
 		{name: "zero host ip", change: func(c *Config) { c.HostIPs = []netip.Addr{{}} }, want: "hostIPs[0]: must be set"},
 		{name: "relative bpffs", change: func(c *Config) { c.BPFFS = "bpf" }, want: `bpffs: "bpf" must be an absolute path`},
+		{name: "no services file", change: func(c *Config) { c.ServicesFile = "" }},
+		{name: "relative services file", change: func(c *Config) { c.ServicesFile = "services.yaml" }, want: `servicesFile: "services.yaml" must be an absolute path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
