@@ -14,6 +14,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/roost-net/roost/internal/yamlfields"
 )
 
 // LoadFile reads the services file at path (see Load). A missing file is
@@ -69,30 +71,17 @@ func LoadFile(path string) ([]Service, error) {
 // ("file:line: path: message"), unknown fields included; a YAML syntax
 // error ends the search.
 func Load(r io.Reader, name string) ([]Service, error) {
-	p := &parser{source: name}
-	dec := yaml.NewDecoder(r)
-	var doc yaml.Node
-	err := dec.Decode(&doc)
-	switch {
-	case errors.Is(err, io.EOF):
-		return nil, nil
-	case err != nil:
-		p.yamlError(err)
-		return nil, p.err()
-	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		p.yamlError(err)
-	case !isNull(content(&extra)):
-		p.failf(content(&extra), "", "a second YAML document; the services file holds one")
-	}
-	svcs := p.file(content(&doc))
-	if len(p.errs) > 0 {
-		return nil, p.err()
+	p := &parser{yamlfields.New(name)}
+	svcs := p.file(p.Decode(r, "the services file"))
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
 	return svcs, nil
+}
+
+// parser reads the objects of a services file, collecting every problem.
+type parser struct {
+	*yamlfields.Parser
 }
 
 // The names Kubernetes gives each kind of name, for messages.
@@ -106,12 +95,12 @@ const (
 
 // port returns a port number, 1..65535.
 func (p *parser) port(n *yaml.Node, path string) (uint16, bool) {
-	v, ok := p.integer(n, path, "a port number ("+portRange+")")
+	v, ok := p.Integer(n, path, "a port number ("+portRange+")")
 	if !ok {
 		return 0, false
 	}
 	if v < 1 || v > 65535 {
-		p.failf(n, path, "%d is not a port (%s)", v, portRange)
+		p.Failf(n, path, "%d is not a port (%s)", v, portRange)
 		return 0, false
 	}
 	return uint16(v), true
@@ -150,21 +139,21 @@ type fileState struct {
 
 // file reads the top mapping of the services file.
 func (p *parser) file(n *yaml.Node) []Service {
-	if isNull(n) {
+	if yamlfields.IsNull(n) {
 		return nil
 	}
 	if n.Kind == yaml.SequenceNode {
-		p.failf(n, "", "the file must be a mapping, `services: [...]`, not a list")
+		p.Failf(n, "", "the file must be a mapping, `services: [...]`, not a list")
 		return nil
 	}
-	f := p.object(n, "", "services")
+	f := p.Object(n, "", "services")
 	if f == nil {
 		return nil
 	}
 	st := fileState{names: map[string]claim{}, frontends: map[frontendPort]claim{}, nodePorts: map[nodePort]claim{}}
 	var out []Service
-	for i, item := range p.list(f["services"], "services") {
-		out = append(out, p.service(item, index("services", i), &st))
+	for i, item := range p.List(f["services"], "services") {
+		out = append(out, p.service(item, yamlfields.Index("services", i), &st))
 	}
 	return out
 }
@@ -193,18 +182,18 @@ var serviceFields = []string{
 // before it (st).
 func (p *parser) service(n *yaml.Node, path string, st *fileState) Service {
 	s := Service{Namespace: DefaultNamespace}
-	f := p.object(n, path, serviceFields...)
+	f := p.Object(n, path, serviceFields...)
 	if f == nil {
 		return s
 	}
 	self := p.name(&s, n, f, path, st)
 	frontends := p.frontends(&s, n, f, path)
-	ports := p.ports(n, f["ports"], join(path, "ports"))
+	ports := p.ports(n, f["ports"], yamlfields.Join(path, "ports"))
 	for _, pt := range ports {
 		s.Ports = append(s.Ports, pt.Port)
 	}
 	p.settings(&s, f, path)
-	s.Backends = p.backends(f["backends"], join(path, "backends"))
+	s.Backends = p.backends(f["backends"], yamlfields.Join(path, "backends"))
 	p.claim(st, self, frontends, ports)
 	return s
 }
@@ -212,23 +201,23 @@ func (p *parser) service(n *yaml.Node, path string, st *fileState) Service {
 // name reads the service's name and namespace into s and claims them in
 // st; it returns the service's claim.
 func (p *parser) name(s *Service, n *yaml.Node, f map[string]*yaml.Node, path string, st *fileState) claim {
-	namePath := join(path, "name")
+	namePath := yamlfields.Join(path, "name")
 	nameOK := false
-	if v := f["name"]; isNull(v) {
-		p.failf(n, namePath, "required")
-	} else if name, ok := p.str(v, namePath); ok {
+	if v := f["name"]; yamlfields.IsNull(v) {
+		p.Failf(n, namePath, "required")
+	} else if name, ok := p.Str(v, namePath); ok {
 		s.Name = name
 		nameOK = true
 		if len(validation.IsDNS1035Label(name)) > 0 {
-			p.failf(v, namePath, "%q is not a service name: %s", name, dns1035Label)
+			p.Failf(v, namePath, "%q is not a service name: %s", name, dns1035Label)
 		}
 	}
 	if v, ok := f["namespace"]; ok {
-		nsPath := join(path, "namespace")
-		if ns, ok := p.str(v, nsPath); ok {
+		nsPath := yamlfields.Join(path, "namespace")
+		if ns, ok := p.Str(v, nsPath); ok {
 			s.Namespace = ns
 			if len(validation.IsDNS1123Label(ns)) > 0 {
-				p.failf(v, nsPath, "%q is not a namespace name: %s", ns, dns1123Label)
+				p.Failf(v, nsPath, "%q is not a namespace name: %s", ns, dns1123Label)
 			}
 		} else {
 			nameOK = false
@@ -239,7 +228,7 @@ func (p *parser) name(s *Service, n *yaml.Node, f map[string]*yaml.Node, path st
 		return self
 	}
 	if first, dup := st.names[s.FullName()]; dup {
-		p.failf(f["name"], namePath, "%s is already %s (line %d)", s.FullName(), first.path, first.line)
+		p.Failf(f["name"], namePath, "%s is already %s (line %d)", s.FullName(), first.path, first.line)
 	} else {
 		st.names[s.FullName()] = self
 	}
@@ -265,7 +254,7 @@ func (p *parser) frontends(s *Service, n *yaml.Node, f map[string]*yaml.Node, pa
 		out = append(out, items...)
 	}
 	if len(out) == 0 && !p.failedUnder(path, "clusterIPs", "externalIPs", "loadBalancerIPs") {
-		p.failf(n, path, "no frontend: give clusterIPs, externalIPs or loadBalancerIPs")
+		p.Failf(n, path, "no frontend: give clusterIPs, externalIPs or loadBalancerIPs")
 	}
 	return out
 }
@@ -273,15 +262,15 @@ func (p *parser) frontends(s *Service, n *yaml.Node, f map[string]*yaml.Node, pa
 // settings reads the traffic policies and the session affinity into s,
 // whose addresses and ports are read.
 func (p *parser) settings(s *Service, f map[string]*yaml.Node, path string) {
-	etp := join(path, "externalTrafficPolicy")
-	s.ExternalTrafficPolicy = oneOf(p, f["externalTrafficPolicy"], etp, TrafficPolicyCluster, TrafficPolicyCluster, TrafficPolicyLocal)
-	s.InternalTrafficPolicy = oneOf(p, f["internalTrafficPolicy"], join(path, "internalTrafficPolicy"), TrafficPolicyCluster, TrafficPolicyCluster, TrafficPolicyLocal)
+	etp := yamlfields.Join(path, "externalTrafficPolicy")
+	s.ExternalTrafficPolicy = yamlfields.OneOf(p.Parser, f["externalTrafficPolicy"], etp, TrafficPolicyCluster, TrafficPolicyCluster, TrafficPolicyLocal)
+	s.InternalTrafficPolicy = yamlfields.OneOf(p.Parser, f["internalTrafficPolicy"], yamlfields.Join(path, "internalTrafficPolicy"), TrafficPolicyCluster, TrafficPolicyCluster, TrafficPolicyLocal)
 	if s.ExternalTrafficPolicy == TrafficPolicyLocal && len(s.ExternalIPs) == 0 && len(s.LoadBalancerIPs) == 0 &&
 		!slices.ContainsFunc(s.Ports, func(pt Port) bool { return pt.NodePort != 0 }) &&
 		!p.failedUnder(path, "externalIPs", "loadBalancerIPs", "ports") {
-		p.failf(f["externalTrafficPolicy"], etp, "Local needs externalIPs, loadBalancerIPs or a nodePort: it applies to traffic from outside the cluster")
+		p.Failf(f["externalTrafficPolicy"], etp, "Local needs externalIPs, loadBalancerIPs or a nodePort: it applies to traffic from outside the cluster")
 	}
-	s.SessionAffinity = oneOf(p, f["sessionAffinity"], join(path, "sessionAffinity"), SessionAffinityNone, SessionAffinityNone, SessionAffinityClientIP)
+	s.SessionAffinity = yamlfields.OneOf(p.Parser, f["sessionAffinity"], yamlfields.Join(path, "sessionAffinity"), SessionAffinityNone, SessionAffinityNone, SessionAffinityClientIP)
 	if s.SessionAffinity == SessionAffinityClientIP {
 		s.SessionAffinityTimeout = DefaultSessionAffinityTimeout
 	}
@@ -289,16 +278,16 @@ func (p *parser) settings(s *Service, f map[string]*yaml.Node, path string) {
 	if !ok {
 		return
 	}
-	tPath := join(path, "sessionAffinityTimeout")
+	tPath := yamlfields.Join(path, "sessionAffinityTimeout")
 	maxSecs := int64(MaxSessionAffinityTimeout / time.Second)
-	secs, ok := p.integer(v, tPath, fmt.Sprintf("a number of seconds (1..%d)", maxSecs))
+	secs, ok := p.Integer(v, tPath, fmt.Sprintf("a number of seconds (1..%d)", maxSecs))
 	switch {
 	case !ok:
 	case secs < 1 || secs > maxSecs:
-		p.failf(v, tPath, "%d is not 1..%d seconds", secs, maxSecs)
+		p.Failf(v, tPath, "%d is not 1..%d seconds", secs, maxSecs)
 	case s.SessionAffinity != SessionAffinityClientIP:
 		if !p.failedUnder(path, "sessionAffinity") {
-			p.failf(v, tPath, "only with sessionAffinity: ClientIP")
+			p.Failf(v, tPath, "only with sessionAffinity: ClientIP")
 		}
 	default:
 		s.SessionAffinityTimeout = time.Duration(secs) * time.Second
@@ -317,7 +306,7 @@ func (p *parser) claim(st *fileState, self claim, frontends []addrItem, ports []
 		}
 		k := nodePort{pt.Protocol, pt.NodePort}
 		if first, dup := st.nodePorts[k]; dup {
-			p.failf(pt.nodePortNode, join(pt.path, "nodePort"), "%s/%d is already the node port of %s", pt.Protocol, pt.NodePort, first)
+			p.Failf(pt.nodePortNode, yamlfields.Join(pt.path, "nodePort"), "%s/%d is already the node port of %s", pt.Protocol, pt.NodePort, first)
 			continue
 		}
 		st.nodePorts[k] = claim{service: self.service, path: pt.path, line: pt.nodePortNode.Line}
@@ -327,9 +316,9 @@ func (p *parser) claim(st *fileState, self claim, frontends []addrItem, ports []
 // failedUnder reports whether a problem was found under one of keys of
 // the object at path, so that a check that needs them stays quiet.
 func (p *parser) failedUnder(path string, keys ...string) bool {
-	for _, e := range p.errs {
+	for _, e := range p.Problems() {
 		for _, k := range keys {
-			kp := join(path, k)
+			kp := yamlfields.Join(path, k)
 			if e.Path == kp || strings.HasPrefix(e.Path, kp+".") || strings.HasPrefix(e.Path, kp+"[") {
 				return true
 			}
@@ -356,7 +345,7 @@ func (p *parser) claimFrontend(st *fileState, fe addrItem, ports []portItem, sel
 		clashes[first] = append(clashes[first], fmt.Sprintf("%s/%d", pt.Protocol, pt.Port.Port))
 	}
 	for _, first := range order {
-		p.failf(fe.node, fe.path, "%s %s is already a frontend of %s", fe.addr, strings.Join(clashes[first], ", "), first)
+		p.Failf(fe.node, fe.path, "%s %s is already a frontend of %s", fe.addr, strings.Join(clashes[first], ", "), first)
 	}
 }
 
@@ -365,17 +354,17 @@ func (p *parser) claimFrontend(st *fileState, fe addrItem, ports []portItem, sel
 // ("clusterIPs[0]").
 func (p *parser) addrs(n *yaml.Node, path, key string, seen map[netip.Addr]string) []addrItem {
 	var out []addrItem
-	for i, v := range p.list(n, join(path, key)) {
-		ap := index(join(path, key), i)
+	for i, v := range p.List(n, yamlfields.Join(path, key)) {
+		ap := yamlfields.Index(yamlfields.Join(path, key), i)
 		a, ok := p.addr(v, ap, "frontend")
 		if !ok {
 			continue
 		}
 		if first, dup := seen[a]; dup {
-			p.failf(v, ap, "%s repeats %s", a, first)
+			p.Failf(v, ap, "%s repeats %s", a, first)
 			continue
 		}
-		seen[a] = index(key, i)
+		seen[a] = yamlfields.Index(key, i)
 		out = append(out, addrItem{addr: a, path: ap, node: v})
 	}
 	return out
@@ -383,7 +372,7 @@ func (p *parser) addrs(n *yaml.Node, path, key string, seen map[netip.Addr]strin
 
 // addr reads one address of a service; what is "frontend" or "backend".
 func (p *parser) addr(n *yaml.Node, path, what string) (netip.Addr, bool) {
-	s, ok := p.str(n, path)
+	s, ok := p.Str(n, path)
 	if !ok {
 		return netip.Addr{}, false
 	}
@@ -391,21 +380,21 @@ func (p *parser) addr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 	if err != nil {
 		switch _, perr := netip.ParsePrefix(s); {
 		case perr == nil:
-			p.failf(n, path, "%q is a prefix; write an address without a length", s)
+			p.Failf(n, path, "%q is a prefix; write an address without a length", s)
 		case s == "None":
-			p.failf(n, path, `"None" (a headless service) has nothing to load-balance: leave the service out`)
+			p.Failf(n, path, `"None" (a headless service) has nothing to load-balance: leave the service out`)
 		default:
-			p.failf(n, path, "%q is not an IP address", s)
+			p.Failf(n, path, "%q is not an IP address", s)
 		}
 		return netip.Addr{}, false
 	}
 	kind := ""
 	switch {
 	case a.Zone() != "":
-		p.failf(n, path, "%s must not have a zone", a)
+		p.Failf(n, path, "%s must not have a zone", a)
 		return netip.Addr{}, false
 	case a.Is4In6():
-		p.failf(n, path, "%s is IPv4-mapped; write %s", a, a.Unmap())
+		p.Failf(n, path, "%s is IPv4-mapped; write %s", a, a.Unmap())
 		return netip.Addr{}, false
 	case a.IsUnspecified():
 		kind = "unspecified"
@@ -419,7 +408,7 @@ func (p *parser) addr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 		kind = "broadcast"
 	}
 	if kind != "" {
-		p.failf(n, path, "%s is %s, not a %s address", a, kind, what)
+		p.Failf(n, path, "%s is %s, not a %s address", a, kind, what)
 		return netip.Addr{}, false
 	}
 	return a, true
@@ -435,7 +424,7 @@ func (p *parser) onePerFamily(items []addrItem) {
 			first = &v4
 		}
 		if *first != nil {
-			p.failf(it.node, it.path, "%s is a second cluster IP of its family (the first is %s); a service has one per family", it.addr, (*first).addr)
+			p.Failf(it.node, it.path, "%s is a second cluster IP of its family (the first is %s); a service has one per family", it.addr, (*first).addr)
 			continue
 		}
 		*first = it
@@ -447,45 +436,45 @@ var portFields = []string{"name", "port", "targetPort", "nodePort", "protocol"}
 // ports reads the ports of a service (n).
 func (p *parser) ports(n, v *yaml.Node, path string) []portItem {
 	switch {
-	case isNull(v):
-		p.failf(n, path, "required: at least one port")
+	case yamlfields.IsNull(v):
+		p.Failf(n, path, "required: at least one port")
 		return nil
 	case v.Kind == yaml.SequenceNode && len(v.Content) == 0:
-		p.failf(v, path, "at least one port is required")
+		p.Failf(v, path, "at least one port is required")
 		return nil
 	}
-	items := p.list(v, path)
+	items := p.List(v, path)
 	var out []portItem
 	names := map[string]int{}
 	keys := map[nodePort]int{}
 	for i, item := range items {
-		pp := index(path, i)
-		f := p.object(item, pp, portFields...)
+		pp := yamlfields.Index(path, i)
+		f := p.Object(item, pp, portFields...)
 		if f == nil {
 			continue
 		}
-		pt := portItem{Port: Port{Protocol: TCP}, path: pp, rel: index("ports", i), nodePortNode: f["nodePort"]}
+		pt := portItem{Port: Port{Protocol: TCP}, path: pp, rel: yamlfields.Index("ports", i), nodePortNode: f["nodePort"]}
 		ok := true
-		namePath := join(pp, "name")
+		namePath := yamlfields.Join(pp, "name")
 		if v, has := f["name"]; has {
-			if name, sok := p.str(v, namePath); sok {
+			if name, sok := p.Str(v, namePath); sok {
 				pt.Name = name
 				switch {
 				case len(validation.IsDNS1123Label(name)) > 0:
-					p.failf(v, namePath, "%q is not a port name: %s", name, dns1123Label)
+					p.Failf(v, namePath, "%q is not a port name: %s", name, dns1123Label)
 				case names[name] > 0:
-					p.failf(v, namePath, "%q repeats ports[%d].name", name, names[name]-1)
+					p.Failf(v, namePath, "%q repeats ports[%d].name", name, names[name]-1)
 				default:
 					names[name] = i + 1
 				}
 			}
 		}
 		if pt.Name == "" && len(items) > 1 && !p.failedUnder(pp, "name") {
-			p.failf(item, namePath, "required when a service has more than one port")
+			p.Failf(item, namePath, "required when a service has more than one port")
 		}
-		portPath := join(pp, "port")
-		if v := f["port"]; isNull(v) {
-			p.failf(item, portPath, "required")
+		portPath := yamlfields.Join(pp, "port")
+		if v := f["port"]; yamlfields.IsNull(v) {
+			p.Failf(item, portPath, "required")
 			ok = false
 		} else if num, pok := p.port(v, portPath); pok {
 			pt.Port.Port = num
@@ -493,28 +482,28 @@ func (p *parser) ports(n, v *yaml.Node, path string) []portItem {
 			ok = false
 		}
 		if v, has := f["protocol"]; has {
-			pt.Protocol = protocolOf(oneOf(p, v, join(pp, "protocol"), "TCP", "TCP", "UDP", "SCTP"))
+			pt.Protocol = protocolOf(yamlfields.OneOf(p.Parser, v, yamlfields.Join(pp, "protocol"), "TCP", "TCP", "UDP", "SCTP"))
 		}
 		pt.TargetPort = pt.Port.Port
 		if v, has := f["targetPort"]; has {
-			pt.TargetPort, pt.TargetPortName = p.targetPort(v, join(pp, "targetPort"))
+			pt.TargetPort, pt.TargetPortName = p.targetPort(v, yamlfields.Join(pp, "targetPort"))
 		}
 		if v, has := f["nodePort"]; has {
-			pt.NodePort, _ = p.port(v, join(pp, "nodePort"))
+			pt.NodePort, _ = p.port(v, yamlfields.Join(pp, "nodePort"))
 		}
 		if !ok {
 			continue
 		}
 		k := nodePort{pt.Protocol, pt.Port.Port}
 		if j, dup := keys[k]; dup {
-			p.failf(item, pp, "%s/%d repeats ports[%d]", pt.Protocol, pt.Port.Port, j)
+			p.Failf(item, pp, "%s/%d repeats ports[%d]", pt.Protocol, pt.Port.Port, j)
 			continue
 		}
 		keys[k] = i
 		if pt.NodePort != 0 {
 			for _, o := range out {
 				if o.NodePort == pt.NodePort && o.Protocol == pt.Protocol {
-					p.failf(pt.nodePortNode, join(pp, "nodePort"), "%s/%d repeats %s.nodePort", pt.Protocol, pt.NodePort, o.rel)
+					p.Failf(pt.nodePortNode, yamlfields.Join(pp, "nodePort"), "%s/%d repeats %s.nodePort", pt.Protocol, pt.NodePort, o.rel)
 					pt.NodePort = 0
 					break
 				}
@@ -537,25 +526,29 @@ func protocolOf(s string) Protocol {
 
 // targetPort reads a port number or an IANA service name.
 func (p *parser) targetPort(n *yaml.Node, path string) (uint16, string) {
-	if !p.plain(n, path) {
+	if !p.Plain(n, path) {
 		return 0, ""
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && !isDigits(n.Value) {
 		if len(validation.IsValidPortName(n.Value)) > 0 {
-			p.failf(n, path, "%q is not a port name: %s", n.Value, ianaSvcName)
+			p.Failf(n, path, "%q is not a port name: %s", n.Value, ianaSvcName)
 			return 0, ""
 		}
 		return 0, n.Value
 	}
-	v, ok := p.integer(n, path, "a port number ("+portRange+") or a port name")
+	v, ok := p.Integer(n, path, "a port number ("+portRange+") or a port name")
 	if !ok {
 		return 0, ""
 	}
 	if v < 1 || v > 65535 {
-		p.failf(n, path, "%d is not a port (%s)", v, portRange)
+		p.Failf(n, path, "%d is not a port (%s)", v, portRange)
 		return 0, ""
 	}
 	return uint16(v), ""
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 var backendFields = []string{"ip", "node", "ready", "serving", "terminating", "ports"}
@@ -564,29 +557,29 @@ var backendFields = []string{"ip", "node", "ready", "serving", "terminating", "p
 func (p *parser) backends(n *yaml.Node, path string) []Backend {
 	var out []Backend
 	seen := map[netip.Addr]string{}
-	for i, item := range p.list(n, path) {
-		bp := index(path, i)
-		f := p.object(item, bp, backendFields...)
+	for i, item := range p.List(n, path) {
+		bp := yamlfields.Index(path, i)
+		f := p.Object(item, bp, backendFields...)
 		if f == nil {
 			continue
 		}
 		var b Backend
-		ipPath := join(bp, "ip")
-		if v := f["ip"]; isNull(v) {
-			p.failf(item, ipPath, "required")
+		ipPath := yamlfields.Join(bp, "ip")
+		if v := f["ip"]; yamlfields.IsNull(v) {
+			p.Failf(item, ipPath, "required")
 		} else if a, ok := p.addr(v, ipPath, "backend"); ok {
 			if first, dup := seen[a]; dup {
-				p.failf(v, ipPath, "%s repeats %s", a, first)
+				p.Failf(v, ipPath, "%s repeats %s", a, first)
 			} else {
-				seen[a] = index("backends", i)
+				seen[a] = yamlfields.Index("backends", i)
 			}
 			b.IP = a
 		}
 		if v, has := f["node"]; has {
-			nPath := join(bp, "node")
-			if name, ok := p.str(v, nPath); ok {
+			nPath := yamlfields.Join(bp, "node")
+			if name, ok := p.Str(v, nPath); ok {
 				if len(validation.IsDNS1123Subdomain(name)) > 0 {
-					p.failf(v, nPath, "%q is not a node name: %s", name, dns1123Subdomain)
+					p.Failf(v, nPath, "%q is not a node name: %s", name, dns1123Subdomain)
 				}
 				b.Node = name
 			}
@@ -596,7 +589,7 @@ func (p *parser) backends(n *yaml.Node, path string) []Backend {
 			if !has {
 				return false, false
 			}
-			return p.boolean(v, join(bp, key))
+			return p.Boolean(v, yamlfields.Join(bp, key))
 		}
 		ready, readyGiven := cond("ready")
 		serving, servingGiven := cond("serving")
@@ -608,7 +601,7 @@ func (p *parser) backends(n *yaml.Node, path string) []Backend {
 			ready = serving && !terminating
 		}
 		b.Ready, b.Serving, b.Terminating = ready, serving, terminating
-		b.Ports = p.namedPorts(f["ports"], join(bp, "ports"))
+		b.Ports = p.namedPorts(f["ports"], yamlfields.Join(bp, "ports"))
 		out = append(out, b)
 	}
 	return out
@@ -620,40 +613,40 @@ var portSpec = regexp.MustCompile(`^([0-9]+)(/(TCP|UDP|SCTP))?$`)
 
 // namedPorts reads a backend's named ports.
 func (p *parser) namedPorts(n *yaml.Node, path string) map[string]NamedPort {
-	if isNull(n) || !p.plain(n, path) {
+	if yamlfields.IsNull(n) || !p.Plain(n, path) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		p.failf(n, path, "must be a mapping of port names to numbers (redis: 6379, dns: 53/UDP)")
+		p.Failf(n, path, "must be a mapping of port names to numbers (redis: 6379, dns: 53/UDP)")
 		return nil
 	}
 	out := make(map[string]NamedPort)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		name, ok := p.str(k, path)
+		name, ok := p.Str(k, path)
 		if !ok {
 			continue
 		}
-		kp := join(path, name)
+		kp := yamlfields.Join(path, name)
 		if _, dup := out[name]; dup {
-			p.failf(k, kp, "duplicate port name")
+			p.Failf(k, kp, "duplicate port name")
 			continue
 		}
 		if len(validation.IsValidPortName(name)) > 0 {
-			p.failf(k, kp, "%q is not a port name: %s", name, ianaSvcName)
+			p.Failf(k, kp, "%q is not a port name: %s", name, ianaSvcName)
 			continue
 		}
-		if !p.plain(v, kp) {
+		if !p.Plain(v, kp) {
 			continue
 		}
 		m := portSpec.FindStringSubmatch(v.Value)
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || m == nil {
-			p.failf(v, kp, "must be a port number (%s), optionally with /TCP, /UDP or /SCTP", portRange)
+			p.Failf(v, kp, "must be a port number (%s), optionally with /TCP, /UDP or /SCTP", portRange)
 			continue
 		}
 		num, err := strconv.ParseUint(m[1], 10, 16)
 		if err != nil || num == 0 {
-			p.failf(v, kp, "%s is not a port (%s)", m[1], portRange)
+			p.Failf(v, kp, "%s is not a port (%s)", m[1], portRange)
 			continue
 		}
 		out[name] = NamedPort{Port: uint16(num), Protocol: protocolOf(m[3])}
