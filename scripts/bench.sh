@@ -31,6 +31,8 @@ run() {
 }
 # Pure: rendering and reply parsing.
 run "BenchmarkRender|BenchmarkReadReply|BenchmarkParseRoutes" -benchmem ./internal/birdconf ./internal/birdctl
+# Maglev table builds (the XDP path's tables).
+run "BenchmarkBuild" -benchmem ./internal/maglev
 if [ "$(id -u)" -ne 0 ]; then
 	echo "bench: not root: skipping the benchmarks with BIRD and FRR in namespaces" >&2
 	exit 0
@@ -47,4 +49,7 @@ run "BenchmarkPrivilegedVerdict" -benchtime=3000000x ./internal/datapath
 run "BenchmarkPrivilegedChangeToEnforce" -benchtime=20x ./internal/loader
 # Real TCP between pods: no policy, eBPF, iptables; 1,000 and 10,000 rules.
 run "BenchmarkPrivilegedTrafficVsIptables" -benchtime=10000x ./internal/loader
+# A TCP connection through a cluster IP (socket load balancer), 1,000 and
+# 10,000 services, beside a direct one.
+run "BenchmarkPrivilegedConnect" -benchtime=20000x ./internal/socklb
 echo "bench: results in $out"

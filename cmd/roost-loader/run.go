@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -27,6 +29,8 @@ import (
 	"github.com/roost-net/roost/internal/policyd"
 	"github.com/roost-net/roost/internal/serve"
 	"github.com/roost-net/roost/internal/services"
+	"github.com/roost-net/roost/internal/servicesd"
+	"github.com/roost-net/roost/internal/socklb"
 )
 
 const usage = `Usage: roost-loader [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
@@ -47,8 +51,14 @@ never stops. A policy, endpoint or config error keeps the last good policy
 enforced and shows in /v1/status; a bad policy object of the API is refused
 alone (its last good version stays).
 
-servicesFile lists Services to load-balance and their backends; only
---dry-run reads it so far: the datapath that serves it is not built yet.
+servicesFile lists Services to load-balance and their backends. With
+socketLB.enabled, a socket-level load balancer (cgroup connect, sendmsg,
+recvmsg and getpeername programs on socketLB.cgroup, by default the cgroup
+v2 root) serves their cluster, external and load-balancer IPs to every
+process of the node, pods included: a connection to a frontend goes to one
+of its ready backends, chosen once per connect() or sendto(), with no
+per-packet NAT. The file is re-read on change and on SIGHUP; a bad file
+keeps the last good set served. GET /v1/services shows what is served.
 
 --dry-run validates the config, the endpoints file, the services file and
 every policy file, prints the ignored fields on stderr and the resolved
@@ -116,6 +126,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// attached and enforcing until the next loader adopts them.
 	defer l.Close()
 	d := policyd.New(policyd.Options{Config: cfg, Enforcer: l, Log: log})
+	handler := d.Handler(l, cfg.BPFFS)
+
+	// The socket load balancer, pinned beside the policy programs; like
+	// them it stays attached and serving when the loader exits.
+	var svcs *servicesd.Daemon
+	if cfg.SocketLB.Enabled {
+		cgroup := cfg.SocketLB.Cgroup
+		if cgroup == "" {
+			if cgroup, err = socklb.CgroupRoot(); err != nil {
+				return fmt.Errorf("socketLB: %w", err)
+			}
+		}
+		lb, err := socklb.Open(filepath.Join(cfg.BPFFS, "sock"))
+		if err != nil {
+			return err
+		}
+		defer lb.Close()
+		if err := lb.Attach(cgroup); err != nil {
+			return fmt.Errorf("socketLB: %w", err)
+		}
+		svcs = servicesd.New(servicesd.Options{File: cfg.ServicesFile, Node: cfg.Node, Datapath: lb, Log: log})
+		mux := http.NewServeMux()
+		mux.Handle("/v1/services", svcs.Handler())
+		mux.Handle("/", handler)
+		handler = mux
+		log.WithField("cgroup", cgroup).WithField("servicesFile", cfg.ServicesFile).Info("socket load balancer attached")
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -131,7 +168,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 	start("reconcile", func() error { return d.Run(ctx, 100*time.Millisecond, 5*time.Second) })
-	start("http", func() error { return serve.Serve(ctx, cfg.Listen, d.Handler(l, cfg.BPFFS)) })
+	start("http", func() error { return serve.Serve(ctx, cfg.Listen, handler) })
+	if svcs != nil {
+		start("services", func() error { svcs.Run(ctx.Done(), 100*time.Millisecond, 5*time.Second); return nil })
+		if cfg.ServicesFile != "" {
+			start("services watch", func() error { return filewatch.Watch(ctx, cfg.ServicesFile, svcs.Changed) })
+		}
+	}
 	start("policy watch", func() error {
 		return filewatch.WatchDir(ctx, cfg.PolicyDir, endpoints.IsPolicyFile, d.Changed)
 	})
@@ -167,15 +210,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				log.Info("SIGHUP: re-reading endpoints and policies")
+				log.Info("SIGHUP: re-reading endpoints, policies and services")
 				d.Changed()
+				if svcs != nil {
+					svcs.Changed()
+				}
 			}
 		}
 	}()
 	log.WithField("node", cfg.Node).WithField("listen", cfg.Listen).WithField("bpffs", cfg.BPFFS).Info("roost-loader started")
-	if cfg.ServicesFile != "" {
+	if !cfg.SocketLB.Enabled && cfg.ServicesFile != "" {
 		if _, err := os.Stat(cfg.ServicesFile); err == nil {
-			log.WithField("servicesFile", cfg.ServicesFile).Warn("services file not served yet: only --dry-run reads it")
+			log.WithField("servicesFile", cfg.ServicesFile).Warn("services file not served: socketLB.enabled is false")
 		}
 	}
 

@@ -64,7 +64,7 @@ API. Every command prints a table, or JSON with -o json.`,
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time limit for each command")
 	cmd.AddCommand(newPeersCmd(o), newRoutesCmd(o), newStatusCmd(o), newConfigCmd(o), newReloadCmd(o),
 		newEndpointsCmd(o), newIdentitiesCmd(o), newPolicyCmd(o), newDropsCmd(o), newBPFCmd(o),
-		newReadyCmd(o), newCRDsCmd(o))
+		newServicesCmd(o), newReadyCmd(o), newCRDsCmd(o))
 	return cmd
 }
 

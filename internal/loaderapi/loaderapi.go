@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -244,6 +245,48 @@ func (c *Client) Drops(ctx context.Context, follow bool, fn func(Drop) error) er
 		return fmt.Errorf("loader %s: %w", path, err)
 	}
 	return nil
+}
+
+// Services is GET /v1/services: what the socket load balancer serves
+// (served only with socketLB.enabled).
+type Services struct {
+	File string `json:"file"`
+	// Services counts the services of the last good services file.
+	Services int `json:"services"`
+	// Frontends are what the socket load balancer serves.
+	Frontends []ServiceFrontend `json:"frontends"`
+	// Notes are what the last good file's services left out (a backend
+	// without the named port a service port targets).
+	Notes []string `json:"notes,omitempty"`
+	// LastSync is the last attempt; Error its error ("" after a success):
+	// the last good set stays served meanwhile.
+	LastSync time.Time `json:"lastSync"`
+	Error    string    `json:"error,omitempty"`
+	// Counters are the socket programs' counters by reason: pass (not a
+	// frontend), translated, translated-affinity, no-backend (refused),
+	// reverse-translated (recvmsg, getpeername).
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// ServiceFrontend is one served frontend and its active backends.
+type ServiceFrontend struct {
+	Frontend string   `json:"frontend"` // tcp/10.96.0.10:6379
+	Backends []string `json:"backends"`
+	Affinity string   `json:"affinity,omitempty"`
+}
+
+// ErrNoServices is what Services wraps when the loader serves no
+// /v1/services: its socket load balancer is not enabled.
+var ErrNoServices = errors.New("roost-loader's socket load balancer is not enabled (socketLB.enabled in loader.yaml)")
+
+// Services returns GET /v1/services.
+func (c *Client) Services(ctx context.Context) (Services, error) {
+	var s Services
+	err := c.get(ctx, "/v1/services", &s)
+	if err != nil && strings.Contains(err.Error(), "404 Not Found") {
+		return s, fmt.Errorf("%w: %w", ErrNoServices, err)
+	}
+	return s, err
 }
 
 func (c *Client) do(ctx context.Context, path string) (*http.Response, error) {

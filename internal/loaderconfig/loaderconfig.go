@@ -32,8 +32,12 @@ type Config struct {
 	// Kubernetes; empty for none.
 	EndpointsFile string
 	// ServicesFile lists the services to load-balance and their
-	// backends; empty for none. Only --dry-run reads it so far.
+	// backends; empty for none. The socket load balancer (SocketLB)
+	// serves it.
 	ServicesFile string
+	// SocketLB is the socket-level load balancer of the services'
+	// frontends (east-west).
+	SocketLB SocketLB
 	// Kubernetes selects the Kubernetes API as a source: Pods, Namespaces,
 	// Nodes, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy.
 	Kubernetes Kubernetes
@@ -48,6 +52,17 @@ type Config struct {
 	// identity, so rules with fromEntities host (and the implicit
 	// allow-localhost) match traffic from them.
 	HostIPs []netip.Addr
+}
+
+// SocketLB configures the socket-level load balancer.
+type SocketLB struct {
+	// Enabled attaches it; off, the services file is only checked.
+	Enabled bool
+	// Cgroup is the cgroup v2 directory it attaches to: every process in
+	// it and below is served. Empty: the root of the cgroup v2 hierarchy
+	// mounted in the loader's mount namespace (in a container, mount the
+	// host's and name it here).
+	Cgroup string
 }
 
 // Kubernetes configures the Kubernetes endpoint source.
@@ -73,15 +88,21 @@ func Default() Config {
 // file is the YAML form of Config: plain strings, so that one bad value does
 // not stop the others from being checked.
 type file struct {
-	Node          *string   `yaml:"node"`
-	BPFFS         *string   `yaml:"bpffs"`
-	PolicyDir     *string   `yaml:"policyDir"`
-	EndpointsFile *string   `yaml:"endpointsFile"`
-	ServicesFile  *string   `yaml:"servicesFile"`
-	Kubernetes    *kubeFile `yaml:"kubernetes"`
-	Listen        *string   `yaml:"listen"`
-	Cluster       *string   `yaml:"cluster"`
-	HostIPs       []string  `yaml:"hostIPs"`
+	Node          *string       `yaml:"node"`
+	BPFFS         *string       `yaml:"bpffs"`
+	PolicyDir     *string       `yaml:"policyDir"`
+	EndpointsFile *string       `yaml:"endpointsFile"`
+	ServicesFile  *string       `yaml:"servicesFile"`
+	Kubernetes    *kubeFile     `yaml:"kubernetes"`
+	SocketLB      *socketLBFile `yaml:"socketLB"`
+	Listen        *string       `yaml:"listen"`
+	Cluster       *string       `yaml:"cluster"`
+	HostIPs       []string      `yaml:"hostIPs"`
+}
+
+type socketLBFile struct {
+	Enabled bool   `yaml:"enabled"`
+	Cgroup  string `yaml:"cgroup"`
 }
 
 type kubeFile struct {
@@ -126,6 +147,9 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	}
 	if f.Kubernetes != nil {
 		c.Kubernetes = Kubernetes{Enabled: f.Kubernetes.Enabled, Kubeconfig: f.Kubernetes.Kubeconfig}
+	}
+	if f.SocketLB != nil {
+		c.SocketLB = SocketLB{Enabled: f.SocketLB.Enabled, Cgroup: cleanPath(f.SocketLB.Cgroup)}
 	}
 	if f.Listen != nil {
 		c.Listen = *f.Listen
@@ -185,6 +209,12 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if c.ServicesFile != "" && !filepath.IsAbs(c.ServicesFile) {
 		bad("servicesFile", "%q must be an absolute path, or empty for none", c.ServicesFile)
+	}
+	if c.SocketLB.Cgroup != "" && !filepath.IsAbs(c.SocketLB.Cgroup) {
+		bad("socketLB.cgroup", "%q must be an absolute path (a cgroup v2 directory), or empty for the root of the hierarchy", c.SocketLB.Cgroup)
+	}
+	if !c.SocketLB.Enabled && c.SocketLB.Cgroup != "" {
+		bad("socketLB.cgroup", "is set but socketLB.enabled is false")
 	}
 	if !c.Kubernetes.Enabled && c.Kubernetes.Kubeconfig != "" {
 		bad("kubernetes.kubeconfig", "is set but kubernetes.enabled is false")

@@ -33,6 +33,7 @@ func TestLoadExample(t *testing.T) {
 		PolicyDir:     "/etc/roost/policies",
 		EndpointsFile: "/etc/roost/endpoints.yaml",
 		ServicesFile:  "/etc/roost/services.yaml",
+		SocketLB:      SocketLB{Enabled: true},
 		Listen:        "127.0.0.1:9480",
 		Cluster:       "dc1",
 		HostIPs:       []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("fd00:1::2")},
@@ -55,6 +56,9 @@ func TestLoad(t *testing.T) {
 		{name: "no endpoints file", yaml: "endpointsFile: ''\n", want: func(c *Config) { c.EndpointsFile = "" }},
 		{name: "services file", yaml: "servicesFile: /srv/roost/services.yaml\n", want: func(c *Config) { c.ServicesFile = "/srv/roost/services.yaml" }},
 		{name: "no services file", yaml: "servicesFile: ''\n", want: func(c *Config) { c.ServicesFile = "" }},
+		{name: "socket LB", yaml: "socketLB: {enabled: true, cgroup: /sys/fs/cgroup/unified/}\n", want: func(c *Config) {
+			c.SocketLB = SocketLB{Enabled: true, Cgroup: "/sys/fs/cgroup/unified"}
+		}},
 		{name: "kubernetes in-cluster", yaml: "kubernetes: {enabled: true}\n", want: func(c *Config) { c.Kubernetes.Enabled = true }},
 		{
 			name: "kubernetes with kubeconfig",
@@ -102,6 +106,9 @@ func TestLoadErrors(t *testing.T) {
 		{"empty policy dir", "policyDir: ''\n", []string{`policyDir: "" must be an absolute path`}},
 		{"relative endpoints file", "endpointsFile: endpoints.yaml\n", []string{`endpointsFile: "endpoints.yaml" must be an absolute path, or empty`}},
 		{"relative services file", "servicesFile: services.yaml\n", []string{`servicesFile: "services.yaml" must be an absolute path, or empty for none`}},
+		{"relative cgroup", "socketLB: {enabled: true, cgroup: sys/fs/cgroup}\n", []string{`socketLB.cgroup: "sys/fs/cgroup" must be an absolute path (a cgroup v2 directory), or empty for the root of the hierarchy`}},
+		{"cgroup without socket LB", "socketLB: {cgroup: /sys/fs/cgroup}\n", []string{`socketLB.cgroup: is set but socketLB.enabled is false`}},
+		{"socket LB unknown key", "socketLB: {enable: true}\n", []string{`enable`}},
 		{"misspelt services file", "serviceFile: /etc/roost/services.yaml\n", []string{"field serviceFile not found"}},
 		{"kubeconfig without kubernetes", "kubernetes: {kubeconfig: /etc/kubeconfig}\n", []string{"kubernetes.kubeconfig: is set but kubernetes.enabled is false"}},
 		{"relative kubeconfig", "kubernetes: {enabled: true, kubeconfig: kc}\n", []string{`kubernetes.kubeconfig: "kc" must be an absolute path`}},

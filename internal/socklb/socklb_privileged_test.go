@@ -2,13 +2,11 @@ package socklb
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +36,7 @@ var (
 
 const backendPort = 8080
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	testenv.Privileged(t)
 	root, err := CgroupRoot()
@@ -50,19 +48,10 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lb.Close() })
-	cg := filepath.Join(root, testenv.Name("rtsock"))
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.Remove(cg); err != nil {
-			t.Errorf("cleanup: remove cgroup %s: %v", cg, err)
-		}
-	})
+	cg := testenv.Cgroup(t, root)
 	if err := lb.Attach(cg); err != nil {
 		t.Fatal(err)
 	}
-	joinCgroup(t, root, cg)
 
 	ns := testenv.NetNS(t, "sock")
 	testenv.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
@@ -78,37 +67,9 @@ func newHarness(t *testing.T) *harness {
 	return &harness{lb: lb, ns: ns, cgroup: cg}
 }
 
-// joinCgroup moves the test process into cg, and back to where it was at
-// cleanup (before the cgroup is removed).
-func joinCgroup(t *testing.T, root, cg string) {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var orig string
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			orig = filepath.Join(root, rest)
-		}
-	}
-	if orig == "" {
-		t.Fatal("the test process is in no cgroup v2 cgroup")
-	}
-	pid := []byte(fmt.Sprint(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.WriteFile(filepath.Join(orig, "cgroup.procs"), pid, 0); err != nil {
-			t.Errorf("cleanup: back to cgroup %s: %v", orig, err)
-		}
-	})
-}
-
 // serveWhoAmI answers every TCP connection and UDP datagram to addr in ns
 // with addr itself, until the test ends.
-func serveWhoAmI(t *testing.T, ns string, addr netip.AddrPort) {
+func serveWhoAmI(t testing.TB, ns string, addr netip.AddrPort) {
 	t.Helper()
 	var ln net.Listener
 	var pc net.PacketConn
