@@ -63,6 +63,14 @@
 # guest's SYNs to db:6379 and employee's to db:22 are dropped, and the drops
 # show in node1's "roostctl drops".
 #
+# Services: <state>/services.yaml names db behind cluster IP 10.96.0.10:6379.
+# Each node's roost-loader attaches its socket load balancer to a cgroup of
+# its own (<state>/cgroup/roost-lab-nodeN, on the cgroup v2 hierarchy
+# mounted again at <state>/cgroup), and the checks run the clients of a
+# node's pods in that node's cgroup: employee2 reaches db by the cluster IP
+# across the ToRs, and guest, translated the same way, is still dropped by
+# db's policy.
+#
 # Environment:
 #   ROOST_LAB_DIR       state directory (default /run/roost-lab): configs,
 #                       sockets, pid files, logs and BPF filesystems of every
@@ -96,6 +104,7 @@ NO_AGENT="${ROOST_LAB_NO_AGENT:-0}" # "status" reads $NO_AGENT_FLAG instead
 readonly MARKER="$STATE/.roost-lab" # proves the directory is ours before "down" removes it
 readonly NO_AGENT_FLAG="$STATE/no-agent" # present when "up" ran with ROOST_LAB_NO_AGENT=1
 readonly FRR_DIR=/usr/lib/frr
+readonly CGROUP_DIR="$STATE/cgroup" # the cgroup v2 hierarchy, mounted again for the lab
 readonly AGENT_LISTEN=127.0.0.1:9479
 readonly LOADER_LISTEN=127.0.0.1:9480
 readonly TOR_ASN=65000
@@ -113,13 +122,21 @@ readonly VMS=(vm1)
 readonly VM_NET=10.0.9.0/24 VM_GATEWAY=10.0.9.1 VM_TOR=tor1
 readonly VM_ROUTES=("node1 10.0.1.1" "node2 10.0.3.1")
 readonly DB_PORTS=(6379 22) # db's TCP listeners
-# traffic checks: "<client> <server> <port> <expectation: allow|drop>"
+# Services (roost-loader's services file): "<name> <cluster IP> <port>
+# <backend workload>". The socket load balancer of each node serves them to
+# the processes in that node's cgroup (<state>/cgroup/roost-lab-<node>),
+# which the lab's clients of that node's pods run in.
+readonly SERVICES=("db 10.96.0.10 6379 db")
+# traffic checks: "<client> <server> <port> <expectation: allow|drop>"; a
+# server "svc:NAME" is service NAME's cluster IP.
 readonly CHECKS=(
 	"employee db 6379 allow"
 	"employee2 db 6379 allow"
 	"vm1 db 6379 allow"
 	"guest db 6379 drop"
 	"employee db 22 drop"
+	"employee2 svc:db 6379 allow"
+	"guest svc:db 6379 drop"
 )
 
 # node_asn, node_router_id, node_podcidr, node_lo print one node's settings.
@@ -144,6 +161,22 @@ workload_app() {
 	esac
 }
 pod_node() { case "$1" in db | employee) echo node1 ;; guest | employee2) echo node2 ;; esac; }
+# service_ip and service_backend print a service's cluster IP and its
+# backend workload.
+service_ip() {
+	local s n ip rest
+	for s in "${SERVICES[@]}"; do
+		read -r n ip rest <<<"$s"
+		[[ $n == "$1" ]] && echo "$ip"
+	done
+}
+service_backend() {
+	local s n ip port b
+	for s in "${SERVICES[@]}"; do
+		read -r n ip port b <<<"$s"
+		[[ $n == "$1" ]] && echo "$b"
+	done
+}
 # enforced_pod succeeds for the pods the seed policy selects (ingress
 # default-deny on them).
 enforced_pod() { [[ $1 == db ]]; }
@@ -599,7 +632,50 @@ policyDir: $STATE/policies
 endpointsFile: $STATE/endpoints.yaml
 kubernetes: {enabled: false, kubeconfig: ""}
 listen: $LOADER_LISTEN
+servicesFile: $STATE/services.yaml
+socketLB: {enabled: true, cgroup: $CGROUP_DIR/roost-lab-$node}
 EOF
+}
+
+# services_conf prints roost-loader's services file.
+services_conf() {
+	local s name ip port backend
+	printf '# written by scripts/lab.sh\nservices:\n'
+	for s in "${SERVICES[@]}"; do
+		read -r name ip port backend <<<"$s"
+		printf '  - name: %s\n    clusterIPs: [%s]\n    ports: [{port: %s}]\n    backends: [{ip: %s, node: %s}]\n' \
+			"$name" "$ip" "$port" "$(workload_ip "$backend")" "$(pod_node "$backend")"
+	done
+}
+
+# cgroup2_mounted DIR succeeds when the cgroup v2 hierarchy is mounted on DIR.
+cgroup2_mounted() { awk -v d="$1" '$2 == d && $3 == "cgroup2" { found = 1 } END { exit !found }' /proc/self/mounts; }
+
+# setup_cgroups mounts the cgroup v2 hierarchy on <state>/cgroup (outside
+# /sys, which "ip netns exec" mounts anew) and makes a cgroup per node:
+# each node's roost-loader attaches its socket load balancer there, and the
+# lab runs the clients of that node's pods in it.
+setup_cgroups() {
+	local node
+	mkdir -p "$CGROUP_DIR"
+	if ! cgroup2_mounted "$CGROUP_DIR"; then
+		mount -t cgroup2 none "$CGROUP_DIR"
+		log "cgroup v2 mounted on $CGROUP_DIR"
+	fi
+	for node in "${NODES[@]}"; do mkdir -p "$CGROUP_DIR/roost-lab-$node"; done
+}
+
+# in_cgroup NODE CMD... runs CMD in NODE's cgroup (as it is when NODE is
+# empty: vm1 is on no node).
+in_cgroup() {
+	local node=$1
+	shift
+	if [[ -z $node ]]; then
+		"$@"
+		return
+	fi
+	# shellcheck disable=SC2016 # $0 and $@ belong to the inner shell
+	bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CGROUP_DIR/roost-lab-$node" "$@"
 }
 
 # bpffs_mounted DIR succeeds when a BPF filesystem is mounted on DIR.
@@ -616,6 +692,7 @@ write_policy_files() {
 	mkdir -p "$STATE/policies"
 	update_file "$STATE/policies/seed.yaml" "$(<"$SEED_POLICY")" && changed=1
 	update_file "$STATE/endpoints.yaml" "$(endpoints_conf)" && changed=1
+	update_file "$STATE/services.yaml" "$(services_conf)" && changed=1
 	((changed)) || return 0
 	for node in "${NODES[@]}"; do
 		if alive "$STATE/$node/run/loader.pid" "$node"; then
@@ -714,7 +791,7 @@ count_drops() {
 # IP:PORT, with 2 s to connect, and prints how it ended.
 probe() {
 	local out
-	if out=$(ip netns exec "$1" "$NC" -z -v -n -w 2 "$2" "$3" 2>&1); then
+	if out=$(in_cgroup "$(pod_node "$1")" ip netns exec "$1" "$NC" -z -v -n -w 2 "$2" "$3" 2>&1); then
 		echo connected
 	elif [[ $out == *"timed out"* ]]; then
 		echo "no answer"
@@ -740,13 +817,18 @@ tor_forwarded() {
 # flow between the nodes, or from vm1, must cross one, a flow within a node
 # none. It returns non-zero when a check fails, after running them all.
 traffic() {
-	local rc=0 check client server port expect src dst node last listed out got drops want ok i
+	local rc=0 check client server port expect src dst node last listed out got drops want ok i target shown
 	local tor via n cross
 	local -A fwd
 	printf '%-10s %-12s %-22s %-9s %-10s %-10s %-10s %s\n' \
 		CLIENT SOURCE DESTINATION EXPECTED RESULT VIA NEW-DROPS CHECK
 	for check in "${CHECKS[@]}"; do
 		read -r client server port expect <<<"$check"
+		target="" shown=$server
+		if [[ $server == svc:* ]]; then
+			target=$(service_ip "${server#svc:}")
+			server=$(service_backend "${server#svc:}")
+		fi
 		src=$(workload_ip "$client") dst=$(workload_ip "$server") node=$(pod_node "$server")
 		cross=1
 		[[ $(pod_node "$client") != "$node" ]] || cross=0
@@ -757,7 +839,7 @@ traffic() {
 		if out=$(drops_after "$node" "" 2>/dev/null); then
 			last=$(tail -n 1 <<<"$out") listed=1
 		fi
-		got=$(probe "$client" "$dst" "$port")
+		got=$(probe "$client" "${target:-$dst}" "$port")
 		# Drop events reach the loader through a ring buffer: give them a
 		# moment.
 		for ((i = 0; listed && i < 15; i++)); do
@@ -792,7 +874,7 @@ traffic() {
 		fi
 		[[ $ok == ok ]] || rc=1
 		printf '%-10s %-12s %-22s %-9s %-10s %-10s %-10s %s\n' \
-			"$client" "$src" "$server $dst:$port" "$want" "$got" "${via:--}" "$drops" "$ok"
+			"$client" "$src" "$shown ${target:-$dst}:$port" "$want" "$got" "${via:--}" "$drops" "$ok"
 	done
 	return "$rc"
 }
@@ -901,7 +983,7 @@ report_policy() {
 	local rc=0 out n
 	section "paths"
 	paths
-	section "traffic (seed policy: only app=employee may reach app=protected-db, on TCP 6379)"
+	section "traffic (seed policy: only app=employee may reach app=protected-db, on TCP 6379; svc:db is db's cluster IP)"
 	traffic || rc=1
 	section "node1: roostctl drops"
 	if out=$(roostctl_loader node1 drops); then
@@ -917,7 +999,7 @@ report_policy() {
 		rc=1
 	fi
 	local args
-	for args in "node1 endpoints" "node1 policy db" "node2 endpoints"; do
+	for args in "node1 endpoints" "node1 policy db" "node2 endpoints" "node2 services"; do
 		section "${args%% *}: roostctl ${args#* }"
 		# shellcheck disable=SC2086 # split "node command [endpoint]"
 		roostctl_loader $args || {
@@ -941,6 +1023,7 @@ cmd_up() {
 	for ns in "${TORS[@]}"; do start_tor "$ns"; done
 	for ns in "${NODES[@]}"; do start_node "$ns"; done
 	write_policy_files
+	setup_cgroups
 	for ns in "${NODES[@]}"; do start_loader "$ns"; done
 	start_servers
 	log "waiting up to ${TIMEOUT}s for both ToRs to hold both PodCIDRs"
@@ -1025,6 +1108,15 @@ cmd_down() {
 		ip netns del "$ns"
 		log "namespace $ns deleted"
 	done
+	# The nodes' cgroups (empty once the loaders and clients are gone; the
+	# socket load balancers' links go with the BPF filesystems below).
+	if cgroup2_mounted "$CGROUP_DIR"; then
+		for ns in "${NODES[@]}"; do
+			if [[ -d $CGROUP_DIR/roost-lab-$ns ]]; then rmdir "$CGROUP_DIR/roost-lab-$ns"; fi
+		done
+		umount "$CGROUP_DIR"
+		log "unmounted $CGROUP_DIR"
+	fi
 	# The BPF filesystems, and with them the pins that kept the programs
 	# loaded after the loaders stopped. (Mounted twice by hand, a directory
 	# is unmounted twice.)
