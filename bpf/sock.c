@@ -285,6 +285,28 @@ static __always_inline void remember(void *ctx, const struct backend *be, const 
 	bpf_map_update_elem(&sock_revnat, &rk, &front, BPF_ANY);
 }
 
+/* set_dest writes a's address and port into the socket address: the
+ * destination for connect and sendmsg, the peer for recvmsg and
+ * getpeername. */
+static __always_inline void set_dest(struct bpf_sock_addr *ctx, const struct backend *a, int v6)
+{
+	if (v6) {
+		__u32 ip[4];
+
+		__builtin_memcpy(ip, a->addr, 16);
+		ctx->user_ip6[0] = ip[0];
+		ctx->user_ip6[1] = ip[1];
+		ctx->user_ip6[2] = ip[2];
+		ctx->user_ip6[3] = ip[3];
+	} else {
+		__u32 ip;
+
+		__builtin_memcpy(&ip, &a->addr[12], 4);
+		ctx->user_ip4 = ip;
+	}
+	ctx->user_port = a->port;
+}
+
 static __always_inline int xlate(struct bpf_sock_addr *ctx, int v6)
 {
 	struct affinity_value aff = {};
@@ -311,21 +333,7 @@ static __always_inline int xlate(struct bpf_sock_addr *ctx, int v6)
 		return 0;
 	}
 	remember(ctx, be, &k);
-	if (v6) {
-		__u32 ip[4];
-
-		__builtin_memcpy(ip, be->addr, 16);
-		ctx->user_ip6[0] = ip[0];
-		ctx->user_ip6[1] = ip[1];
-		ctx->user_ip6[2] = ip[2];
-		ctx->user_ip6[3] = ip[3];
-	} else {
-		__u32 ip;
-
-		__builtin_memcpy(&ip, &be->addr[12], 4);
-		ctx->user_ip4 = ip;
-	}
-	ctx->user_port = be->port;
+	set_dest(ctx, be, v6);
 	return 1;
 }
 
@@ -345,21 +353,7 @@ static __always_inline int revnat(struct bpf_sock_addr *ctx, int v6)
 	front = bpf_map_lookup_elem(&sock_revnat, &rk);
 	if (!front)
 		return 1;
-	if (v6) {
-		__u32 ip[4];
-
-		__builtin_memcpy(ip, front->addr, 16);
-		ctx->user_ip6[0] = ip[0];
-		ctx->user_ip6[1] = ip[1];
-		ctx->user_ip6[2] = ip[2];
-		ctx->user_ip6[3] = ip[3];
-	} else {
-		__u32 ip;
-
-		__builtin_memcpy(&ip, &front->addr[12], 4);
-		ctx->user_ip4 = ip;
-	}
-	ctx->user_port = front->port;
+	set_dest(ctx, front, v6);
 	count(SOCK_REVNAT);
 	return 1;
 }
