@@ -49,7 +49,7 @@ run "BenchmarkPrivilegedVerdict" -benchtime=3000000x ./internal/datapath
 run "BenchmarkPrivilegedChangeToEnforce" -benchtime=20x ./internal/loader
 # Real TCP between pods: no policy, eBPF, iptables; 1,000 and 10,000 rules.
 run "BenchmarkPrivilegedTrafficVsIptables" -benchtime=10000x ./internal/loader
-# A TCP connection through a cluster IP (socket load balancer), 1,000 and
-# 10,000 services, beside a direct one.
+# A TCP connection through a cluster IP: direct, socket load balancer,
+# kube-proxy's iptables chains; 1,000 and 10,000 services.
 run "BenchmarkPrivilegedConnect" -benchtime=20000x ./internal/socklb
 echo "bench: results in $out"
