@@ -52,4 +52,6 @@ run "BenchmarkPrivilegedTrafficVsIptables" -benchtime=10000x ./internal/loader
 # A TCP connection through a cluster IP: direct, socket load balancer,
 # kube-proxy's iptables chains; 1,000 and 10,000 services.
 run "BenchmarkPrivilegedConnect" -benchtime=20000x ./internal/socklb
+# A change of one service in a file of 10,000 -> served.
+run "BenchmarkPrivilegedChangeToServed" -benchtime=20x ./internal/servicesd
 echo "bench: results in $out"
