@@ -465,3 +465,44 @@ func (h *harness) echoConn(t *testing.T, addr netip.AddrPort) func() {
 		}
 	}
 }
+
+// TestPrivilegedSocketLBFromHost: a process of the host itself (the test,
+// in the root network namespace) is served like a pod's: a frontend leads to
+// a backend on the host's loopback.
+func TestPrivilegedSocketLBFromHost(t *testing.T) {
+	h := newHarness(t)
+	var ln net.Listener
+	ln, err := net.Listen("tcp4", "127.0.0.1:0") // the root namespace's loopback
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	backend := netip.MustParseAddrPort(ln.Addr().String())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, backend.String())
+			c.Close()
+		}
+	}()
+	// The frontend is a loopback address too: were it not translated, the
+	// SYN would stay on this host rather than follow the host's routes.
+	hostFront := netip.MustParseAddr("127.0.0.250")
+	front := netip.AddrPortFrom(hostFront, 83)
+	if err := h.lb.Sync([]Entry{{Frontend: Frontend{hostFront, 83, TCP}, Backends: []netip.AddrPort{backend}}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp4", front.String(), 2*time.Second)
+	if err != nil {
+		t.Fatalf("host -> %s: %v", front, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil || string(b) != backend.String() || c.RemoteAddr().String() != front.String() {
+		t.Errorf("host -> %s: answered %q (%v), peer %s", front, b, err, c.RemoteAddr())
+	}
+}
