@@ -44,6 +44,9 @@
  *                   client: a pod is its own, the host's processes share
  *                   one.
  *   sock_counters   per-CPU counters by reason (enum reason).
+ *   sock_frontend_stats  per-CPU connections (and UDP sends) translated,
+ *                   by service id; user space creates a frontend's entry
+ *                   with the frontend and removes it with it.
  *
  * A frontend with no active backend refuses: connect() and sendmsg() fail
  * with ECONNREFUSED, as kube-proxy's REJECT rule makes them.
@@ -192,6 +195,13 @@ __attribute__((noinline, used)) int btf_anchor(struct btf_types *t)
 	return 0;
 }
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SOCK_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u64);
+} sock_frontend_stats SEC(".maps");
+
 static __always_inline void count(__u32 reason)
 {
 	__u64 *c = bpf_map_lookup_elem(&sock_counters, &reason);
@@ -333,6 +343,12 @@ static __always_inline int xlate(struct bpf_sock_addr *ctx, int v6)
 		return 0;
 	}
 	remember(ctx, be, &k);
+	{
+		__u64 *n = bpf_map_lookup_elem(&sock_frontend_stats, &svc->id);
+
+		if (n)
+			*n += 1;
+	}
 	set_dest(ctx, be, v6);
 	return 1;
 }

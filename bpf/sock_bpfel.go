@@ -93,6 +93,7 @@ const (
 	SockMapSockAffinity      = "sock_affinity"
 	SockMapSockBackends      = "sock_backends"
 	SockMapSockCounters      = "sock_counters"
+	SockMapSockFrontendStats = "sock_frontend_stats"
 	SockMapSockMembers       = "sock_members"
 	SockMapSockRevnat        = "sock_revnat"
 	SockMapSockServices      = "sock_services"
@@ -162,12 +163,13 @@ type SockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SockMapSpecs struct {
-	SockAffinity *ebpf.MapSpec `ebpf:"sock_affinity"`
-	SockBackends *ebpf.MapSpec `ebpf:"sock_backends"`
-	SockCounters *ebpf.MapSpec `ebpf:"sock_counters"`
-	SockMembers  *ebpf.MapSpec `ebpf:"sock_members"`
-	SockRevnat   *ebpf.MapSpec `ebpf:"sock_revnat"`
-	SockServices *ebpf.MapSpec `ebpf:"sock_services"`
+	SockAffinity      *ebpf.MapSpec `ebpf:"sock_affinity"`
+	SockBackends      *ebpf.MapSpec `ebpf:"sock_backends"`
+	SockCounters      *ebpf.MapSpec `ebpf:"sock_counters"`
+	SockFrontendStats *ebpf.MapSpec `ebpf:"sock_frontend_stats"`
+	SockMembers       *ebpf.MapSpec `ebpf:"sock_members"`
+	SockRevnat        *ebpf.MapSpec `ebpf:"sock_revnat"`
+	SockServices      *ebpf.MapSpec `ebpf:"sock_services"`
 }
 
 // SockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -196,12 +198,13 @@ func (o *SockObjects) Close() error {
 //
 // It can be passed to LoadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SockMaps struct {
-	SockAffinity *ebpf.Map `ebpf:"sock_affinity"`
-	SockBackends *ebpf.Map `ebpf:"sock_backends"`
-	SockCounters *ebpf.Map `ebpf:"sock_counters"`
-	SockMembers  *ebpf.Map `ebpf:"sock_members"`
-	SockRevnat   *ebpf.Map `ebpf:"sock_revnat"`
-	SockServices *ebpf.Map `ebpf:"sock_services"`
+	SockAffinity      *ebpf.Map `ebpf:"sock_affinity"`
+	SockBackends      *ebpf.Map `ebpf:"sock_backends"`
+	SockCounters      *ebpf.Map `ebpf:"sock_counters"`
+	SockFrontendStats *ebpf.Map `ebpf:"sock_frontend_stats"`
+	SockMembers       *ebpf.Map `ebpf:"sock_members"`
+	SockRevnat        *ebpf.Map `ebpf:"sock_revnat"`
+	SockServices      *ebpf.Map `ebpf:"sock_services"`
 }
 
 func (m *SockMaps) Close() error {
@@ -209,6 +212,7 @@ func (m *SockMaps) Close() error {
 		m.SockAffinity,
 		m.SockBackends,
 		m.SockCounters,
+		m.SockFrontendStats,
 		m.SockMembers,
 		m.SockRevnat,
 		m.SockServices,

@@ -20,10 +20,12 @@ func newServicesCmd(o *options) *cobra.Command {
 socketLB.enabled): each frontend (protocol/address:port of a cluster, external
 or load-balancer IP) with its active backends and session affinity, the
 services file it came from and, when the last change of that file was
-refused, why (the last good set stays served). The counters count the
-socket programs' decisions: translated (a connect or sendto sent to a
-backend), translated-affinity, no-backend (refused), reverse-translated
-(recvfrom, getpeername showing the frontend), pass (not a frontend).`,
+refused, why (the last good set stays served). CONNECTIONS counts, per
+frontend, the connections (and UDP sends) sent to one of its backends since
+it was added. The counters below count the socket programs' decisions:
+translated (a connect or sendto sent to a backend), translated-affinity,
+no-backend (refused), reverse-translated (recvfrom, getpeername showing the
+frontend), pass (not a frontend).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
@@ -49,13 +51,13 @@ func printServices(w io.Writer, st loaderapi.Services) error {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FRONTEND\tBACKENDS\tAFFINITY")
+	fmt.Fprintln(tw, "FRONTEND\tBACKENDS\tAFFINITY\tCONNECTIONS")
 	for _, f := range st.Frontends {
 		backends := strings.Join(f.Backends, ",")
 		if backends == "" {
 			backends = "(none: refused)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Frontend, backends, dash(f.Affinity))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", f.Frontend, backends, dash(f.Affinity), f.Connections)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

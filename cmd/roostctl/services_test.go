@@ -14,7 +14,7 @@ func TestServicesCommand(t *testing.T) {
 	st := loaderapi.Services{
 		File: "/etc/roost/services.yaml", Services: 1,
 		Frontends: []loaderapi.ServiceFrontend{
-			{Frontend: "tcp/10.96.0.10:6379", Backends: []string{"10.244.1.10:6379", "10.244.2.12:6379"}, Affinity: "3h0m0s"},
+			{Frontend: "tcp/10.96.0.10:6379", Backends: []string{"10.244.1.10:6379", "10.244.2.12:6379"}, Affinity: "3h0m0s", Connections: 4242},
 			{Frontend: "udp/10.96.0.10:53", Backends: []string{}},
 		},
 		Error:    "services.yaml:3: services[0].clusterIPs[0]: bad",
@@ -32,7 +32,7 @@ func TestServicesCommand(t *testing.T) {
 	for _, want := range []string{"services file: /etc/roost/services.yaml (1 services)",
 		"last change refused (the last good set is served): services.yaml:3",
 		"tcp/10.96.0.10:6379", "10.244.1.10:6379,10.244.2.12:6379", "3h0m0s",
-		"udp/10.96.0.10:53", "(none: refused)", "translated", "12", "no-backend"} {
+		"udp/10.96.0.10:53", "(none: refused)", "translated", "12", "no-backend", "CONNECTIONS", "4242"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

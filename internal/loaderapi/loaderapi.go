@@ -273,6 +273,9 @@ type ServiceFrontend struct {
 	Frontend string   `json:"frontend"` // tcp/10.96.0.10:6379
 	Backends []string `json:"backends"`
 	Affinity string   `json:"affinity,omitempty"`
+	// Connections counts the connections (and UDP sends on unconnected
+	// sockets) sent to a backend since the frontend was added.
+	Connections uint64 `json:"connections"`
 }
 
 // ErrNoServices is what Services wraps when the loader serves no

@@ -221,10 +221,29 @@ func (lb *LB) adopt() error {
 			stale = append(stale, mk)
 		}
 	}
+	var id uint32
+	var per []uint64
+	counted := map[uint32]bool{}
+	for it := lb.objs.SockFrontendStats.Iterate(); it.Next(&id, &per); {
+		if _, ok := keep[id]; !ok {
+			stale = append(stale, id)
+		}
+		counted[id] = true
+	}
+	for id := range keep { // pins of a build without the counters
+		if !counted[id] {
+			if err := lb.objs.SockFrontendStats.Put(id, make([]uint64, ebpf.MustPossibleCPU())); err != nil {
+				return fmt.Errorf("adopt: frontend counter: %w", err)
+			}
+		}
+	}
 	for _, key := range stale {
 		m := lb.objs.SockBackends
-		if _, ok := key.(bpf.SockMemberKey); ok {
+		switch key.(type) {
+		case bpf.SockMemberKey:
 			m = lb.objs.SockMembers
+		case uint32:
+			m = lb.objs.SockFrontendStats
 		}
 		if err := deleteIfPresent(m, key); err != nil {
 			return fmt.Errorf("adopt: remove a stale entry: %w", err)
@@ -293,7 +312,7 @@ func (lb *LB) Unpin() error {
 		}
 	}
 	for _, m := range []*ebpf.Map{lb.objs.SockServices, lb.objs.SockBackends, lb.objs.SockMembers,
-		lb.objs.SockRevnat, lb.objs.SockAffinity, lb.objs.SockCounters} {
+		lb.objs.SockRevnat, lb.objs.SockAffinity, lb.objs.SockCounters, lb.objs.SockFrontendStats} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}
@@ -381,6 +400,11 @@ func (lb *LB) write(e Entry) error {
 			return fmt.Errorf("frontend %s: backend %s: %w", f, b, err)
 		}
 	}
+	if !ok { // a new frontend: its connection counter first
+		if err := lb.objs.SockFrontendStats.Put(id, make([]uint64, ebpf.MustPossibleCPU())); err != nil {
+			return fmt.Errorf("frontend %s: counter: %w", f, err)
+		}
+	}
 	val := bpf.SockSvcValue{Id: id, Count: uint16(len(e.Backends))}
 	if e.Affinity > 0 {
 		val.Flags = uint16(bpf.SockSvcFlagsSVC_F_AFFINITY)
@@ -420,9 +444,34 @@ func (lb *LB) remove(f Frontend) error {
 			return fmt.Errorf("frontend %s: %w", f, err)
 		}
 	}
+	if err := deleteIfPresent(lb.objs.SockFrontendStats, id); err != nil {
+		return fmt.Errorf("frontend %s: counter: %w", f, err)
+	}
 	delete(lb.cur, f)
 	delete(lb.ids, f)
 	return nil
+}
+
+// FrontendStats returns, per frontend, how many connections (and UDP
+// sends on unconnected sockets) were sent to one of its backends since it
+// was added.
+func (lb *LB) FrontendStats() (map[Frontend]uint64, error) {
+	out := make(map[Frontend]uint64, len(lb.ids))
+	for f, id := range lb.ids {
+		var per []uint64
+		if err := lb.objs.SockFrontendStats.Lookup(id, &per); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				continue // added before the counters existed
+			}
+			return nil, fmt.Errorf("frontend %s: counter: %w", f, err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		out[f] = sum
+	}
+	return out, nil
 }
 
 func deleteIfPresent(m *ebpf.Map, key any) error {

@@ -269,6 +269,18 @@ func TestPrivilegedSocketLB(t *testing.T) {
 		t.Errorf("removed frontend: %v, want it no longer served", err)
 	}
 
+	stats, err := h.lb.FrontendStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tcp6 and udp6 got 100 connections each (and tcp4, udp4 served
+	// the rest before tcp4 left).
+	if got := stats[entries[2].Frontend]; got != 100 {
+		t.Errorf("frontend %s counted %d connections, want 100", entries[2].Frontend, got)
+	}
+	if got := stats[entries[3].Frontend]; got != 200 {
+		t.Errorf("frontend %s counted %d sends, want 200 (connected and unconnected)", entries[3].Frontend, got)
+	}
 	counts, err := h.lb.Counters()
 	if err != nil {
 		t.Fatal(err)
