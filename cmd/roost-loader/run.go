@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := lb.Attach(cgroup); err != nil {
 			return fmt.Errorf("socketLB: %w", err)
 		}
-		svcs = servicesd.New(servicesd.Options{File: cfg.ServicesFile, Node: cfg.Node, Datapath: lb, Log: log})
+		svcs = servicesd.New(servicesd.Options{File: cfg.ServicesFile, Kubernetes: cfg.Kubernetes.Enabled, Node: cfg.Node, Datapath: lb, Log: log})
 		mux := http.NewServeMux()
 		mux.Handle("/v1/services", svcs.Handler())
 		mux.Handle("/", handler)
@@ -156,14 +156,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 8)
+	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	start := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := f(); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
+				// Only the first error is read: the others must not
+				// block their goroutine, or wg.Wait below would hang.
+				select {
+				case errc <- fmt.Errorf("%s: %w", name, err):
+				default:
+					log.WithError(err).WithField("task", name).Error("stopped")
+				}
 			}
 		}()
 	}
@@ -200,6 +206,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		start("namespaces", func() error { return endpoints.WatchNamespaces(ctx, cs, 0, d.SetNamespaces) })
 		start("nodes", func() error { return endpoints.WatchNodes(ctx, cs, 0, d.SetNodes) })
 		start("policies", func() error { return endpoints.WatchPolicies(ctx, dyn, 0, d.SetPolicies) })
+		if svcs != nil {
+			start("kubernetes services", func() error { return services.WatchKubernetes(ctx, cs, 0, svcs.SetKubernetes) })
+		}
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -1,9 +1,9 @@
 // Package services is what roost-loader will load-balance: Kubernetes-style
 // Services (cluster IPs, external and load-balancer IPs, ports, traffic
 // policies, session affinity) and their backends with EndpointSlice
-// conditions. Its static source is the services file (LoadFile); the model
-// is the same whatever the source, so that a Kubernetes source can feed it
-// later.
+// conditions. Its sources are the services file (LoadFile) and the
+// Kubernetes API (FromKubernetes, WatchKubernetes); the model is the same
+// whatever the source.
 //
 // The package only reads, validates and describes services: the datapath
 // that serves them is not built yet.
@@ -102,7 +102,9 @@ type Port struct {
 	Protocol Protocol
 	Port     uint16
 	// TargetPort is the backends' port; 0 when TargetPortName names it
-	// instead (see Resolve).
+	// instead (see Resolve). From Kubernetes, TargetPortName is always
+	// set: it is the port's own name, under which each backend holds its
+	// EndpointSlice's port (see FromKubernetes).
 	TargetPort     uint16
 	TargetPortName string
 	// NodePort is the port on every node's addresses; 0 for none.

@@ -1,13 +1,25 @@
 // Package servicesd keeps roost-loader's socket load balancer in step with
-// the services file: on every change it reads the file, works out what
-// this node serves (socklb.Entries) and syncs the datapath. A file that
-// does not load keeps the last good set served, and says why in its
-// status; GET /v1/services serves that status.
+// the services file and, optionally, the Services of the Kubernetes API:
+// on every change it reads the file, merges in the Kubernetes services,
+// works out what this node serves (socklb.Entries) and syncs the
+// datapath. A file that does not load keeps the last good set served, and
+// says why in its status; so does a Kubernetes source that has not
+// reported yet. GET /v1/services serves that status.
+//
+// The merge: the file wins. A Kubernetes service with the namespace and
+// name of a file service is left out, and so is every frontend address of
+// a Kubernetes service that would serve a port and protocol a file
+// service serves there; each gets a note in the status. The file is the
+// node operator's own word, so nothing created in the cluster can take a
+// frontend from it, and a clash costs only the clashing service, never
+// the updates of all the others.
 package servicesd
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,12 +34,16 @@ import (
 type Datapath interface {
 	Sync([]socklb.Entry) error
 	Counters() (map[string]uint64, error)
+	FrontendStats() (map[socklb.Frontend]uint64, error)
 }
 
 // Options configure a Daemon.
 type Options struct {
 	// File is the services file; a missing file means no services.
 	File string
+	// Kubernetes says that Kubernetes services come too, through
+	// SetKubernetes: until the first set arrives, nothing is synced.
+	Kubernetes bool
 	// Node is this node's name (internalTrafficPolicy: Local).
 	Node     string
 	Datapath Datapath
@@ -41,7 +57,21 @@ type Daemon struct {
 
 	mu     sync.Mutex
 	status loaderapi.Services
+	kube   kubeSet
 }
+
+// kubeSet is the last set of Kubernetes services.
+type kubeSet struct {
+	synced bool
+	svcs   []services.Service
+	notes  []string
+}
+
+// WaitingForKubernetes is the status error while the Kubernetes services
+// have not arrived: the datapath keeps what it serves meanwhile, rather
+// than lose every Kubernetes service because the API server has not
+// answered yet.
+const WaitingForKubernetes = "waiting for the Kubernetes services"
 
 // New returns a Daemon; Run starts it.
 func New(o Options) *Daemon {
@@ -54,6 +84,16 @@ func (d *Daemon) Changed() {
 	case d.kick <- struct{}{}:
 	default:
 	}
+}
+
+// SetKubernetes records the Kubernetes services and notes on what their
+// source left out (services.WatchKubernetes reports them so), and asks for
+// a reconcile.
+func (d *Daemon) SetKubernetes(svcs []services.Service, notes []string) {
+	d.mu.Lock()
+	d.kube = kubeSet{synced: true, svcs: svcs, notes: notes}
+	d.mu.Unlock()
+	d.Changed()
 }
 
 // Run reconciles at once, then after every change (debounced), and again
@@ -76,13 +116,26 @@ func (d *Daemon) Run(done <-chan struct{}, debounce, retry time.Duration) {
 	}
 }
 
-// Reconcile reads the file and syncs the datapath once.
+// Reconcile reads the file, merges in the Kubernetes services and syncs
+// the datapath once. While the Kubernetes services have not arrived (with
+// Options.Kubernetes), it syncs nothing, returns nil and says
+// WaitingForKubernetes in the status (a file that does not load is still
+// an error).
 func (d *Daemon) Reconcile() error {
 	svcs, err := services.LoadFile(d.o.File) // missing: no services
-	var entries []socklb.Entry
-	var notes []string
-	if err == nil {
-		entries, notes = socklb.Entries(svcs, d.o.Node)
+	d.mu.Lock()
+	kube := d.kube
+	d.mu.Unlock()
+	waiting := err == nil && d.o.Kubernetes && !kube.synced
+	var (
+		entries []socklb.Entry
+		notes   []string
+	)
+	if err == nil && !waiting {
+		svcs, notes = merge(svcs, kube)
+		var more []string
+		entries, more = socklb.Entries(svcs, d.o.Node)
+		notes = append(notes, more...)
 		err = d.o.Datapath.Sync(entries)
 	}
 	counters, cerr := d.o.Datapath.Counters()
@@ -92,18 +145,59 @@ func (d *Daemon) Reconcile() error {
 	if cerr == nil {
 		d.status.Counters = counters
 	}
+	if waiting {
+		d.status.Error = WaitingForKubernetes
+		d.o.Log.Info("services not synced: " + WaitingForKubernetes)
+		return nil
+	}
 	if err != nil {
 		d.status.Error = err.Error()
 		return err
 	}
+	// Log only the notes that are new: the Kubernetes services change
+	// with every rollout, and their notes would repeat each time.
+	for _, n := range notes {
+		if !slices.Contains(d.status.Notes, n) {
+			d.o.Log.Warn(n)
+		}
+	}
 	d.status.Error = ""
 	d.status.Services, d.status.Notes = len(svcs), notes
 	d.status.Frontends = frontends(entries)
-	for _, n := range notes {
-		d.o.Log.WithField("file", d.o.File).Warn(n)
-	}
 	d.o.Log.WithField("services", len(svcs)).WithField("frontends", len(entries)).Info("services synced")
 	return nil
+}
+
+// merge returns the file's services followed by the Kubernetes services
+// that do not clash with them (see the package documentation), and the
+// notes of the Kubernetes source and of the merge.
+func merge(file []services.Service, kube kubeSet) ([]services.Service, []string) {
+	if len(kube.svcs) == 0 {
+		return file, slices.Clone(kube.notes)
+	}
+	out := slices.Clone(file)
+	notes := slices.Clone(kube.notes)
+	names := make(map[string]bool, len(file))
+	claims := services.NewClaims()
+	for i := range out {
+		names[out[i].FullName()] = true
+		claims.Claim(&out[i]) // the file has no clashes: nothing is left out
+	}
+	for _, s := range kube.svcs {
+		if names[s.FullName()] {
+			notes = append(notes, fmt.Sprintf("service %s from Kubernetes left out: the services file has a service of that name, and wins", s.FullName()))
+			continue
+		}
+		for _, n := range claims.Claim(&s) {
+			notes = append(notes, n+" (a service of the services file)")
+		}
+		if len(s.Frontends()) == 0 {
+			notes = append(notes, fmt.Sprintf("service %s from Kubernetes left out: its frontends are the services file's", s.FullName()))
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, notes
 }
 
 func frontends(es []socklb.Entry) []loaderapi.ServiceFrontend {
@@ -124,11 +218,22 @@ func frontends(es []socklb.Entry) []loaderapi.ServiceFrontend {
 // Status returns the daemon's status, with fresh counters.
 func (d *Daemon) Status() loaderapi.Services {
 	counters, err := d.o.Datapath.Counters()
+	stats, serr := d.o.Datapath.FrontendStats()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.status
 	if err == nil {
 		st.Counters = counters
+	}
+	if serr == nil {
+		byName := make(map[string]uint64, len(stats))
+		for f, n := range stats {
+			byName[f.String()] = n
+		}
+		st.Frontends = slices.Clone(st.Frontends)
+		for i := range st.Frontends {
+			st.Frontends[i].Connections = byName[st.Frontends[i].Frontend]
+		}
 	}
 	return st
 }
