@@ -388,7 +388,6 @@ func (p *parser) addr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 		}
 		return netip.Addr{}, false
 	}
-	kind := ""
 	switch {
 	case a.Zone() != "":
 		p.Failf(n, path, "%s must not have a zone", a)
@@ -396,18 +395,8 @@ func (p *parser) addr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 	case a.Is4In6():
 		p.Failf(n, path, "%s is IPv4-mapped; write %s", a, a.Unmap())
 		return netip.Addr{}, false
-	case a.IsUnspecified():
-		kind = "unspecified"
-	case a.IsLoopback():
-		kind = "loopback"
-	case a.IsMulticast():
-		kind = "multicast"
-	case a.IsLinkLocalUnicast():
-		kind = "link-local"
-	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		kind = "broadcast"
 	}
-	if kind != "" {
+	if kind := unusable(a); kind != "" {
 		p.Failf(n, path, "%s is %s, not a %s address", a, kind, what)
 		return netip.Addr{}, false
 	}

@@ -304,22 +304,10 @@ func parseUnicast(text string) (a netip.Addr, problem string) {
 		return netip.Addr{}, fmt.Sprintf("%q is not an IP address", text)
 	}
 	a = a.Unmap()
-	kind := ""
-	switch {
-	case a.Zone() != "":
+	if a.Zone() != "" {
 		return netip.Addr{}, fmt.Sprintf("%s has a zone", a)
-	case a.IsUnspecified():
-		kind = "unspecified"
-	case a.IsLoopback():
-		kind = "loopback"
-	case a.IsMulticast():
-		kind = "multicast"
-	case a.IsLinkLocalUnicast():
-		kind = "link-local"
-	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		kind = "broadcast"
 	}
-	if kind != "" {
+	if kind := unusable(a); kind != "" {
 		return netip.Addr{}, fmt.Sprintf("%s is %s", a, kind)
 	}
 	return a, ""

@@ -222,3 +222,22 @@ func Resolve(p Port, b Backend) (uint16, error) {
 	}
 	return np.Port, nil
 }
+
+// unusable names what keeps a from being a frontend or backend address
+// ("unspecified", "loopback", "multicast", "link-local", "broadcast"), or
+// returns "" when nothing does.
+func unusable(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsLoopback():
+		return "loopback"
+	case a.IsMulticast():
+		return "multicast"
+	case a.IsLinkLocalUnicast():
+		return "link-local"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "broadcast"
+	}
+	return ""
+}
