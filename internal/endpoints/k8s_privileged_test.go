@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/roost-net/roost/internal/crds"
-	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/policy"
 	"github.com/roost-net/roost/internal/testenv"
 )
@@ -112,21 +111,6 @@ func dynamicFor(t *testing.T, kubeconfig string) dynamic.Interface {
 	return dyn
 }
 
-// clientFor returns a clientset that uses kubeconfig, as roost-loader makes
-// it.
-func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
-	t.Helper()
-	cfg, err := k8swatch.NewConfig(kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
 // dedupe passes on to emit only the texts that differ from the last one,
 // for tests whose text shows part of a state that changes elsewhere too.
 func dedupe(watch func(ctx context.Context, emit func(string)) error) func(context.Context, func(string)) error {
@@ -184,7 +168,7 @@ func TestPrivilegedWatchNamespaces(t *testing.T) {
 	k := testenv.StartKube(t)
 
 	t.Run("changes", func(t *testing.T) {
-		cs := clientFor(t, k.Kubeconfig)
+		cs := testenv.KubeClient(t, k.Kubeconfig)
 		w := startTextWatch(t, "WatchNamespaces", dedupe(func(ctx context.Context, emit func(string)) error {
 			return WatchNamespaces(ctx, cs, 0, func(s NamespacesState) {
 				maps.DeleteFunc(s.Labels, func(name string, _ map[string]string) bool { return !strings.HasPrefix(name, "roost-") })
@@ -239,7 +223,7 @@ func TestPrivilegedWatchNamespaces(t *testing.T) {
 	})
 
 	t.Run("forbidden", func(t *testing.T) {
-		cs := clientFor(t, k.NobodyKubeconfig)
+		cs := testenv.KubeClient(t, k.NobodyKubeconfig)
 		forbidden(t, "list and watch on namespaces", func(ctx context.Context) (n int, err error) {
 			err = WatchNamespaces(ctx, cs, 0, func(NamespacesState) { n++ })
 			return n, err
@@ -254,7 +238,7 @@ func TestPrivilegedWatchNodes(t *testing.T) {
 	k := testenv.StartKube(t)
 
 	t.Run("changes", func(t *testing.T) {
-		cs := clientFor(t, k.Kubeconfig)
+		cs := testenv.KubeClient(t, k.Kubeconfig)
 		w := startTextWatch(t, "WatchNodes", watchNodesText(cs))
 		if before := w.await(t, "none", apiWait); len(before) > 0 {
 			t.Errorf("reports before the first: %q", before)
@@ -314,7 +298,7 @@ func TestPrivilegedWatchNodes(t *testing.T) {
 	})
 
 	t.Run("forbidden", func(t *testing.T) {
-		cs := clientFor(t, k.NobodyKubeconfig)
+		cs := testenv.KubeClient(t, k.NobodyKubeconfig)
 		forbidden(t, "list and watch on nodes", func(ctx context.Context) (n int, err error) {
 			err = WatchNodes(ctx, cs, 0, func(NodesState) { n++ })
 			return n, err

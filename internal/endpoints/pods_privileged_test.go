@@ -37,7 +37,7 @@ func TestPrivilegedWatchPods(t *testing.T) {
 	}
 
 	t.Run("changes", func(t *testing.T) {
-		cs := clientFor(t, k.Kubeconfig)
+		cs := testenv.KubeClient(t, k.Kubeconfig)
 		w := startKubeWatch(t, cs)
 		if before := w.await(t, "none"); len(before) > 0 {
 			t.Errorf("reports before the first: %q", before)
@@ -137,7 +137,7 @@ func TestPrivilegedWatchPods(t *testing.T) {
 	})
 
 	t.Run("forbidden", func(t *testing.T) {
-		cs := clientFor(t, k.NobodyKubeconfig)
+		cs := testenv.KubeClient(t, k.NobodyKubeconfig)
 		ctx, cancel := context.WithTimeout(t.Context(), kubeTimeout)
 		defer cancel()
 		var reports int

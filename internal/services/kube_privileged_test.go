@@ -11,9 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/testenv"
 )
 
@@ -21,21 +19,6 @@ import (
 // only matters when a test fails, and several API servers may be running
 // at once.
 const apiWait = 30 * time.Second
-
-// kubeClient returns a clientset that uses kubeconfig, as roost-loader
-// makes it.
-func kubeClient(t *testing.T, kubeconfig string) kubernetes.Interface {
-	t.Helper()
-	cfg, err := k8swatch.NewConfig(kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
 
 // TestPrivilegedWatchKubernetes runs WatchKubernetes against a real API
 // server. Only the test's namespace is checked: the server has its own
@@ -49,7 +32,7 @@ func TestPrivilegedWatchKubernetes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cs := kubeClient(t, k.Kubeconfig)
+	cs := testenv.KubeClient(t, k.Kubeconfig)
 	w := startKubeWatch(t, func(ctx context.Context, set func([]Service, []string)) error {
 		last, first := "", true
 		return WatchKubernetes(ctx, cs, 0, func(svcs []Service, notes []string) {
@@ -156,7 +139,7 @@ func TestPrivilegedWatchKubernetes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), apiWait)
 		defer cancel()
 		reports := 0
-		err := WatchKubernetes(ctx, kubeClient(t, k.NobodyKubeconfig), 0, func([]Service, []string) { reports++ })
+		err := WatchKubernetes(ctx, testenv.KubeClient(t, k.NobodyKubeconfig), 0, func([]Service, []string) { reports++ })
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "list and watch on services and on endpointslices") {
 			t.Errorf("WatchKubernetes as roost-nobody = %v, want a Forbidden error saying what access it needs", err)
 		}

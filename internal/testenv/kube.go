@@ -365,3 +365,18 @@ func writeKubeconfig(path, server string, ca []byte, user, token string) error {
 	}
 	return nil
 }
+
+// KubeClient returns a clientset for the kubeconfig file at path (one of
+// Kube's: Kubeconfig, NobodyKubeconfig), as roost's binaries make theirs.
+func KubeClient(tb testing.TB, path string) kubernetes.Interface {
+	tb.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		tb.Fatalf("kubeconfig %s: %v", path, err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		tb.Fatalf("clientset from %s: %v", path, err)
+	}
+	return cs
+}

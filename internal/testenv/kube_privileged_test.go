@@ -11,8 +11,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // TestPrivilegedKube starts a Kubernetes API server and checks that the
@@ -44,11 +42,11 @@ func TestPrivilegedKube(t *testing.T) {
 			}
 		}
 
-		admin := clientFromKubeconfig(t, k.Kubeconfig)
+		admin := KubeClient(t, k.Kubeconfig)
 		if _, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
 			t.Errorf("admin through %s: list nodes: %v", k.Kubeconfig, err)
 		}
-		nobody := clientFromKubeconfig(t, k.NobodyKubeconfig)
+		nobody := KubeClient(t, k.NobodyKubeconfig)
 		_, err = nobody.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("roost-nobody: list nodes = %v, want Forbidden", err)
@@ -70,18 +68,4 @@ func TestPrivilegedKube(t *testing.T) {
 		c.Close()
 		t.Errorf("%s still accepts connections after cleanup", u.Host)
 	}
-}
-
-// clientFromKubeconfig returns a clientset configured from a kubeconfig file.
-func clientFromKubeconfig(t *testing.T, path string) kubernetes.Interface {
-	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		t.Fatalf("kubeconfig %s: %v", path, err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatalf("clientset from %s: %v", path, err)
-	}
-	return cs
 }
