@@ -286,7 +286,7 @@ var ErrNoServices = errors.New("roost-loader's socket load balancer is not enabl
 func (c *Client) Services(ctx context.Context) (Services, error) {
 	var s Services
 	err := c.get(ctx, "/v1/services", &s)
-	if err != nil && strings.Contains(err.Error(), "404 Not Found") {
+	if se := (*StatusError)(nil); errors.As(err, &se) && se.Code == http.StatusNotFound {
 		return s, fmt.Errorf("%w: %w", ErrNoServices, err)
 	}
 	return s, err
@@ -304,9 +304,21 @@ func (c *Client) do(ctx context.Context, path string) (*http.Response, error) {
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		return nil, fmt.Errorf("loader %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+		return nil, &StatusError{Path: path, Code: resp.StatusCode, Status: resp.Status, Body: strings.TrimSpace(string(body))}
 	}
 	return resp, nil
+}
+
+// StatusError is an answer of the loader other than 200 OK.
+type StatusError struct {
+	Path   string
+	Code   int    // http.StatusNotFound, ...
+	Status string // "404 Not Found"
+	Body   string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("loader %s: %s: %s", e.Path, e.Status, e.Body)
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
