@@ -79,9 +79,13 @@ static __u64 (*const bpf_ktime_get_coarse_ns)(void) = (void *)160;
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define bpf_ntohs(x) __builtin_bswap16(x)
 #define bpf_htons(x) __builtin_bswap16(x)
+#define bpf_ntohl(x) __builtin_bswap32(x)
+#define bpf_htonl(x) __builtin_bswap32(x)
 #else
 #define bpf_ntohs(x) (x)
 #define bpf_htons(x) (x)
+#define bpf_ntohl(x) (x)
+#define bpf_htonl(x) (x)
 #endif
 
 /* Protocol numbers and header layouts (linux/if_ether.h, linux/in.h,
