@@ -31,4 +31,4 @@ package bpf
 
 //go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type drop_event -type reason -type identity -type endpoint_flags -type verdict -type verdict_limits -type ct_flags -type flow_cache_limits -type policy_counter_limits -type flow_key Policy policy.c
 //go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type svc_key -type svc_value -type slot_key -type backend -type member_key -type revnat_key -type affinity_key -type affinity_value -type reason -type svc_flags Sock sock.c
-//go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type svc_key -type svc_value -type backend -type local_key -type flow -type conn -type revnat_value -type config -type svc_stats -type reason -type backend_flags Lb lb.c
+//go:generate go tool bpf2go -cc clang-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3" -type svc_key -type svc_value -type backend -type local_key -type flow -type conn -type revnat_value -type config -type svc_stats -type reason -type svc_flags -type backend_flags Lb lb.c

@@ -115,6 +115,10 @@ enum reason {
 	LB_REASON_MAX = 10,
 };
 
+enum svc_flags {
+	LB_SVC_AFFINITY = 1, /* sessionAffinity: ClientIP: hash the client's address alone */
+};
+
 enum backend_flags {
 	LB_BACKEND_LOCAL = 1, /* on this node: DNAT, no encapsulation */
 };
@@ -129,7 +133,7 @@ struct svc_key {
 struct svc_value {
 	__u32 id;    /* > 0; the key of its Maglev table and its stats */
 	__u32 size;  /* entries in its Maglev table; 0: no active backend */
-	__u32 flags; /* reserved, 0 */
+	__u32 flags; /* enum svc_flags */
 	__u32 pad;
 };
 
@@ -264,6 +268,7 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 
 /* Keep the enums in the BTF for bpf2go. */
 const enum reason *unused_reason __attribute__((unused));
+const enum svc_flags *unused_svc_flags __attribute__((unused));
 const enum backend_flags *unused_backend_flags __attribute__((unused));
 
 static __always_inline void count(__u32 reason)
@@ -366,8 +371,10 @@ static __always_inline __u32 mix(__u32 h, __u32 k)
 
 /* flow_hash hashes the client's address and port, the destination port
  * and the protocol (MurmurHash3's rounds, fixed seed): the same flow gets
- * the same hash on every node. */
-static __always_inline __u32 flow_hash(const struct flow *f)
+ * the same hash on every node. With affinity, the client's address alone:
+ * all its flows, to every port of the service (whose frontends have the
+ * same backends, so the same table), go to one backend. */
+static __always_inline __u32 flow_hash(const struct flow *f, int affinity)
 {
 	const __u32 *s = (const __u32 *)f->src;
 	__u32 h = 0x726f6f73; /* "roos" */
@@ -375,8 +382,8 @@ static __always_inline __u32 flow_hash(const struct flow *f)
 	h = mix(h, s[1]);
 	h = mix(h, s[2]);
 	h = mix(h, s[3]);
-	h = mix(h, (__u32)f->sport << 16 | f->dport);
-	h = mix(h, f->proto);
+	h = mix(h, affinity ? 0 : ((__u32)f->sport << 16 | f->dport));
+	h = mix(h, affinity ? 0 : f->proto);
 	h ^= 24;
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
@@ -622,7 +629,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, const stru
 			count(LB_ERROR);
 			return XDP_DROP;
 		}
-		__u32 slot = flow_hash(&p->flow) % svc->size;
+		__u32 slot = flow_hash(&p->flow, svc->flags & LB_SVC_AFFINITY) % svc->size;
 		__u32 *id = bpf_map_lookup_elem(table, &slot);
 		if (!id) {
 			count(LB_ERROR);

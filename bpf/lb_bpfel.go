@@ -79,6 +79,12 @@ type LbRevnatValue struct {
 	Pad  uint16
 }
 
+type LbSvcFlags uint32
+
+const (
+	LbSvcFlagsLB_SVC_AFFINITY LbSvcFlags = 1
+)
+
 type LbSvcKey struct {
 	_     structs.HostLayout
 	Addr  [16]uint8
@@ -121,6 +127,7 @@ const (
 	LbProgLbXdp             = "lb_xdp"
 	LbVarUnusedBackendFlags = "unused_backend_flags"
 	LbVarUnusedReason       = "unused_reason"
+	LbVarUnusedSvcFlags     = "unused_svc_flags"
 )
 
 // LoadLb returns the embedded CollectionSpec for Lb.
@@ -192,6 +199,7 @@ type LbMapSpecs struct {
 type LbVariableSpecs struct {
 	UnusedBackendFlags *ebpf.VariableSpec `ebpf:"unused_backend_flags"`
 	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedSvcFlags     *ebpf.VariableSpec `ebpf:"unused_svc_flags"`
 }
 
 // LbObjects contains all objects after they have been loaded into the kernel.
@@ -247,6 +255,7 @@ func (m *LbMaps) Close() error {
 type LbVariables struct {
 	UnusedBackendFlags *ebpf.Variable `ebpf:"unused_backend_flags"`
 	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedSvcFlags     *ebpf.Variable `ebpf:"unused_svc_flags"`
 }
 
 // LbPrograms contains all programs after they have been loaded into the kernel.

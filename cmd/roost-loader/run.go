@@ -25,6 +25,7 @@ import (
 	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/loader"
 	"github.com/roost-net/roost/internal/loaderconfig"
+	"github.com/roost-net/roost/internal/maglev"
 	"github.com/roost-net/roost/internal/policy"
 	"github.com/roost-net/roost/internal/policyd"
 	"github.com/roost-net/roost/internal/serve"
@@ -57,8 +58,14 @@ recvmsg and getpeername programs on socketLB.cgroup, by default the cgroup
 v2 root) serves their cluster, external and load-balancer IPs to every
 process of the node, pods included: a connection to a frontend goes to one
 of its ready backends, chosen once per connect() or sendto(), with no
-per-packet NAT. The file is re-read on change and on SIGHUP; a bad file
-keeps the last good set served. GET /v1/services shows what is served.
+per-packet NAT. With xdpLB.enabled, an XDP program on each of
+xdpLB.interfaces (the uplinks) serves their external and load-balancer IPs
+(VIPs) and node ports to clients outside the fabric: a connection table,
+then a Maglev table per frontend that every node builds alike; a local
+backend gets the packets by DNAT, a remote one encapsulated (IPIP) through
+the fabric, and replies leave the backend's node directly. The file is
+re-read on change and on SIGHUP; a bad file keeps the last good set
+served. GET /v1/services shows what is served.
 
 --dry-run validates the config, the endpoints file, the services file and
 every policy file, prints the ignored fields on stderr and the resolved
@@ -128,30 +135,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	d := policyd.New(policyd.Options{Config: cfg, Enforcer: l, Log: log})
 	handler := d.Handler(l, cfg.BPFFS)
 
-	// The socket load balancer, pinned beside the policy programs; like
-	// them it stays attached and serving when the loader exits.
+	// The load balancers, pinned beside the policy programs; like them
+	// they stay attached and serving when the loader exits.
 	var svcs *servicesd.Daemon
-	if cfg.SocketLB.Enabled {
-		cgroup := cfg.SocketLB.Cgroup
-		if cgroup == "" {
-			if cgroup, err = socklb.CgroupRoot(); err != nil {
+	if cfg.SocketLB.Enabled || cfg.XDPLB.Enabled {
+		o := servicesd.Options{File: cfg.ServicesFile, Kubernetes: cfg.Kubernetes.Enabled, Node: cfg.Node, Log: log}
+		if cfg.SocketLB.Enabled {
+			cgroup := cfg.SocketLB.Cgroup
+			if cgroup == "" {
+				if cgroup, err = socklb.CgroupRoot(); err != nil {
+					return fmt.Errorf("socketLB: %w", err)
+				}
+			}
+			lb, err := socklb.Open(filepath.Join(cfg.BPFFS, "sock"))
+			if err != nil {
+				return err
+			}
+			defer lb.Close()
+			if err := lb.Attach(cgroup); err != nil {
 				return fmt.Errorf("socketLB: %w", err)
 			}
+			o.Datapath = lb
+			log.WithField("cgroup", cgroup).WithField("servicesFile", cfg.ServicesFile).Info("socket load balancer attached")
 		}
-		lb, err := socklb.Open(filepath.Join(cfg.BPFFS, "sock"))
-		if err != nil {
-			return err
+		if cfg.XDPLB.Enabled {
+			lb, err := openUplink(cfg.XDPLB, filepath.Join(cfg.BPFFS, "xdp"))
+			if err != nil {
+				return fmt.Errorf("xdpLB: %w", err)
+			}
+			defer lb.Close()
+			o.Uplink, o.MaglevSize = lb, cfg.XDPLB.MaglevSize
+			if o.MaglevSize == 0 {
+				o.MaglevSize = maglev.DefaultSize
+			}
+			o.NodeAddrs = func() []netip.Addr { return nodePortAddrs(l, log) }
+			log.WithField("interfaces", lb.Modes()).WithField("servicesFile", cfg.ServicesFile).Info("uplink load balancer attached")
 		}
-		defer lb.Close()
-		if err := lb.Attach(cgroup); err != nil {
-			return fmt.Errorf("socketLB: %w", err)
-		}
-		svcs = servicesd.New(servicesd.Options{File: cfg.ServicesFile, Kubernetes: cfg.Kubernetes.Enabled, Node: cfg.Node, Datapath: lb, Log: log})
+		svcs = servicesd.New(o)
 		mux := http.NewServeMux()
 		mux.Handle("/v1/services", svcs.Handler())
 		mux.Handle("/", handler)
 		handler = mux
-		log.WithField("cgroup", cgroup).WithField("servicesFile", cfg.ServicesFile).Info("socket load balancer attached")
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -188,7 +212,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		start("endpoints watch", func() error { return filewatch.Watch(ctx, cfg.EndpointsFile, d.Changed) })
 	}
 	start("drops", func() error { return l.ReadDrops(ctx, d.RecordDrop) })
-	start("address watch", func() error { return l.WatchAddresses(ctx, d.Changed) })
+	start("address watch", func() error {
+		return l.WatchAddresses(ctx, func() {
+			d.Changed()
+			if svcs != nil {
+				svcs.Changed() // node ports are served on the node's addresses
+			}
+		})
+	})
 	if cfg.Kubernetes.Enabled {
 		kcfg, err := k8swatch.NewConfig(cfg.Kubernetes.Kubeconfig)
 		if err != nil {
@@ -228,9 +259,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	log.WithField("node", cfg.Node).WithField("listen", cfg.Listen).WithField("bpffs", cfg.BPFFS).Info("roost-loader started")
-	if !cfg.SocketLB.Enabled && cfg.ServicesFile != "" {
+	if svcs == nil && cfg.ServicesFile != "" {
 		if _, err := os.Stat(cfg.ServicesFile); err == nil {
-			log.WithField("servicesFile", cfg.ServicesFile).Warn("services file not served: socketLB.enabled is false")
+			log.WithField("servicesFile", cfg.ServicesFile).Warn("services file not served: socketLB.enabled and xdpLB.enabled are false")
 		}
 	}
 

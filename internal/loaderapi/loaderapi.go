@@ -247,8 +247,9 @@ func (c *Client) Drops(ctx context.Context, follow bool, fn func(Drop) error) er
 	return nil
 }
 
-// Services is GET /v1/services: what the socket load balancer serves
-// (served only with socketLB.enabled).
+// Services is GET /v1/services: what the socket load balancer and the
+// uplink load balancer serve (served with socketLB.enabled or
+// xdpLB.enabled).
 type Services struct {
 	File string `json:"file"`
 	// Services counts the services of the last good services file.
@@ -266,6 +267,50 @@ type Services struct {
 	// frontend), translated, translated-affinity, no-backend (refused),
 	// reverse-translated (recvmsg, getpeername).
 	Counters map[string]uint64 `json:"counters,omitempty"`
+	// Uplink is what the uplink (XDP) load balancer serves; nil when it
+	// is not enabled.
+	Uplink *Uplink `json:"uplink,omitempty"`
+}
+
+// Uplink is the state of the uplink load balancer (xdpLB).
+type Uplink struct {
+	// Interfaces are the uplinks and how lb_xdp is attached to each
+	// ("native" or "generic").
+	Interfaces map[string]string `json:"interfaces"`
+	// Algorithm is how a new flow gets its backend: "maglev".
+	Algorithm  string `json:"algorithm"`
+	MaglevSize uint64 `json:"maglevSize"`
+	// Flows counts the flows the connection table remembers.
+	Flows     int              `json:"flows"`
+	Frontends []UplinkFrontend `json:"frontends"`
+	// Counters are the programs' counters by reason (local, encapsulated,
+	// decapsulated, no-backend, not-served, reply-translated, ...).
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// UplinkFrontend is one frontend served at the uplink.
+type UplinkFrontend struct {
+	Frontend string `json:"frontend"` // tcp/192.0.2.10:6379
+	// Kind is "vip" (an external or load-balancer IP) or "nodeport".
+	Kind     string          `json:"kind"`
+	Affinity bool            `json:"affinity,omitempty"`
+	Backends []UplinkBackend `json:"backends"`
+	// Packets and Bytes count what reached the frontend on this node
+	// (decapsulated ones included); Connections the flows this node gave
+	// a backend from the Maglev table.
+	Packets     uint64 `json:"packets"`
+	Bytes       uint64 `json:"bytes"`
+	Connections uint64 `json:"connections"`
+}
+
+// UplinkBackend is a backend of an uplink frontend.
+type UplinkBackend struct {
+	Addr string `json:"addr"`
+	// Local: on this node (DNAT); otherwise reached encapsulated.
+	Local bool `json:"local"`
+	// State is "active" (takes new flows) or "draining" (keeps the flows
+	// it has).
+	State string `json:"state"`
 }
 
 // ServiceFrontend is one served frontend and its active backends.
@@ -279,8 +324,8 @@ type ServiceFrontend struct {
 }
 
 // ErrNoServices is what Services wraps when the loader serves no
-// /v1/services: its socket load balancer is not enabled.
-var ErrNoServices = errors.New("roost-loader's socket load balancer is not enabled (socketLB.enabled in loader.yaml)")
+// /v1/services: neither load balancer is enabled.
+var ErrNoServices = errors.New("roost-loader load-balances no services (socketLB.enabled and xdpLB.enabled in loader.yaml are both false)")
 
 // Services returns GET /v1/services.
 func (c *Client) Services(ctx context.Context) (Services, error) {

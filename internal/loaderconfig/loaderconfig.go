@@ -11,8 +11,11 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/roost-net/roost/internal/fieldcheck"
+	"github.com/roost-net/roost/internal/maglev"
 )
 
 // DefaultPath is where roost-loader reads its configuration by default.
@@ -38,6 +41,9 @@ type Config struct {
 	// SocketLB is the socket-level load balancer of the services'
 	// frontends (east-west).
 	SocketLB SocketLB
+	// XDPLB is the load balancer at the uplinks (north-south): VIPs and
+	// node ports.
+	XDPLB XDPLB
 	// Kubernetes selects the Kubernetes API as a source: Pods, Namespaces,
 	// Nodes, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy.
 	Kubernetes Kubernetes
@@ -64,6 +70,30 @@ type SocketLB struct {
 	// host's and name it here).
 	Cgroup string
 }
+
+// XDPLB configures the uplink load balancer (bpf/lb.c).
+type XDPLB struct {
+	// Enabled attaches it; off, the services' VIPs and node ports are not
+	// served.
+	Enabled bool
+	// Interfaces are the node's uplinks, where VIP and node-port traffic
+	// arrives and replies leave: XDP and the reply translation attach
+	// to each.
+	Interfaces []string
+	// Mode is the XDP attach mode: "auto" (native where the driver has
+	// it, generic elsewhere; the default), "native" or "generic".
+	Mode string
+	// MaglevSize is the size of each frontend's Maglev table, a prime; 0
+	// for maglev.DefaultSize (65537).
+	MaglevSize uint64
+	// SourceIPv4 and SourceIPv6 are the outer source addresses of packets
+	// encapsulated to a backend on another node; unset, the first global
+	// address of that family on the first interface.
+	SourceIPv4, SourceIPv6 netip.Addr
+}
+
+// XDP attach modes.
+var xdpModes = []string{"auto", "native", "generic"}
 
 // Kubernetes configures the Kubernetes endpoint source.
 type Kubernetes struct {
@@ -95,6 +125,7 @@ type file struct {
 	ServicesFile  *string       `yaml:"servicesFile"`
 	Kubernetes    *kubeFile     `yaml:"kubernetes"`
 	SocketLB      *socketLBFile `yaml:"socketLB"`
+	XDPLB         *xdpLBFile    `yaml:"xdpLB"`
 	Listen        *string       `yaml:"listen"`
 	Cluster       *string       `yaml:"cluster"`
 	HostIPs       []string      `yaml:"hostIPs"`
@@ -103,6 +134,15 @@ type file struct {
 type socketLBFile struct {
 	Enabled bool   `yaml:"enabled"`
 	Cgroup  string `yaml:"cgroup"`
+}
+
+type xdpLBFile struct {
+	Enabled    bool     `yaml:"enabled"`
+	Interfaces []string `yaml:"interfaces"`
+	Mode       string   `yaml:"mode"`
+	MaglevSize uint64   `yaml:"maglevSize"`
+	SourceIPv4 string   `yaml:"sourceIPv4"`
+	SourceIPv6 string   `yaml:"sourceIPv6"`
 }
 
 type kubeFile struct {
@@ -150,6 +190,23 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	}
 	if f.SocketLB != nil {
 		c.SocketLB = SocketLB{Enabled: f.SocketLB.Enabled, Cgroup: cleanPath(f.SocketLB.Cgroup)}
+	}
+	if x := f.XDPLB; x != nil {
+		c.XDPLB = XDPLB{Enabled: x.Enabled, Interfaces: x.Interfaces, Mode: x.Mode, MaglevSize: x.MaglevSize}
+		for _, a := range []struct {
+			field, s string
+			to       *netip.Addr
+		}{{"xdpLB.sourceIPv4", x.SourceIPv4, &c.XDPLB.SourceIPv4}, {"xdpLB.sourceIPv6", x.SourceIPv6, &c.XDPLB.SourceIPv6}} {
+			if a.s == "" {
+				continue
+			}
+			ip, err := netip.ParseAddr(a.s)
+			if err != nil {
+				bad(a.field, "%q is not an IP address", a.s)
+				continue
+			}
+			*a.to = ip
+		}
 	}
 	if f.Listen != nil {
 		c.Listen = *f.Listen
@@ -216,6 +273,7 @@ func (c Config) problems() fieldcheck.Problems {
 	if !c.SocketLB.Enabled && c.SocketLB.Cgroup != "" {
 		bad("socketLB.cgroup", "is set but socketLB.enabled is false")
 	}
+	c.xdpProblems(bad)
 	if !c.Kubernetes.Enabled && c.Kubernetes.Kubeconfig != "" {
 		bad("kubernetes.kubeconfig", "is set but kubernetes.enabled is false")
 	}
@@ -248,4 +306,42 @@ func (c Config) problems() fieldcheck.Problems {
 		seen[a] = i
 	}
 	return errs
+}
+
+func (c Config) xdpProblems(bad func(field, format string, args ...any)) {
+	x := c.XDPLB
+	if !x.Enabled {
+		if len(x.Interfaces) > 0 || x.Mode != "" || x.MaglevSize != 0 || x.SourceIPv4.IsValid() || x.SourceIPv6.IsValid() {
+			bad("xdpLB", "has settings but xdpLB.enabled is false")
+		}
+		return
+	}
+	if len(x.Interfaces) == 0 {
+		bad("xdpLB.interfaces", "must name the node's uplinks (the interfaces facing the ToRs)")
+	}
+	seen := map[string]int{}
+	for i, name := range x.Interfaces {
+		field := fmt.Sprintf("xdpLB.interfaces[%d]", i)
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t") {
+			bad(field, "%q is not an interface name", name)
+		}
+		if j, dup := seen[name]; dup {
+			bad(field, "%q repeats xdpLB.interfaces[%d]", name, j)
+		}
+		seen[name] = i
+	}
+	if x.Mode != "" && !slices.Contains(xdpModes, x.Mode) {
+		bad("xdpLB.mode", "%q must be one of %s", x.Mode, strings.Join(xdpModes, ", "))
+	}
+	if x.MaglevSize != 0 {
+		if err := maglev.CheckSize(x.MaglevSize); err != nil {
+			bad("xdpLB.maglevSize", "%v", err)
+		}
+	}
+	if a := x.SourceIPv4; a.IsValid() && (!a.Is4() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback()) {
+		bad("xdpLB.sourceIPv4", "%s must be a unicast IPv4 address of this node", a)
+	}
+	if a := x.SourceIPv6; a.IsValid() && (!a.Is6() || a.Is4In6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback()) {
+		bad("xdpLB.sourceIPv6", "%s must be a unicast IPv6 address of this node", a)
+	}
 }

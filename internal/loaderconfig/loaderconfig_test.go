@@ -56,6 +56,9 @@ func TestLoad(t *testing.T) {
 		{name: "no endpoints file", yaml: "endpointsFile: ''\n", want: func(c *Config) { c.EndpointsFile = "" }},
 		{name: "services file", yaml: "servicesFile: /srv/roost/services.yaml\n", want: func(c *Config) { c.ServicesFile = "/srv/roost/services.yaml" }},
 		{name: "no services file", yaml: "servicesFile: ''\n", want: func(c *Config) { c.ServicesFile = "" }},
+		{name: "xdp LB", yaml: "xdpLB: {enabled: true, interfaces: [tor1, tor2], mode: generic, maglevSize: 16381, sourceIPv4: 10.0.1.2}\n", want: func(c *Config) {
+			c.XDPLB = XDPLB{Enabled: true, Interfaces: []string{"tor1", "tor2"}, Mode: "generic", MaglevSize: 16381, SourceIPv4: netip.MustParseAddr("10.0.1.2")}
+		}},
 		{name: "socket LB", yaml: "socketLB: {enabled: true, cgroup: /sys/fs/cgroup/unified/}\n", want: func(c *Config) {
 			c.SocketLB = SocketLB{Enabled: true, Cgroup: "/sys/fs/cgroup/unified"}
 		}},
@@ -109,6 +112,13 @@ func TestLoadErrors(t *testing.T) {
 		{"relative cgroup", "socketLB: {enabled: true, cgroup: sys/fs/cgroup}\n", []string{`socketLB.cgroup: "sys/fs/cgroup" must be an absolute path (a cgroup v2 directory), or empty for the root of the hierarchy`}},
 		{"cgroup without socket LB", "socketLB: {cgroup: /sys/fs/cgroup}\n", []string{`socketLB.cgroup: is set but socketLB.enabled is false`}},
 		{"socket LB unknown key", "socketLB: {enable: true}\n", []string{`enable`}},
+		{"xdp LB without interfaces", "xdpLB: {enabled: true}\n", []string{"xdpLB.interfaces: must name the node's uplinks"}},
+		{"xdp LB bad mode", "xdpLB: {enabled: true, interfaces: [eth0], mode: offload}\n", []string{`xdpLB.mode: "offload" must be one of auto, native, generic`}},
+		{"xdp LB table size not prime", "xdpLB: {enabled: true, interfaces: [eth0], maglevSize: 65536}\n", []string{"xdpLB.maglevSize: bad maglev table size 65536"}},
+		{"xdp LB source of the other family", "xdpLB: {enabled: true, interfaces: [eth0], sourceIPv4: 'fd00::1', sourceIPv6: 10.0.0.1}\n", []string{"xdpLB.sourceIPv4: fd00::1 must be a unicast IPv4", "xdpLB.sourceIPv6: 10.0.0.1 must be a unicast IPv6"}},
+		{"xdp LB bad source", "xdpLB: {enabled: true, interfaces: [eth0], sourceIPv4: 10.0.0}\n", []string{`xdpLB.sourceIPv4: "10.0.0" is not an IP address`}},
+		{"xdp LB repeated interface", "xdpLB: {enabled: true, interfaces: [eth0, eth1, eth0]}\n", []string{`xdpLB.interfaces[2]: "eth0" repeats xdpLB.interfaces[0]`}},
+		{"xdp LB settings while off", "xdpLB: {interfaces: [eth0]}\n", []string{"xdpLB: has settings but xdpLB.enabled is false"}},
 		{"misspelt services file", "serviceFile: /etc/roost/services.yaml\n", []string{"field serviceFile not found"}},
 		{"kubeconfig without kubernetes", "kubernetes: {kubeconfig: /etc/kubeconfig}\n", []string{"kubernetes.kubeconfig: is set but kubernetes.enabled is false"}},
 		{"relative kubeconfig", "kubernetes: {enabled: true, kubeconfig: kc}\n", []string{`kubernetes.kubeconfig: "kc" must be an absolute path`}},

@@ -241,3 +241,23 @@ func unusable(a netip.Addr) string {
 	}
 	return ""
 }
+
+// Active returns the backends of bs that take new connections, in bs's
+// order: those Ready and not Terminating; when there is none, those
+// Serving and Terminating, as kube-proxy falls back to them (so that the
+// last pods of a rollout still answer).
+func Active(bs []Backend) []Backend {
+	pick := func(ok func(Backend) bool) []Backend {
+		var out []Backend
+		for _, b := range bs {
+			if ok(b) {
+				out = append(out, b)
+			}
+		}
+		return out
+	}
+	if ready := pick(func(b Backend) bool { return b.Ready && !b.Terminating }); len(ready) > 0 {
+		return ready
+	}
+	return pick(func(b Backend) bool { return b.Serving && b.Terminating })
+}

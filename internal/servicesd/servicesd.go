@@ -17,8 +17,10 @@ package servicesd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -28,13 +30,23 @@ import (
 	"github.com/roost-net/roost/internal/loaderapi"
 	"github.com/roost-net/roost/internal/services"
 	"github.com/roost-net/roost/internal/socklb"
+	"github.com/roost-net/roost/internal/xdplb"
 )
 
-// Datapath is what the daemon syncs: socklb.LB.
+// Datapath is the socket load balancer the daemon syncs: socklb.LB.
 type Datapath interface {
 	Sync([]socklb.Entry) error
 	Counters() (map[string]uint64, error)
 	FrontendStats() (map[socklb.Frontend]uint64, error)
+}
+
+// Uplink is the uplink load balancer the daemon syncs: xdplb.LB.
+type Uplink interface {
+	Sync([]xdplb.Entry) error
+	Counters() (map[string]uint64, error)
+	FrontendStats() (map[xdplb.Frontend]xdplb.Stats, error)
+	Conns() (int, error)
+	Modes() map[string]string
 }
 
 // Options configure a Daemon.
@@ -44,10 +56,18 @@ type Options struct {
 	// Kubernetes says that Kubernetes services come too, through
 	// SetKubernetes: until the first set arrives, nothing is synced.
 	Kubernetes bool
-	// Node is this node's name (internalTrafficPolicy: Local).
-	Node     string
+	// Node is this node's name (internalTrafficPolicy and
+	// externalTrafficPolicy: Local).
+	Node string
+	// Datapath is the socket load balancer; nil when not enabled.
 	Datapath Datapath
-	Log      logrus.FieldLogger
+	// Uplink is the uplink load balancer; nil when not enabled.
+	// NodeAddrs returns the node's own addresses, where it serves node
+	// ports; MaglevSize is the size of its tables.
+	Uplink     Uplink
+	NodeAddrs  func() []netip.Addr
+	MaglevSize uint64
+	Log        logrus.FieldLogger
 }
 
 // Daemon is the reconcile loop.
@@ -58,6 +78,7 @@ type Daemon struct {
 	mu     sync.Mutex
 	status loaderapi.Services
 	kube   kubeSet
+	uplink []xdplb.Entry // what the uplink load balancer serves
 }
 
 // kubeSet is the last set of Kubernetes services.
@@ -129,22 +150,36 @@ func (d *Daemon) Reconcile() error {
 	waiting := err == nil && d.o.Kubernetes && !kube.synced
 	var (
 		entries []socklb.Entry
+		uplink  []xdplb.Entry
 		notes   []string
 	)
 	if err == nil && !waiting {
 		svcs, notes = merge(svcs, kube)
 		var more []string
-		entries, more = socklb.Entries(svcs, d.o.Node)
-		notes = append(notes, more...)
-		err = d.o.Datapath.Sync(entries)
+		if d.o.Datapath != nil {
+			entries, more = socklb.Entries(svcs, d.o.Node)
+			notes = append(notes, more...)
+			err = d.o.Datapath.Sync(entries)
+		}
+		if d.o.Uplink != nil && err == nil {
+			var addrs []netip.Addr
+			if d.o.NodeAddrs != nil {
+				addrs = d.o.NodeAddrs()
+			}
+			uplink, more = xdplb.Entries(svcs, d.o.Node, addrs)
+			for _, n := range more {
+				if !slices.Contains(notes, n) {
+					notes = append(notes, n)
+				}
+			}
+			if err = d.o.Uplink.Sync(uplink); err != nil {
+				err = fmt.Errorf("uplink: %w", err)
+			}
+		}
 	}
-	counters, cerr := d.o.Datapath.Counters()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.status.LastSync = time.Now()
-	if cerr == nil {
-		d.status.Counters = counters
-	}
 	if waiting {
 		d.status.Error = WaitingForKubernetes
 		d.o.Log.Info("services not synced: " + WaitingForKubernetes)
@@ -164,7 +199,10 @@ func (d *Daemon) Reconcile() error {
 	d.status.Error = ""
 	d.status.Services, d.status.Notes = len(svcs), notes
 	d.status.Frontends = frontends(entries)
-	d.o.Log.WithField("services", len(svcs)).WithField("frontends", len(entries)).Info("services synced")
+	if d.o.Uplink != nil {
+		d.uplink = uplink
+	}
+	d.o.Log.WithField("services", len(svcs)).WithField("frontends", len(entries)).WithField("uplinkFrontends", len(uplink)).Info("services synced")
 	return nil
 }
 
@@ -217,13 +255,24 @@ func frontends(es []socklb.Entry) []loaderapi.ServiceFrontend {
 
 // Status returns the daemon's status, with fresh counters.
 func (d *Daemon) Status() loaderapi.Services {
-	counters, err := d.o.Datapath.Counters()
-	stats, serr := d.o.Datapath.FrontendStats()
+	var (
+		counters map[string]uint64
+		stats    map[socklb.Frontend]uint64
+		err      error
+		serr     = errors.New("no socket load balancer")
+	)
+	if d.o.Datapath != nil {
+		counters, err = d.o.Datapath.Counters()
+		stats, serr = d.o.Datapath.FrontendStats()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.status
 	if err == nil {
 		st.Counters = counters
+	}
+	if d.o.Uplink != nil {
+		st.Uplink = d.uplinkStatus()
 	}
 	if serr == nil {
 		byName := make(map[string]uint64, len(stats))
@@ -236,6 +285,37 @@ func (d *Daemon) Status() loaderapi.Services {
 		}
 	}
 	return st
+}
+
+// uplinkStatus reports the uplink load balancer; d.mu is held.
+func (d *Daemon) uplinkStatus() *loaderapi.Uplink {
+	u := &loaderapi.Uplink{Interfaces: d.o.Uplink.Modes(), Algorithm: "maglev", MaglevSize: d.o.MaglevSize,
+		Frontends: make([]loaderapi.UplinkFrontend, 0, len(d.uplink))}
+	if c, err := d.o.Uplink.Counters(); err == nil {
+		u.Counters = c
+	}
+	if n, err := d.o.Uplink.Conns(); err == nil {
+		u.Flows = n
+	}
+	stats, _ := d.o.Uplink.FrontendStats()
+	for _, e := range d.uplink {
+		f := loaderapi.UplinkFrontend{Frontend: e.Frontend.String(), Kind: "nodeport", Affinity: e.Affinity,
+			Backends: make([]loaderapi.UplinkBackend, 0, len(e.Backends))}
+		if e.VIP {
+			f.Kind = "vip"
+		}
+		for _, b := range e.Backends {
+			state := "draining"
+			if b.Active {
+				state = "active"
+			}
+			f.Backends = append(f.Backends, loaderapi.UplinkBackend{Addr: b.Addr.String(), Local: b.Local, State: state})
+		}
+		s := stats[e.Frontend]
+		f.Packets, f.Bytes, f.Connections = s.Packets, s.Bytes, s.Conns
+		u.Frontends = append(u.Frontends, f)
+	}
+	return u
 }
 
 // Handler serves GET /v1/services.

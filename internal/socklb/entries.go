@@ -59,21 +59,10 @@ func Entries(svcs []services.Service, node string) ([]Entry, []string) {
 	return out, notes
 }
 
-// activeBackends returns the backends that take new connections, ordered
-// by address.
+// activeBackends returns the backends that take new connections
+// (services.Active), ordered by address.
 func activeBackends(bs []services.Backend) []services.Backend {
-	pick := func(ok func(services.Backend) bool) []services.Backend {
-		var out []services.Backend
-		for _, b := range bs {
-			if ok(b) {
-				out = append(out, b)
-			}
-		}
-		slices.SortFunc(out, func(a, b services.Backend) int { return a.IP.Compare(b.IP) })
-		return out
-	}
-	if ready := pick(func(b services.Backend) bool { return b.Ready && !b.Terminating }); len(ready) > 0 {
-		return ready
-	}
-	return pick(func(b services.Backend) bool { return b.Serving && b.Terminating })
+	out := services.Active(bs)
+	slices.SortFunc(out, func(a, b services.Backend) int { return a.IP.Compare(b.IP) })
+	return out
 }

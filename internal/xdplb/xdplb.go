@@ -73,7 +73,13 @@ type Entry struct {
 	Frontend Frontend
 	// VIP says the address is a VIP, not a node's own: traffic to it
 	// that no frontend serves is dropped.
-	VIP      bool
+	VIP bool
+	// Affinity (sessionAffinity: ClientIP) sends all of a client's flows
+	// to one backend: the Maglev table is looked up by the hash of the
+	// client's address alone, so every node agrees, and a client keeps
+	// its backend for as long as the backends stay the same (there is no
+	// timeout).
+	Affinity bool
 	Backends []Backend
 }
 
@@ -379,7 +385,7 @@ func (lb *LB) Sync(entries []Entry) error {
 		}
 	}
 	for f, e := range want {
-		if old, ok := lb.cur[f]; ok && !lb.adopted[f] && slices.Equal(old.Backends, e.Backends) && old.VIP == e.VIP {
+		if old, ok := lb.cur[f]; ok && !lb.adopted[f] && slices.Equal(old.Backends, e.Backends) && old.VIP == e.VIP && old.Affinity == e.Affinity {
 			continue
 		}
 		if err := lb.write(e); err != nil {
@@ -476,6 +482,9 @@ func (lb *LB) write(e Entry) error {
 		return err
 	}
 	val := bpf.LbSvcValue{Id: id}
+	if e.Affinity {
+		val.Flags = uint32(bpf.LbSvcFlagsLB_SVC_AFFINITY)
+	}
 	if entries != nil {
 		inner, err := ebpf.NewMap(lb.spec)
 		if err != nil {
