@@ -40,6 +40,10 @@
  * rewrites the source back to the frontend. The client's address is kept
  * all the way, so the backend's policy sees the real client.
  *
+ * A node port has a frontend per address of the node, and one on the
+ * unspecified address (0.0.0.0, ::) that only decapsulation looks up: the
+ * packet another node encapsulated is to that node's address.
+ *
  * Other traffic to a VIP (another port or protocol, ICMP, later fragments)
  * is dropped, so that it does not bounce between the node and the ToR on
  * the default route. Traffic to a node address that is not a NodePort is
@@ -677,6 +681,14 @@ static __always_inline int decap(struct xdp_md *ctx, struct pkt *p, const __u8 *
 	struct svc_key k;
 	frontend_key(&k, p);
 	struct svc_value *svc = bpf_map_lookup_elem(&lb_services, &k);
+	if (!svc) {
+		/* A node port of another node's address: the node port on
+		 * any address (0.0.0.0 or ::) has this node's backends. */
+		__builtin_memset(k.addr, 0, 16);
+		if (p->family == 4)
+			k.addr[10] = k.addr[11] = 0xff;
+		svc = bpf_map_lookup_elem(&lb_services, &k);
+	}
 	if (!svc) {
 		count(LB_PASS); /* someone else's tunnel */
 		return XDP_PASS;

@@ -10,8 +10,9 @@ import (
 
 // Entries returns the frontends node serves at its uplinks for svcs: every
 // TCP and UDP port of every external and load-balancer IP (VIPs), and
-// every node port on each of nodeAddrs (the node's own addresses) of the
-// port's family. Cluster IPs are not served here: in-cluster clients are
+// every node port on each of nodeAddrs (the node's own addresses) and on
+// the unspecified address of each family that has backends (where packets
+// encapsulated by another node find it). Cluster IPs are not served here: in-cluster clients are
 // served at the socket (socklb), and the fabric does not route cluster IPs.
 // SCTP ports are not served. It also returns what it left out, one line
 // each.
@@ -73,9 +74,13 @@ func Entries(svcs []services.Service, node string, nodeAddrs []netip.Addr) ([]En
 			if p.NodePort == 0 {
 				continue
 			}
-			for _, a := range nodeAddrs {
+			for _, a := range append([]netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}, nodeAddrs...) {
+				bs := backends(a.Unmap(), p)
+				if a.IsUnspecified() && len(bs) == 0 {
+					continue // a family without backends
+				}
 				add(s, Entry{Frontend: Frontend{Addr: a.Unmap(), Port: p.NodePort, Proto: uint8(p.Protocol)},
-					Affinity: affinity, Backends: backends(a.Unmap(), p)})
+					Affinity: affinity, Backends: bs})
 			}
 		}
 	}

@@ -66,6 +66,7 @@ func tableEntries() []Entry {
 		{Frontend: Frontend{ad("192.0.2.21"), 80, TCP}, VIP: true, Backends: []Backend{remote("10.244.2.10:8080")}},
 		{Frontend: Frontend{ad("192.0.2.22"), 80, TCP}, VIP: true, Backends: []Backend{{Addr: ap("10.244.1.12:8080"), Local: true}}},
 		{Frontend: Frontend{ad("10.0.1.2"), 30080, TCP}, Backends: []Backend{remote("10.244.2.10:8080")}},
+		{Frontend: Frontend{ad("0.0.0.0"), 30081, TCP}, Backends: []Backend{local("10.244.1.10:8080")}},
 		{Frontend: Frontend{ad("2001:db8::20"), 80, TCP}, VIP: true, Backends: []Backend{local("[fd00:244:1::10]:8080")}},
 		{Frontend: Frontend{ad("2001:db8::21"), 80, UDP}, VIP: true, Backends: []Backend{remote("[fd00:244:2::10]:8080")}},
 	}
@@ -111,6 +112,8 @@ func TestPrivilegedXDPTable(t *testing.T) {
 		{name: "no active backend (terminating only)", in: pkt{src: client, dst: ap("192.0.2.22:80"), proto: TCP},
 			action: xdpDrop, reason: "no-backend"},
 		{name: "IPIP to a local backend: decapsulated, DNAT", in: pkt{src: client, dst: ap("192.0.2.20:80"), proto: TCP, outer: &outerHdr{ad("10.0.3.2"), ad("10.244.1.10")}},
+			action: xdpPass, want: plain(decoded{src: client, dst: ap("10.244.1.10:8080"), proto: TCP}), reason: "decapsulated"},
+		{name: "IPIP to a node port of another node's address", in: pkt{src: client, dst: ap("10.0.3.2:30081"), proto: TCP, outer: &outerHdr{ad("10.0.3.2"), ad("10.244.1.10")}},
 			action: xdpPass, want: plain(decoded{src: client, dst: ap("10.244.1.10:8080"), proto: TCP}), reason: "decapsulated"},
 		{name: "IPIP to an address that is no local backend", in: pkt{src: client, dst: ap("192.0.2.20:80"), proto: TCP, outer: &outerHdr{ad("10.0.3.2"), ad("10.244.1.99")}},
 			action: xdpDrop, reason: "decap-unknown-backend"},

@@ -42,7 +42,10 @@ const (
 )
 
 // Frontend is where external clients connect: a VIP or a node address, a
-// port and a protocol.
+// port and a protocol. A node port also has a frontend on the unspecified
+// address (0.0.0.0 or ::): the packets another node encapsulated to one of
+// this node's backends find their frontend there, since they are to that
+// other node's address.
 type Frontend struct {
 	Addr  netip.Addr
 	Port  uint16
@@ -97,7 +100,7 @@ type Config struct {
 
 func (e Entry) check() error {
 	f := e.Frontend
-	if !f.Addr.IsValid() || f.Addr.IsUnspecified() {
+	if !f.Addr.IsValid() || (f.Addr.IsUnspecified() && e.VIP) {
 		return fmt.Errorf("frontend %s: no address", f)
 	}
 	if f.Proto != TCP && f.Proto != UDP {
