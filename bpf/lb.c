@@ -135,7 +135,7 @@ struct svc_key {
 };
 
 struct svc_value {
-	__u32 id;    /* > 0; the key of its Maglev table and its stats */
+	__u32 id;    /* 1..LB_MAX_FRONTENDS-1; the key of its Maglev table and its stats */
 	__u32 size;  /* entries in its Maglev table; 0: no active backend */
 	__u32 flags; /* enum svc_flags */
 	__u32 pad;
@@ -254,8 +254,10 @@ struct {
 	__type(value, struct config);
 } lb_config SEC(".maps");
 
+/* lb_stats: per-CPU counters by frontend id (an array: its lookups are
+ * inlined, where a hash lookup costs a call on every packet). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_MAX_FRONTENDS);
 	__type(key, __u32);
 	__type(value, struct svc_stats);
@@ -622,6 +624,18 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, const stru
 	struct conn *c = bpf_map_lookup_elem(&lb_conns, &p->flow);
 	if (c)
 		be = bpf_map_lookup_elem(&lb_backends, &c->backend);
+	if (be && (be->flags & LB_BACKEND_LOCAL)) {
+		/* The flow's reverse translation was recorded with its
+		 * connection entry, and every reply refreshes it. */
+		stats(svc->id, p->len, 0);
+		void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+		if (dnat(data, end, p, be) < 0) {
+			count(LB_MALFORMED);
+			return XDP_DROP;
+		}
+		count(LB_LOCAL);
+		return XDP_PASS;
+	}
 	if (!be) {
 		if (!svc->size) {
 			stats(svc->id, p->len, 0);

@@ -331,21 +331,7 @@ func (lb *LB) adopt() error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("adopt uplink frontends: %w", err)
 	}
-	lb.nextID = max(lb.nextID, lb.maxStatsID()+1)
 	return nil
-}
-
-// maxStatsID is the largest frontend id with counters: ids of frontends a
-// cut-short Sync left are not handed out again.
-func (lb *LB) maxStatsID() uint32 {
-	var (
-		id, top uint32
-		per     []bpf.LbSvcStats
-	)
-	for it := lb.objs.LbStats.Iterate(); it.Next(&id, &per); {
-		top = max(top, id)
-	}
-	return top
 }
 
 // Sync makes the maps hold exactly entries.
@@ -459,13 +445,42 @@ func (lb *LB) table(e Entry) ([]uint32, error) {
 	return out, nil
 }
 
+// freeID returns the lowest frontend id no frontend has. Frontend ids are
+// reused (they index lb_stats, an array): a frontend's Maglev table, local
+// backends and counters go with it, and the connection table keys flows by
+// address, not by frontend id.
+func (lb *LB) freeID() (uint32, error) {
+	used := make(map[uint32]bool, len(lb.ids))
+	for _, id := range lb.ids {
+		used[id] = true
+	}
+	for id := lb.nextID; id < maxFrontends; id++ {
+		if !used[id] {
+			lb.nextID = id + 1
+			return id, nil
+		}
+	}
+	for id := uint32(1); id < maxFrontends; id++ {
+		if !used[id] {
+			lb.nextID = id + 1
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("more than %d frontends", maxFrontends-1)
+}
+
+// maxFrontends is LB_MAX_FRONTENDS: ids are 1..maxFrontends-1.
+const maxFrontends = 65536
+
 // write puts e in the maps.
 func (lb *LB) write(e Entry) error {
 	f := e.Frontend
 	id, ok := lb.ids[f]
 	if !ok {
-		id = lb.nextID
-		lb.nextID++
+		var err error
+		if id, err = lb.freeID(); err != nil {
+			return fmt.Errorf("frontend %s: %w", f, err)
+		}
 		lb.ids[f] = id
 		if err := lb.objs.LbStats.Put(id, make([]bpf.LbSvcStats, ebpf.MustPossibleCPU())); err != nil {
 			return fmt.Errorf("frontend %s: counters: %w", f, err)
@@ -571,9 +586,6 @@ func (lb *LB) remove(f Frontend) error {
 	if err := lb.dropLocals(id, nil); err != nil {
 		return fmt.Errorf("frontend %s: %w", f, err)
 	}
-	if err := deleteIfPresent(lb.objs.LbStats, id); err != nil {
-		return fmt.Errorf("frontend %s: counters: %w", f, err)
-	}
 	delete(lb.cur, f)
 	delete(lb.ids, f)
 	delete(lb.adopted, f)
@@ -600,9 +612,6 @@ func (lb *LB) FrontendStats() (map[Frontend]Stats, error) {
 	for f, id := range lb.ids {
 		var per []bpf.LbSvcStats
 		if err := lb.objs.LbStats.Lookup(id, &per); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				continue
-			}
 			return nil, fmt.Errorf("frontend %s: counters: %w", f, err)
 		}
 		var s Stats
