@@ -52,6 +52,8 @@ run "BenchmarkPrivilegedTrafficVsIptables" -benchtime=10000x ./internal/loader
 # A TCP connection through a cluster IP: direct, socket load balancer,
 # kube-proxy's iptables chains; 1,000 and 10,000 services.
 run "BenchmarkPrivilegedConnect" -benchtime=20000x ./internal/socklb
+# The uplink load balancer per packet in test-run (XDP).
+run "BenchmarkPrivilegedXDP" ./internal/xdplb
 # A change of one service in a file of 10,000 -> served.
 run "BenchmarkPrivilegedChangeToServed" -benchtime=20x ./internal/servicesd
 echo "bench: results in $out"
