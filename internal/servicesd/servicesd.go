@@ -1,8 +1,8 @@
-// Package servicesd keeps roost-loader's socket load balancer in step with
-// the services file and, optionally, the Services of the Kubernetes API:
-// on every change it reads the file, merges in the Kubernetes services,
-// works out what this node serves (socklb.Entries) and syncs the
-// datapath. A file that does not load keeps the last good set served, and
+// Package servicesd keeps roost-loader's load balancers (the socket one,
+// the uplink one, or both) in step with the services file and, optionally,
+// the Services of the Kubernetes API: on every change it reads the file,
+// merges in the Kubernetes services, works out what this node serves
+// (socklb.Entries, xdplb.Entries) and syncs the datapaths. A file that does not load keeps the last good set served, and
 // says why in its status; so does a Kubernetes source that has not
 // reported yet. GET /v1/services serves that status.
 //
@@ -17,7 +17,6 @@ package servicesd
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -74,6 +73,13 @@ type Options struct {
 type Daemon struct {
 	o    Options
 	kick chan struct{}
+
+	// dp serializes the datapaths' Sync with their FrontendStats, which
+	// reads the frontends Sync writes (socklb.LB and xdplb.LB are not
+	// safe for concurrent use): Reconcile runs in Run's goroutine, Status
+	// in those of the HTTP API and of the metrics. Their counters, flows
+	// and modes read only the maps, or what Attach set, and need no lock.
+	dp sync.Mutex
 
 	mu     sync.Mutex
 	status loaderapi.Services
@@ -159,7 +165,9 @@ func (d *Daemon) Reconcile() error {
 		if d.o.Datapath != nil {
 			entries, more = socklb.Entries(svcs, d.o.Node)
 			notes = append(notes, more...)
+			d.dp.Lock()
 			err = d.o.Datapath.Sync(entries)
+			d.dp.Unlock()
 		}
 		if d.o.Uplink != nil && err == nil {
 			var addrs []netip.Addr
@@ -172,7 +180,10 @@ func (d *Daemon) Reconcile() error {
 					notes = append(notes, n)
 				}
 			}
-			if err = d.o.Uplink.Sync(uplink); err != nil {
+			d.dp.Lock()
+			err = d.o.Uplink.Sync(uplink)
+			d.dp.Unlock()
+			if err != nil {
 				err = fmt.Errorf("uplink: %w", err)
 			}
 		}
@@ -255,50 +266,71 @@ func frontends(es []socklb.Entry) []loaderapi.ServiceFrontend {
 
 // Status returns the daemon's status, with fresh counters.
 func (d *Daemon) Status() loaderapi.Services {
-	var (
-		counters map[string]uint64
-		stats    map[socklb.Frontend]uint64
-		err      error
-		serr     = errors.New("no socket load balancer")
-	)
-	if d.o.Datapath != nil {
-		counters, err = d.o.Datapath.Counters()
-		stats, serr = d.o.Datapath.FrontendStats()
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st := d.status
-	if err == nil {
-		st.Counters = counters
-	}
-	if d.o.Uplink != nil {
-		st.Uplink = d.uplinkStatus()
-	}
-	if serr == nil {
-		byName := make(map[string]uint64, len(stats))
-		for f, n := range stats {
-			byName[f.String()] = n
-		}
-		st.Frontends = slices.Clone(st.Frontends)
-		for i := range st.Frontends {
-			st.Frontends[i].Connections = byName[st.Frontends[i].Frontend]
-		}
-	}
+	st, _ := d.read()
 	return st
 }
 
-// uplinkStatus reports the uplink load balancer; d.mu is held.
-func (d *Daemon) uplinkStatus() *loaderapi.Uplink {
+// readErrors are what read could not read from the datapaths: the status
+// has nothing (counters) or zeros (frontends' counters, flows) in its
+// place.
+type readErrors struct {
+	counters, frontends                    error // the socket load balancer's
+	uplinkCounters, uplinkFrontends, flows error
+}
+
+// read returns the status with fresh counters, and what of them it could
+// not read. It holds d.mu only to copy the status: reading the maps
+// (flows: the whole connection table) delays no reconcile.
+func (d *Daemon) read() (loaderapi.Services, readErrors) {
+	d.mu.Lock()
+	st, uplink := d.status, d.uplink
+	d.mu.Unlock()
+	var errs readErrors
+	if d.o.Datapath != nil {
+		var (
+			counters map[string]uint64
+			stats    map[socklb.Frontend]uint64
+		)
+		if counters, errs.counters = d.o.Datapath.Counters(); errs.counters == nil {
+			st.Counters = counters
+		}
+		d.dp.Lock()
+		stats, errs.frontends = d.o.Datapath.FrontendStats()
+		d.dp.Unlock()
+		if errs.frontends == nil {
+			byName := make(map[string]uint64, len(stats))
+			for f, n := range stats {
+				byName[f.String()] = n
+			}
+			st.Frontends = slices.Clone(st.Frontends)
+			for i := range st.Frontends {
+				st.Frontends[i].Connections = byName[st.Frontends[i].Frontend]
+			}
+		}
+	}
+	if d.o.Uplink != nil {
+		st.Uplink = d.uplinkStatus(uplink, &errs)
+	}
+	return st, errs
+}
+
+// uplinkStatus reports the uplink load balancer serving entries.
+func (d *Daemon) uplinkStatus(entries []xdplb.Entry, errs *readErrors) *loaderapi.Uplink {
 	u := &loaderapi.Uplink{Interfaces: d.o.Uplink.Modes(), Algorithm: "maglev", MaglevSize: d.o.MaglevSize,
-		Frontends: make([]loaderapi.UplinkFrontend, 0, len(d.uplink))}
-	if c, err := d.o.Uplink.Counters(); err == nil {
+		Frontends: make([]loaderapi.UplinkFrontend, 0, len(entries))}
+	var c map[string]uint64
+	if c, errs.uplinkCounters = d.o.Uplink.Counters(); errs.uplinkCounters == nil {
 		u.Counters = c
 	}
-	if n, err := d.o.Uplink.Conns(); err == nil {
+	var n int
+	if n, errs.flows = d.o.Uplink.Conns(); errs.flows == nil {
 		u.Flows = n
 	}
-	stats, _ := d.o.Uplink.FrontendStats()
-	for _, e := range d.uplink {
+	d.dp.Lock()
+	stats, err := d.o.Uplink.FrontendStats()
+	d.dp.Unlock()
+	errs.uplinkFrontends = err
+	for _, e := range entries {
 		f := loaderapi.UplinkFrontend{Frontend: e.Frontend.String(), Kind: "nodeport", Affinity: e.Affinity,
 			Backends: make([]loaderapi.UplinkBackend, 0, len(e.Backends))}
 		if e.VIP {
