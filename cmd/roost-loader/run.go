@@ -172,6 +172,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			log.WithField("interfaces", lb.Modes()).WithField("servicesFile", cfg.ServicesFile).Info("uplink load balancer attached")
 		}
 		svcs = servicesd.New(o)
+		if err := d.RegisterMetrics(svcs.Collector()); err != nil {
+			return err
+		}
 		mux := http.NewServeMux()
 		mux.Handle("/v1/services", svcs.Handler())
 		mux.Handle("/", handler)

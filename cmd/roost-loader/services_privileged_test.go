@@ -97,6 +97,14 @@ func TestPrivilegedLoaderServices(t *testing.T) {
 	if out, err := n.roostctl("services"); err != nil || !strings.Contains(out, "tcp/"+front) || !strings.Contains(out, dbRedis) {
 		t.Errorf("roostctl services: %v\n%s", err, out)
 	}
+	// /metrics has the socket load balancer's beside the policy's.
+	metrics, err := getBody(apiAddr, loaderapi.PathMetrics, n.ns)
+	for _, want := range []string{`roost_socket_lb_frontend_connections_total{frontend="tcp/` + front + `"}`,
+		`roost_socket_lb_operations_total{reason="translated"}`, "roost_policy_ready 1"} {
+		if err != nil || !strings.Contains(string(metrics), want) {
+			t.Errorf("GET /metrics: %v: no %s:\n%s", err, want, metrics)
+		}
+	}
 
 	// No backend: refused. Back: served, with no restart.
 	n.writeFile(t, svcFile, strings.Replace(servicesDB, "backends: [{ip: 10.244.1.10, node: node1}]", "backends: []", 1))
@@ -126,32 +134,41 @@ func TestPrivilegedLoaderServices(t *testing.T) {
 }
 
 // getJSON GETs path from addr inside namespace ns and decodes the answer
-// into v. (http.Client dials on goroutines of its own, outside ns.)
+// into v.
 func getJSON(addr, path, ns string, v any) error {
+	b, err := getBody(addr, path, ns)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// getBody GETs path from addr inside namespace ns. (http.Client dials on
+// goroutines of its own, outside ns.)
+func getBody(addr, path, ns string) ([]byte, error) {
 	var c net.Conn
 	if err := testenv.InNetNS(ns, func() (err error) {
 		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
 		return err
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	url := "http://" + addr + path
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+		return nil, fmt.Errorf("GET http://%s%s: %s: %s", addr, path, resp.Status, b)
 	}
-	return json.Unmarshal(b, v)
+	return b, nil
 }

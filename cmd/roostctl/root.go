@@ -43,8 +43,9 @@ Routing (peers, routes, status, config, reload) reads BIRD through its control
 socket in restricted (read-only) mode, and roost-agent through its HTTP API:
 status and health on its TCP address (--agent), the rendered config and
 reload only on its control socket (--agent-socket, root only by default).
-Policy (endpoints, identities, policy, drops, bpf) reads roost-loader's HTTP
-API. Every command prints a table, or JSON with -o json.`,
+Policy (endpoints, identities, policy, drops, bpf) and load balancing
+(services) read roost-loader's HTTP API. Every command prints a table, or
+JSON with -o json.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {

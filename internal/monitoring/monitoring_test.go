@@ -28,8 +28,8 @@ const (
 
 // metrics are the series the rules and the dashboard may read, each with its
 // labels besides the target's (targetLabels): what roost-agent
-// (internal/agent/metrics.go) and roost-loader (internal/policyd/server.go)
-// export, and Prometheus' up. Hard-coded on purpose: a metric renamed in the
+// (internal/agent/metrics.go) and roost-loader (internal/policyd/server.go,
+// internal/servicesd/metrics.go) export, and Prometheus' up. Hard-coded on purpose: a metric renamed in the
 // code or misspelt in a rule or panel must fail a test, not leave an alert
 // that never fires.
 var metrics = map[string][]string{
@@ -56,6 +56,14 @@ var metrics = map[string][]string{
 	"roost_policy_apply_failures": nil,
 	"roost_policy_ready":          nil,
 	"roost_policy_endpoints":      {"local", "enforced"},
+	// roost-loader's load balancers (socketLB, xdpLB)
+	"roost_socket_lb_operations_total":           {"reason"},
+	"roost_socket_lb_frontend_connections_total": {"frontend"},
+	"roost_uplink_lb_packets_total":              {"reason"},
+	"roost_uplink_lb_frontend_packets_total":     {"frontend", "kind"},
+	"roost_uplink_lb_frontend_bytes_total":       {"frontend", "kind"},
+	"roost_uplink_lb_frontend_connections_total": {"frontend", "kind"},
+	"roost_uplink_lb_flows":                      nil,
 	// Prometheus, one per scrape target
 	"up": nil,
 }

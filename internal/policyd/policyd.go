@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/roost-net/roost/internal/datapath"
@@ -134,6 +135,9 @@ type Daemon struct {
 	// logged is what was last logged of the warnings and the refused API
 	// objects, so that each is logged once, when it changes.
 	logged string
+	// metrics are the collectors of the loader's other parts
+	// (RegisterMetrics), served on /metrics beside the policy's.
+	metrics *prometheus.Registry
 }
 
 // New returns a Daemon.
@@ -151,8 +155,9 @@ func New(o Options) *Daemon {
 	}
 	d := &Daemon{
 		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config,
-		kick:  make(chan struct{}, 1),
-		drops: newDropRing(o.KeepDrops),
+		kick:    make(chan struct{}, 1),
+		drops:   newDropRing(o.KeepDrops),
+		metrics: prometheus.NewRegistry(),
 	}
 	d.status.Node = o.Config.Node
 	d.status.Cluster = o.Config.Cluster

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roost-net/roost/internal/datapath"
 	"github.com/roost-net/roost/internal/endpoints"
@@ -312,10 +313,18 @@ func TestHTTP(t *testing.T) {
 	if code, _ := get(loaderapi.PathReadyz); code != 200 {
 		t.Errorf("readyz after apply = %d", code)
 	}
+	// The loader's other parts register their collectors after Handler.
+	if err := d.RegisterMetrics(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roost_other_part", Help: "A part of the loader besides policy."},
+		func() float64 { return 4 })); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RegisterMetrics(prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_other_part", Help: "Again."})); err == nil {
+		t.Error("a metric registered twice")
+	}
 	_, metrics := get(loaderapi.PathMetrics)
 	for _, want := range []string{`roost_policy_packets_total{reason="pass-policy",verdict="pass"} 3`,
 		`roost_policy_packets_total{reason="drop-policy-default",verdict="drop"} 2`, "roost_policy_ready 1",
-		`roost_policy_endpoints{enforced="true",local="true"} 1`} {
+		`roost_policy_endpoints{enforced="true",local="true"} 1`, "roost_other_part 4"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}

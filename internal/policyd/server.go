@@ -41,7 +41,7 @@ func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET "+loaderapi.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET "+loaderapi.PathMetrics, promhttp.HandlerFor(prometheus.Gatherers{reg, d.metrics}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET "+loaderapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.Status())
 	})
@@ -105,6 +105,18 @@ func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
 		}
 	})
 	return mux
+}
+
+// RegisterMetrics adds collectors of the loader's other parts (the load
+// balancers) to what /metrics serves, beside the policy's; before or after
+// Handler. Their metrics must not be named roost_policy_*.
+func (d *Daemon) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := d.metrics.Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // drop converts a drop event for the API; the kernel's monotonic time is
