@@ -104,8 +104,13 @@ func (f *fabric) start(t *testing.T, i int, pinned bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lb.Close() })
-	if err := testenv.InNetNS(f.nodes[i], func() error { return lb.Attach([]string{uplink}, ModeGeneric) }); err != nil {
+	// auto: generic on a veth, whose native XDP_TX would need XDP on the
+	// router's end too.
+	if err := testenv.InNetNS(f.nodes[i], func() error { return lb.Attach([]string{uplink}, ModeAuto) }); err != nil {
 		t.Fatal(err)
+	}
+	if m := lb.Modes()[uplink]; m != "generic" {
+		t.Fatalf("attach mode %q on a veth, want generic", m)
 	}
 	f.lbs[i] = lb
 	f.sync(t, i, f.services())

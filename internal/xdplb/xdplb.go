@@ -679,7 +679,8 @@ type Mode string
 
 // The attach modes.
 const (
-	// ModeAuto is native where the driver has it, generic elsewhere.
+	// ModeAuto is native where the driver has it, generic elsewhere and
+	// on veth (whose native XDP_TX needs XDP on the peer as well).
 	ModeAuto    Mode = "auto"
 	ModeNative  Mode = "native"
 	ModeGeneric Mode = "generic"
@@ -773,10 +774,13 @@ func (lb *LB) attachXDP(name string, ifindex int, mode Mode) (string, error) {
 		return lb.modeOf(l), nil
 	}
 	try := []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
-	switch mode {
-	case ModeNative:
+	switch {
+	case mode == ModeNative:
 		try = try[:1]
-	case ModeGeneric:
+	case mode == ModeGeneric, mode == ModeAuto && isVeth(ifindex):
+		// A veth takes native XDP, but its XDP_TX reaches the peer
+		// only when the peer runs XDP (or GRO) too: encapsulated
+		// packets would be lost.
 		try = try[1:]
 	}
 	var errs []error
@@ -880,4 +884,10 @@ func xdpMode(ifindex int) string {
 		return "offload"
 	}
 	return "unknown"
+}
+
+// isVeth reports whether ifindex is a veth.
+func isVeth(ifindex int) bool {
+	l, err := netlink.LinkByIndex(ifindex)
+	return err == nil && l.Type() == "veth"
 }
