@@ -20,6 +20,10 @@
  *      from the same backends and hashes the same flow the same way, so an
  *      ECMP rehash that moves a flow to another node keeps its backend.
  *
+ * A per-CPU cache of the flows served (lb_cache, voided by user space
+ * after every change) answers a flow's later packets before any of these
+ * lookups.
+ *
  * Then, by where the backend is:
  *
  *   local   the destination becomes the backend's address and port (DNAT,
@@ -190,6 +194,23 @@ struct svc_stats {
 	__u64 conns; /* flows given a backend from the Maglev table */
 };
 
+/* lb_cache: per-CPU, direct-mapped cache of the flows lb_xdp served from
+ * a frontend, by flow hash: a hit skips the frontend, connection-table and
+ * backend lookups. An entry counts only while its gen equals lb_gen, which
+ * user space bumps after every change to the maps; lb_gen 0 turns the cache
+ * off. The connection table stays the authority: the cache only repeats
+ * what it said while nothing changed. */
+enum cache_limits {
+	LB_CACHE_SLOTS = 4096, /* per CPU; a power of two */
+};
+
+struct cache_entry {
+	struct flow key;
+	__u64 gen;
+	struct backend be;
+	__u32 svc; /* frontend id, for its counters */
+};
+
 struct lb_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_MAGLEV_SIZE);
@@ -265,6 +286,20 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct cache_entry);
+} lb_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lb_gen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_REASON_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -275,6 +310,7 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 /* Keep the enums in the BTF for bpf2go. */
 const enum reason *unused_reason __attribute__((unused));
 const enum svc_flags *unused_svc_flags __attribute__((unused));
+const enum cache_limits *unused_cache_limits __attribute__((unused));
 const enum backend_flags *unused_backend_flags __attribute__((unused));
 
 static __always_inline void count(__u32 reason)
@@ -612,7 +648,23 @@ static __always_inline void stats(__u32 id, __u32 len, int conn)
 }
 
 /* balance serves a packet to frontend svc. */
-static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, const struct svc_value *svc)
+/* remember puts p's flow and its backend in this CPU's cache slot. */
+static __always_inline void remember(const struct pkt *p, __u32 hash, const struct backend *be, __u32 svc)
+{
+	__u32 zero = 0, slot = hash & (LB_CACHE_SLOTS - 1);
+	__u64 *gen = bpf_map_lookup_elem(&lb_gen, &zero);
+	if (!gen || !*gen)
+		return;
+	struct cache_entry *e = bpf_map_lookup_elem(&lb_cache, &slot);
+	if (!e)
+		return;
+	e->key = p->flow;
+	e->gen = *gen;
+	e->be = *be;
+	e->svc = svc;
+}
+
+static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, const struct svc_value *svc, __u32 hash)
 {
 	if (p->first_frag) {
 		/* Later fragments carry no ports to find the backend by. */
@@ -627,6 +679,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, const stru
 	if (be && (be->flags & LB_BACKEND_LOCAL)) {
 		/* The flow's reverse translation was recorded with its
 		 * connection entry, and every reply refreshes it. */
+		remember(p, hash, be, svc->id);
 		stats(svc->id, p->len, 0);
 		void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 		if (dnat(data, end, p, be) < 0) {
@@ -662,10 +715,39 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, const stru
 		bpf_map_update_elem(&lb_conns, &p->flow, &v, BPF_ANY);
 		fresh = 1;
 	}
+	remember(p, hash, be, svc->id);
 	stats(svc->id, p->len, fresh);
 	if (be->flags & LB_BACKEND_LOCAL)
 		return local(ctx, p, be, LB_LOCAL);
 	return encap(ctx, p, be);
+}
+
+/* cached serves a packet whose flow is in this CPU's cache: 1 when it did
+ * (*action set), 0 when the flow is not there. */
+static __always_inline int cached(struct xdp_md *ctx, const struct pkt *p, __u32 hash, int *action)
+{
+	__u32 zero = 0, slot = hash & (LB_CACHE_SLOTS - 1);
+	__u64 *gen = bpf_map_lookup_elem(&lb_gen, &zero);
+	struct cache_entry *e = bpf_map_lookup_elem(&lb_cache, &slot);
+	if (!gen || !e || !*gen || e->gen != *gen)
+		return 0;
+	const __u64 *a = (const __u64 *)&e->key, *b = (const __u64 *)&p->flow;
+	if (a[0] != b[0] || a[1] != b[1] || a[2] != b[2] || a[3] != b[3] || a[4] != b[4])
+		return 0;
+	stats(e->svc, p->len, 0);
+	if (e->be.flags & LB_BACKEND_LOCAL) {
+		void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+		if (dnat(data, end, p, &e->be) < 0) {
+			count(LB_MALFORMED);
+			*action = XDP_DROP;
+			return 1;
+		}
+		count(LB_LOCAL);
+		*action = XDP_PASS;
+		return 1;
+	}
+	*action = encap(ctx, p, &e->be);
+	return 1;
 }
 
 static __always_inline void frontend_key(struct svc_key *k, const struct pkt *p)
@@ -786,11 +868,15 @@ int lb_xdp(struct xdp_md *ctx)
 	if (p.later_frag || (p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP))
 		return not_frontend(&p);
 	struct svc_key k;
+	__u32 hash = flow_hash(&p.flow, 0);
+	int action;
+	if (!p.first_frag && cached(ctx, &p, hash, &action))
+		return action;
 	frontend_key(&k, &p);
 	struct svc_value *svc = bpf_map_lookup_elem(&lb_services, &k);
 	if (!svc)
 		return not_frontend(&p);
-	return balance(ctx, &p, svc);
+	return balance(ctx, &p, svc, hash);
 }
 
 /* lb_pass does nothing: the benchmarks measure lb_xdp against it. */

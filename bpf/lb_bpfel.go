@@ -27,6 +27,20 @@ const (
 	LbBackendFlagsLB_BACKEND_LOCAL LbBackendFlags = 1
 )
 
+type LbCacheEntry struct {
+	_   structs.HostLayout
+	Key LbFlow
+	Gen uint64
+	Be  LbBackend
+	Svc uint32
+}
+
+type LbCacheLimits uint32
+
+const (
+	LbCacheLimitsLB_CACHE_SLOTS LbCacheLimits = 4096
+)
+
 type LbConfig struct {
 	_       structs.HostLayout
 	Src4    uint32
@@ -113,9 +127,11 @@ type LbSvcValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	LbMapLbBackends         = "lb_backends"
+	LbMapLbCache            = "lb_cache"
 	LbMapLbConfig           = "lb_config"
 	LbMapLbConns            = "lb_conns"
 	LbMapLbCounters         = "lb_counters"
+	LbMapLbGen              = "lb_gen"
 	LbMapLbLocal            = "lb_local"
 	LbMapLbMaglev           = "lb_maglev"
 	LbMapLbRevnat           = "lb_revnat"
@@ -126,6 +142,7 @@ const (
 	LbProgLbReply           = "lb_reply"
 	LbProgLbXdp             = "lb_xdp"
 	LbVarUnusedBackendFlags = "unused_backend_flags"
+	LbVarUnusedCacheLimits  = "unused_cache_limits"
 	LbVarUnusedReason       = "unused_reason"
 	LbVarUnusedSvcFlags     = "unused_svc_flags"
 )
@@ -182,9 +199,11 @@ type LbProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type LbMapSpecs struct {
 	LbBackends *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbCache    *ebpf.MapSpec `ebpf:"lb_cache"`
 	LbConfig   *ebpf.MapSpec `ebpf:"lb_config"`
 	LbConns    *ebpf.MapSpec `ebpf:"lb_conns"`
 	LbCounters *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbGen      *ebpf.MapSpec `ebpf:"lb_gen"`
 	LbLocal    *ebpf.MapSpec `ebpf:"lb_local"`
 	LbMaglev   *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRevnat   *ebpf.MapSpec `ebpf:"lb_revnat"`
@@ -198,6 +217,7 @@ type LbMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type LbVariableSpecs struct {
 	UnusedBackendFlags *ebpf.VariableSpec `ebpf:"unused_backend_flags"`
+	UnusedCacheLimits  *ebpf.VariableSpec `ebpf:"unused_cache_limits"`
 	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedSvcFlags     *ebpf.VariableSpec `ebpf:"unused_svc_flags"`
 }
@@ -223,9 +243,11 @@ func (o *LbObjects) Close() error {
 // It can be passed to LoadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LbMaps struct {
 	LbBackends *ebpf.Map `ebpf:"lb_backends"`
+	LbCache    *ebpf.Map `ebpf:"lb_cache"`
 	LbConfig   *ebpf.Map `ebpf:"lb_config"`
 	LbConns    *ebpf.Map `ebpf:"lb_conns"`
 	LbCounters *ebpf.Map `ebpf:"lb_counters"`
+	LbGen      *ebpf.Map `ebpf:"lb_gen"`
 	LbLocal    *ebpf.Map `ebpf:"lb_local"`
 	LbMaglev   *ebpf.Map `ebpf:"lb_maglev"`
 	LbRevnat   *ebpf.Map `ebpf:"lb_revnat"`
@@ -237,9 +259,11 @@ type LbMaps struct {
 func (m *LbMaps) Close() error {
 	return _LbClose(
 		m.LbBackends,
+		m.LbCache,
 		m.LbConfig,
 		m.LbConns,
 		m.LbCounters,
+		m.LbGen,
 		m.LbLocal,
 		m.LbMaglev,
 		m.LbRevnat,
@@ -254,6 +278,7 @@ func (m *LbMaps) Close() error {
 // It can be passed to LoadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LbVariables struct {
 	UnusedBackendFlags *ebpf.Variable `ebpf:"unused_backend_flags"`
+	UnusedCacheLimits  *ebpf.Variable `ebpf:"unused_cache_limits"`
 	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedSvcFlags     *ebpf.Variable `ebpf:"unused_svc_flags"`
 }

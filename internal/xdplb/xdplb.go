@@ -334,8 +334,31 @@ func (lb *LB) adopt() error {
 	return nil
 }
 
-// Sync makes the maps hold exactly entries.
-func (lb *LB) Sync(entries []Entry) error {
+// bumpGeneration voids every CPU's flow cache (lb_cache): its entries
+// count only under the generation they were written in.
+func (lb *LB) bumpGeneration() error {
+	var gen uint64
+	if err := lb.objs.LbGen.Lookup(uint32(0), &gen); err != nil {
+		return fmt.Errorf("flow cache generation: %w", err)
+	}
+	gen++
+	if gen == 0 { // 0 turns the cache off
+		gen = 1
+	}
+	if err := lb.objs.LbGen.Put(uint32(0), gen); err != nil {
+		return fmt.Errorf("flow cache generation: %w", err)
+	}
+	return nil
+}
+
+// Sync makes the maps hold exactly entries. Whatever it changed, it voids
+// the programs' flow cache after, also when it fails halfway.
+func (lb *LB) Sync(entries []Entry) (err error) {
+	defer func() {
+		if gerr := lb.bumpGeneration(); gerr != nil && err == nil {
+			err = gerr
+		}
+	}()
 	want := map[Frontend]Entry{}
 	need := map[backendKey]bool{}
 	vips := map[netip.Addr]bool{}
