@@ -4,16 +4,18 @@
 #
 #   scripts/lab.sh up       build (or complete) the lab, wait until both ToRs
 #                           hold both PodCIDRs and both roost-loaders enforce
-#                           the seed policy, then print what each side sees
-#                           and run the traffic checks; exits non-zero when
-#                           one check does not give what it should
+#                           the seed policy and serve the VIP at their
+#                           uplinks, then print what each side sees and run
+#                           the traffic checks; exits non-zero when one
+#                           check does not give what it should
 #   scripts/lab.sh status   print the same and run the same checks, changing
 #                           nothing (the checks only open TCP connections)
 #   scripts/lab.sh down     remove every namespace, process, mount and file it
 #                           made
 #
 # Topology (network namespaces; the root namespace is never touched, except
-# for the two BPF filesystems mounted in the state directory):
+# for what is mounted in the state directory: the two BPF filesystems and
+# the cgroup v2 hierarchy):
 #
 #   link            subnet        ToR end    node end
 #   tor1 -- node1   10.0.1.0/30   .1         .2
@@ -24,7 +26,10 @@
 #   tor1, tor2  FRR (zebra + bgpd, one instance per namespace with "-N <tor>"),
 #               AS 65000, router ids 10.0.1.1 and 10.0.2.1; they install what
 #               they learn into their own kernel FIB (ECMP allowed) and
-#               forward; they do not peer with each other
+#               forward; they do not peer with each other. tor1 also has a
+#               static route to the VIP 192.0.2.10/32 with a next hop per
+#               node (10.0.1.2 and 10.0.3.2, ECMP), until roost-agent
+#               announces VIPs; tor2 has none
 #   node1       BIRD + roost-agent + roost-loader, AS 65101, router id
 #               10.0.1.2, 10.244.1.0/24
 #   node2       BIRD + roost-agent + roost-loader, AS 65102, router id
@@ -34,6 +39,10 @@
 # end, except inside a pod, where it is eth0. Each node has a default route
 # via both ToRs (ECMP), learns nothing by BGP, and owns 10.244.<n>.1 on lo, so
 # "ip netns exec node1 ping -I 10.244.1.1 10.244.2.1" crosses the fabric.
+# Both ends of the four node-ToR links have MTU 1600: the uplink load
+# balancer sends a VIP's packets for a backend on the other node back to the
+# ToR encapsulated (IPIP, 20 bytes more than the 1500 they came with). The
+# pods' and vm1's links keep 1500.
 #
 # Workloads (one namespace each, named as in the endpoints file):
 #
@@ -42,6 +51,7 @@
 #   employee   pod on node1     10.244.1.11/32  app=employee
 #   guest      pod on node2     10.244.2.10/32  app=guest
 #   employee2  pod on node2     10.244.2.11/32  app=employee
+#   db2        pod on node2     10.244.2.12/32  app=protected-db
 #   vm1        behind tor1      10.0.9.10/24    app=employee (an external
 #                               workload, outside the cluster)
 #
@@ -58,18 +68,38 @@
 # private BPF filesystem mounted at <state>/nodeN/bpffs, with the seed
 # policy (internal/endpoints/testdata/policies/seed.yaml, copied to
 # <state>/policies: only app=employee may reach app=protected-db, on TCP 6379)
-# and the five workloads in <state>/endpoints.yaml. db listens on TCP 6379 and
-# 22 (netcat). The traffic checks: employee, employee2 and vm1 reach db:6379;
-# guest's SYNs to db:6379 and employee's to db:22 are dropped, and the drops
-# show in node1's "roostctl drops".
+# and the six workloads in <state>/endpoints.yaml; the policy protects db and
+# db2 alike. db listens on TCP 6379 and 22, db2 on 6379 (netcat). The
+# traffic checks: employee, employee2 and vm1 reach db:6379, employee
+# db2:6379 (across the ToRs); guest's SYNs to db:6379 and db2:6379 and
+# employee's to db:22 are dropped, and the drops show in the "roostctl drops"
+# of the server's node.
 #
-# Services: <state>/services.yaml names db behind cluster IP 10.96.0.10:6379.
-# Each node's roost-loader attaches its socket load balancer to a cgroup of
-# its own (<state>/cgroup/roost-lab-nodeN, on the cgroup v2 hierarchy
-# mounted again at <state>/cgroup), and the checks run the clients of a
-# node's pods in that node's cgroup: employee2 reaches db by the cluster IP
-# across the ToRs, and guest, translated the same way, is still dropped by
-# db's policy.
+# Services: <state>/services.yaml names db, with the backends db and db2 (one
+# on each node), behind cluster IP 10.96.0.10:6379 and VIP (externalIPs)
+# 192.0.2.10:6379.
+#   - Each node's roost-loader attaches its socket load balancer to a cgroup
+#     of its own (<state>/cgroup/roost-lab-nodeN, on the cgroup v2 hierarchy
+#     mounted again at <state>/cgroup), and the checks run the clients of a
+#     node's pods in that node's cgroup: employee2 reaches db by the cluster
+#     IP (db across the ToRs, db2 on its own node), and guest, translated
+#     the same way at connect, is still dropped by both backends' policy,
+#     by the cluster IP and by the VIP alike.
+#   - Each node's roost-loader also serves the VIP at its uplinks (xdpLB:
+#     XDP, generic mode, on its veths tor1 and tor2): vm1's packets to
+#     192.0.2.10:6379 reach a node by tor1's ECMP route; that node's XDP
+#     picks the backend (Maglev) and DNATs to its own, or encapsulates it
+#     (IPIP, from its tor1 address to the backend's) back to tor1, which
+#     routes it to the other node, whose XDP decapsulates it; the reply
+#     leaves the backend's node directly, its source set back to the VIP
+#     at the uplink's TC egress.
+#   A check of a service is tried 4 times, and more (at most 16) until each
+#   backend got a try; every try must give what the check expects, and
+#   the table says how many tries each backend got (the pod that accepted
+#   them, by its own TCP counters, or whose node dropped them). So vm1
+#   reaches both db and db2 through the VIP. Each node's "roostctl
+#   services" in the report shows what its two load balancers serve, with
+#   their counters (local, encapsulated, decapsulated, reply-translated).
 #
 # Environment:
 #   ROOST_LAB_DIR       state directory (default /run/roost-lab): configs,
@@ -78,7 +108,8 @@
 #   ROOST_BIN           where roost-agent, roost-loader and roostctl are
 #                       (default <repo>/bin, built by "make build")
 #   ROOST_LAB_TIMEOUT   seconds "up" waits for the ToRs to converge, and then
-#                       for the loaders to enforce the policy (default 60)
+#                       for the loaders to enforce the policy and serve the
+#                       VIP (default 60)
 #   ROOST_LAB_NO_AGENT  1: "up" runs BIRD with a hand-written config
 #                       equivalent to what roost-agent renders, and no agent
 #                       (for testing the lab itself); "status" remembers it;
@@ -89,7 +120,10 @@
 #                 /run/roost-lab/node1/run/bird.ctl peers
 #               ip netns exec node1 bin/roostctl drops   (the loader's API is
 #                 127.0.0.1:9480 inside each node, roostctl's default)
+#               ip netns exec node1 bin/roostctl -o json services   (its
+#                 "uplink" object is the uplink load balancer's state)
 # Try a flow:   ip netns exec guest nc -z -v -w 2 10.244.1.10 6379
+#               ip netns exec vm1 nc -z -v -w 2 192.0.2.10 6379
 #
 # Packages (bird2, frr, iproute2, netcat-openbsd) come from scripts/deps.sh;
 # this script installs nothing.
@@ -115,29 +149,49 @@ readonly TORS=(tor1 tor2)
 readonly NODES=(node1 node2)
 # links: "<tor> <node> <n>" — subnet 10.0.<n>.0/30, ToR .1, node .2
 readonly LINKS=("tor1 node1 1" "tor2 node1 2" "tor1 node2 3" "tor2 node2 4")
-readonly PODS=(db employee guest employee2)
+readonly PODS=(db employee guest employee2 db2)
 readonly VMS=(vm1)
+# The MTU of both ends of every node-ToR link: the uplink load balancer
+# encapsulates a VIP's packets for a backend on another node (IPIP, 20
+# bytes more) and sends them back to the ToR, which must take 1500 + 20.
+# The pods' and vm1's links keep 1500.
+readonly UPLINK_MTU=1600
 # vm1's subnet, on tor1 only: tor1 holds .1, and each node routes the subnet
 # via its tor1 uplink ("<node> <tor1's address on that link>").
 readonly VM_NET=10.0.9.0/24 VM_GATEWAY=10.0.9.1 VM_TOR=tor1
 readonly VM_ROUTES=("node1 10.0.1.1" "node2 10.0.3.1")
-readonly DB_PORTS=(6379 22) # db's TCP listeners
-# Services (roost-loader's services file): "<name> <cluster IP> <port>
-# <backend workload>". The socket load balancer of each node serves them to
-# the processes in that node's cgroup (<state>/cgroup/roost-lab-<node>),
-# which the lab's clients of that node's pods run in.
-readonly SERVICES=("db 10.96.0.10 6379 db")
+# TCP servers (netcat, accepting one connection after another): "<pod>
+# <port>...".
+readonly SERVERS=("db 6379 22" "db2 6379")
+# Services (roost-loader's services file): "<name> <cluster IP> <external
+# IP (VIP), or -> <port> <backend workload>...". The socket load balancer of
+# each node serves the cluster and external IPs to the processes in that
+# node's cgroup (<state>/cgroup/roost-lab-<node>), which the lab's clients
+# of that node's pods run in; the uplink load balancer (xdpLB) of each node
+# serves the external IPs to what arrives from the ToRs.
+readonly SERVICES=("db 10.96.0.10 192.0.2.10 6379 db db2")
+# The ToR that routes the VIPs to the nodes, by a static route with a next
+# hop per node (ECMP), until roost-agent announces VIPs.
+readonly VIP_TOR=tor1
 # traffic checks: "<client> <server> <port> <expectation: allow|drop>"; a
-# server "svc:NAME" is service NAME's cluster IP.
+# server "svc:NAME" is service NAME's cluster IP, "vip:NAME" its external
+# IP. A check of a service is tried TRIES_MIN times, and more until every
+# backend got a try (at most TRIES_MAX): each try must give what the
+# check expects, whichever backend it went to.
 readonly CHECKS=(
 	"employee db 6379 allow"
 	"employee2 db 6379 allow"
 	"vm1 db 6379 allow"
 	"guest db 6379 drop"
 	"employee db 22 drop"
+	"employee db2 6379 allow"
+	"guest db2 6379 drop"
 	"employee2 svc:db 6379 allow"
 	"guest svc:db 6379 drop"
+	"vm1 vip:db 6379 allow"
+	"guest vip:db 6379 drop"
 )
+readonly TRIES_MIN=4 TRIES_MAX=16
 
 # node_asn, node_router_id, node_podcidr, node_lo print one node's settings.
 node_asn() { case "$1" in node1) echo 65101 ;; node2) echo 65102 ;; esac; }
@@ -151,35 +205,34 @@ tor_router_id() { case "$1" in tor1) echo 10.0.1.1 ;; tor2) echo 10.0.2.1 ;; esa
 workload_ip() {
 	case "$1" in
 	db) echo 10.244.1.10 ;; employee) echo 10.244.1.11 ;;
-	guest) echo 10.244.2.10 ;; employee2) echo 10.244.2.11 ;;
+	guest) echo 10.244.2.10 ;; employee2) echo 10.244.2.11 ;; db2) echo 10.244.2.12 ;;
 	vm1) echo 10.0.9.10 ;;
 	esac
 }
 workload_app() {
 	case "$1" in
-	db) echo protected-db ;; employee | employee2 | vm1) echo employee ;; guest) echo guest ;;
+	db | db2) echo protected-db ;; employee | employee2 | vm1) echo employee ;; guest) echo guest ;;
 	esac
 }
-pod_node() { case "$1" in db | employee) echo node1 ;; guest | employee2) echo node2 ;; esac; }
-# service_ip and service_backend print a service's cluster IP and its
-# backend workload.
-service_ip() {
-	local s n ip rest
+pod_node() { case "$1" in db | employee) echo node1 ;; guest | employee2 | db2) echo node2 ;; esac; }
+# service_ip, service_vip, service_port and service_backends print a
+# service's cluster IP, its external IP ("-" for none), its port and its
+# backend workloads (space-separated).
+service_field() {
+	local s f
 	for s in "${SERVICES[@]}"; do
-		read -r n ip rest <<<"$s"
-		[[ $n == "$1" ]] && echo "$ip"
+		read -ra f <<<"$s"
+		[[ ${f[0]} == "$1" ]] && echo "${f[@]:$2}"
 	done
+	return 0
 }
-service_backend() {
-	local s n ip port b
-	for s in "${SERVICES[@]}"; do
-		read -r n ip port b <<<"$s"
-		[[ $n == "$1" ]] && echo "$b"
-	done
-}
+service_ip() { service_field "$1" 1 | cut -d' ' -f1; }
+service_vip() { service_field "$1" 2 | cut -d' ' -f1; }
+service_port() { service_field "$1" 3 | cut -d' ' -f1; }
+service_backends() { service_field "$1" 4; }
 # enforced_pod succeeds for the pods the seed policy selects (ingress
-# default-deny on them).
-enforced_pod() { [[ $1 == db ]]; }
+# default-deny on them): those labelled app=protected-db.
+enforced_pod() { [[ $(workload_app "$1") == protected-db ]]; }
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() {
@@ -191,7 +244,8 @@ usage() {
 	cat >&2 <<EOF
 usage: $0 up|down|status
   up      create the lab (idempotent), wait until both ToRs hold both PodCIDRs
-          and both roost-loaders enforce the seed policy, then run the checks
+          and both roost-loaders enforce the seed policy and serve the VIP,
+          then run the checks
   status  show ToR RIBs, node peers/routes, the policy and the traffic checks
           without changing anything
   down    remove every namespace, process, mount and file the lab made
@@ -302,8 +356,9 @@ make_netns() {
 }
 
 # make_link TOR NODE N creates the veth between TOR and NODE directly inside
-# the two namespaces (never in the root namespace), addresses it and sets it
-# up; each step is skipped or replaced when already done.
+# the two namespaces (never in the root namespace), addresses it, gives both
+# ends UPLINK_MTU and sets it up; each step is skipped or replaced when
+# already done.
 make_link() {
 	local tor=$1 node=$2 n=$3
 	if ! ip -n "$tor" link show "$node" >/dev/null 2>&1; then
@@ -314,8 +369,8 @@ make_link() {
 	fi
 	ip -n "$tor" addr replace "10.0.$n.1/30" dev "$node"
 	ip -n "$node" addr replace "10.0.$n.2/30" dev "$tor"
-	ip -n "$tor" link set "$node" up
-	ip -n "$node" link set "$tor" up
+	ip -n "$tor" link set "$node" mtu "$UPLINK_MTU" up
+	ip -n "$node" link set "$tor" mtu "$UPLINK_MTU" up
 }
 
 # make_pod POD wires POD to its node: a veth named POD on the node and eth0
@@ -389,6 +444,23 @@ setup_network() {
 		read -r node gw <<<"$route"
 		ip -n "$node" route replace "$VM_NET" via "$gw" dev "$VM_TOR"
 	done
+	local s vip hops
+	read -ra hops <<<"$(vip_nexthops)"
+	for s in "${SERVICES[@]}"; do
+		vip=$(service_vip "${s%% *}")
+		[[ $vip == - ]] || ip -n "$VIP_TOR" route replace "$vip/32" "${hops[@]}"
+	done
+}
+
+# vip_nexthops prints the next hops of VIP_TOR's routes to the VIPs, as
+# "ip route" takes them: each node, on its link to VIP_TOR.
+vip_nexthops() {
+	local link tor node n out=""
+	for link in "${LINKS[@]}"; do
+		read -r tor node n <<<"$link"
+		[[ $tor == "$VIP_TOR" ]] && out+=" nexthop via 10.0.$n.2 dev $node"
+	done
+	echo "${out# }"
 }
 
 # --- ToRs (FRR) --------------------------------------------------------------
@@ -595,8 +667,8 @@ update_file() {
 }
 
 # endpoints_conf prints roost-loader's endpoints file: every workload with
-# its address and labels (the same as internal/endpoints/testdata/endpoints/
-# lab.yaml).
+# its address and labels (internal/endpoints/testdata/endpoints/lab.yaml,
+# plus db2).
 endpoints_conf() {
 	local w
 	printf '# written by scripts/lab.sh: the pods and the external workload\nendpoints:\n'
@@ -618,7 +690,8 @@ node_ips() {
 		[[ $node == "$1" ]] && out+=("10.0.$n.2")
 	done
 	out+=("$(node_lo "$1")")
-	echo "${out[*]}" | sed 's/ /, /g'
+	out=("${out[*]}")
+	echo "${out[0]// /, }"
 }
 
 # node_loader_conf NODE prints roost-loader's config for NODE.
@@ -634,17 +707,34 @@ kubernetes: {enabled: false, kubeconfig: ""}
 listen: $LOADER_LISTEN
 servicesFile: $STATE/services.yaml
 socketLB: {enabled: true, cgroup: $CGROUP_DIR/roost-lab-$node}
+xdpLB: {enabled: true, interfaces: [$(node_uplinks "$node" ", ")], mode: generic}
 EOF
+}
+
+# node_uplinks NODE [SEP] prints the names of NODE's uplinks (named after
+# the ToR at the other end), separated by SEP (default a space).
+node_uplinks() {
+	local link tor node n names=""
+	for link in "${LINKS[@]}"; do
+		read -r tor node n <<<"$link"
+		[[ $node == "$1" ]] && names+=${names:+${2:- }}$tor
+	done
+	echo "$names"
 }
 
 # services_conf prints roost-loader's services file.
 services_conf() {
-	local s name ip port backend
+	local s name ip vip port b backends
 	printf '# written by scripts/lab.sh\nservices:\n'
 	for s in "${SERVICES[@]}"; do
-		read -r name ip port backend <<<"$s"
-		printf '  - name: %s\n    clusterIPs: [%s]\n    ports: [{port: %s}]\n    backends: [{ip: %s, node: %s}]\n' \
-			"$name" "$ip" "$port" "$(workload_ip "$backend")" "$(pod_node "$backend")"
+		read -r name ip vip port _ <<<"$s"
+		printf '  - name: %s\n    clusterIPs: [%s]\n' "$name" "$ip"
+		[[ $vip == - ]] || printf '    externalIPs: [%s]\n' "$vip"
+		backends=""
+		for b in $(service_backends "$name"); do
+			backends+="${backends:+, }{ip: $(workload_ip "$b"), node: $(pod_node "$b")}"
+		done
+		printf '    ports: [{port: %s}]\n    backends: [%s]\n' "$port" "$backends"
 	done
 }
 
@@ -730,16 +820,20 @@ start_loader() {
 # listening NS PORT succeeds when something listens on TCP PORT in NS.
 listening() { [[ -n $(ip netns exec "$1" ss -Htln "sport = :$2") ]]; }
 
-# start_servers starts db's TCP listeners (netcat, accepting one connection
-# after another) unless they run.
+# start_servers starts the SERVERS' TCP listeners (netcat, accepting one
+# connection after another) unless they run.
 start_servers() {
-	local port dir=$STATE/db
-	mkdir -p "$dir/run" "$dir/log"
-	for port in "${DB_PORTS[@]}"; do
-		alive "$dir/run/nc-$port.pid" db && continue
-		spawn db "$dir/run/nc-$port.pid" "$dir/log/nc-$port.log" "$NC" -d -l -k "$port"
-		wait_for 5 listening db "$port" || die "db: nc does not listen on $port; see $dir/log/nc-$port.log"
-		log "db: nc listening on $port (pid $(<"$dir/run/nc-$port.pid"))"
+	local server pod ports port dir
+	for server in "${SERVERS[@]}"; do
+		read -r pod ports <<<"$server"
+		dir=$STATE/$pod
+		mkdir -p "$dir/run" "$dir/log"
+		for port in $ports; do
+			alive "$dir/run/nc-$port.pid" "$pod" && continue
+			spawn "$pod" "$dir/run/nc-$port.pid" "$dir/log/nc-$port.log" "$NC" -d -l -k "$port"
+			wait_for 5 listening "$pod" "$port" || die "$pod: nc does not listen on $port; see $dir/log/nc-$port.log"
+			log "$pod: nc listening on $port (pid $(<"$dir/run/nc-$port.pid"))"
+		done
 	done
 }
 
@@ -750,9 +844,87 @@ roostctl_loader() {
 	ip netns exec "$node" "$ROOSTCTL" --loader "$LOADER_LISTEN" "$@"
 }
 
+# json_flat prints the JSON on stdin, as roostctl -o json indents it (one
+# member or element a line), one scalar a line: its path, a tab, its value
+# (strings unquoted), e.g. "uplink.frontends[0].backends[1].local	false".
+json_flat() {
+	awk '{
+		line = $0
+		sub(/^[ \t]+/, "", line)
+		sub(/,$/, "", line)
+		if (line == "}" || line == "]") { depth--; next }
+		key = ""
+		if (match(line, /^"[^"]*": /)) {
+			key = substr(line, 2, RLENGTH - 4)
+			line = substr(line, RLENGTH + 1)
+		} else if (depth > 0 && arr[depth]) {
+			key = "[" idx[depth]++ "]"
+		}
+		p = depth > 0 ? path[depth] : ""
+		if (key !~ /^\[/ && p != "") p = p "."
+		p = p key
+		if (line == "{" || line == "[") {
+			depth++
+			path[depth] = p; arr[depth] = line == "["; idx[depth] = 0
+			next
+		}
+		if (line ~ /^".*"$/) line = substr(line, 2, length(line) - 2)
+		print p "\t" line
+	}'
+}
+
+# services_flat NODE prints NODE's roost-loader's /v1/services (roostctl -o
+# json services) through json_flat.
+services_flat() { roostctl_loader "$1" --timeout 2s -o json services | json_flat; }
+
+# uplink_backends FRONTEND reads services_flat's output and prints the
+# backends the uplink load balancer has for FRONTEND (tcp/ADDR:PORT), one a
+# line: address:port, local or remote, state.
+uplink_backends() {
+	awk -F'\t' -v want="$1" '$1 ~ /^uplink\.frontends\[/ {
+		split($1, k, /[][]/) # "uplink.frontends", i, ".backends", j, ".addr"
+		if (k[3] == ".frontend" && $2 == want) fe[k[2]] = 1
+		if (k[3] == ".backends") {
+			if (k[5] == ".local") $2 = $2 == "true" ? "local" : "remote"
+			b[k[2], k[4], k[5]] = $2
+			if (!((k[2], k[4]) in seen)) { seen[k[2], k[4]] = 1; order[++n] = k[2] SUBSEP k[4] }
+		}
+	}
+	END {
+		for (x = 1; x <= n; x++) {
+			split(order[x], ij, SUBSEP)
+			if (ij[1] in fe) print b[order[x], ".addr"], b[order[x], ".local"], b[order[x], ".state"]
+		}
+	}'
+}
+
+# uplink_ready NODE succeeds when NODE's roost-loader has attached its uplink
+# load balancer to each of NODE's uplinks, and serves every VIP there with
+# all of its service's backends, active, NODE's own as local.
+uplink_ready() {
+	local node=$1 flat uplink s name vip port b where want got
+	flat=$(services_flat "$node" 2>/dev/null) || return 1
+	! grep -q $'^error\t' <<<"$flat" || return 1
+	for uplink in $(node_uplinks "$node"); do
+		grep -q "^uplink\.interfaces\.$uplink"$'\t' <<<"$flat" || return 1
+	done
+	for s in "${SERVICES[@]}"; do
+		name=${s%% *} vip=$(service_vip "${s%% *}") port=$(service_port "${s%% *}")
+		[[ $vip != - ]] || continue
+		want=$(for b in $(service_backends "$name"); do
+			where=remote
+			[[ $(pod_node "$b") != "$node" ]] || where=local
+			echo "$(workload_ip "$b"):$port $where active"
+		done | sort)
+		got=$(uplink_backends "tcp/$vip:$port" <<<"$flat" | sort)
+		[[ $got == "$want" ]] || return 1
+	done
+}
+
 # loader_ready NODE succeeds when NODE's roost-loader answers, its last
-# reconcile succeeded, and it sees NODE's pods as local endpoints, with
-# ingress enforced on exactly those the seed policy selects.
+# reconcile succeeded, it sees NODE's pods as local endpoints, with
+# ingress enforced on exactly those the seed policy selects, and it serves
+# the VIPs at its uplinks (uplink_ready).
 loader_ready() {
 	local node=$1 out pod want
 	out=$(roostctl_loader "$node" --timeout 2s endpoints 2>/dev/null) || return 1
@@ -765,6 +937,7 @@ loader_ready() {
 		[[ $(awk -v p="$pod" 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
 			$1 == p { print $col["LOCAL"], $col["INGRESS"] }' <<<"$out") == "$want" ]] || return 1
 	done
+	uplink_ready "$node"
 }
 
 # loaders_ready succeeds when every node's loader is ready.
@@ -802,81 +975,147 @@ probe() {
 	fi
 }
 
+# snmp NS PROTO FIELD prints a counter of NS's /proc/net/snmp: FIELD of the
+# "PROTO:" lines (Ip ForwDatagrams, Tcp PassiveOpens).
+snmp() {
+	ip netns exec "$1" cat /proc/net/snmp |
+		awk -v p="$2:" -v f="$3" '$1 == p && !col { for (i = 2; i <= NF; i++) if ($i == f) col = i; next }
+			$1 == p { print $col; exit }'
+}
+
 # tor_forwarded TOR prints how many IPv4 packets TOR has forwarded (its BGP
 # sessions are its own traffic, not counted).
-tor_forwarded() {
-	ip netns exec "$1" cat /proc/net/snmp |
-		awk '$1 == "Ip:" && !col { for (i = 2; i <= NF; i++) if ($i == "ForwDatagrams") col = i; next }
-			$1 == "Ip:" { print $col; exit }'
-}
+tor_forwarded() { snmp "$1" Ip ForwDatagrams; }
+
+# accepted POD prints how many TCP connections POD has accepted (its own
+# count: each pod is a namespace).
+accepted() { snmp "$1" Tcp PassiveOpens; }
 
 # traffic runs CHECKS and prints a table of what each should give and what
 # it gave: an allowed flow connects and is never dropped; a dropped flow
-# gets no answer (not even a reset) and shows in the server node's
-# "roostctl drops". VIA lists the ToRs that forwarded packets meanwhile: a
-# flow between the nodes, or from vm1, must cross one, a flow within a node
-# none. It returns non-zero when a check fails, after running them all.
+# gets no answer (not even a reset) and shows in the drops of its
+# backend's node ("roostctl drops"). BACKENDS says which backend each try
+# went to: the pod that accepted it, or whose node dropped it. VIA lists
+# the ToRs that forwarded packets meanwhile: a flow between the nodes, or
+# from vm1, must cross one, a flow within a node none. It returns non-zero
+# when a check fails, after running them all.
 traffic() {
-	local rc=0 check client server port expect src dst node last listed out got drops want ok i target shown
-	local tor via n cross
-	local -A fwd
-	printf '%-10s %-12s %-22s %-9s %-10s %-10s %-10s %s\n' \
-		CLIENT SOURCE DESTINATION EXPECTED RESULT VIA NEW-DROPS CHECK
+	local rc=0 check client server port expect target backends
+	printf '%-10s %-12s %-24s %-9s %-14s %-12s %-10s %-10s %s\n' \
+		CLIENT SOURCE DESTINATION EXPECTED RESULT BACKENDS VIA NEW-DROPS CHECK
 	for check in "${CHECKS[@]}"; do
 		read -r client server port expect <<<"$check"
-		target="" shown=$server
-		if [[ $server == svc:* ]]; then
-			target=$(service_ip "${server#svc:}")
-			server=$(service_backend "${server#svc:}")
+		case $server in
+		svc:*) target=$(service_ip "${server#svc:}") backends=$(service_backends "${server#svc:}") ;;
+		vip:*) target=$(service_vip "${server#vip:}") backends=$(service_backends "${server#vip:}") ;;
+		*) target=$(workload_ip "$server") backends=$server ;;
+		esac
+		# shellcheck disable=SC2086 # split the backends
+		check_flow "$client" "$server $target:$port" "$target" "$port" "$expect" $backends || rc=1
+	done
+	return "$rc"
+}
+
+# check_flow CLIENT SHOWN TARGET PORT EXPECT BACKEND... tries CLIENT's TCP
+# connection to TARGET:PORT, which reaches one of the BACKENDs (pods), and
+# prints its row of the traffic table; it fails when a try did not give
+# EXPECT (allow or drop). With one backend it tries once; with more,
+# TRIES_MIN times and then until every backend got a try (at most
+# TRIES_MAX times), and fails when one got none.
+check_flow() {
+	local client=$1 shown=$2 target=$3 port=$4 expect=$5
+	shift 5
+	local backends=("$@")
+	local src min=1 max=1 try i b node tor out got hit n tdrops drops=0 unknown=0 ok=ok fail this
+	local via="" result="" served="" want=allowed
+	local -A fwd last listed opens new results hits
+	src=$(workload_ip "$client")
+	if [[ $expect == drop ]]; then want=dropped; fi
+	if ((${#backends[@]} > 1)); then min=$TRIES_MIN max=$TRIES_MAX; fi
+	for ((try = 0; try < max; try++)); do
+		if ((try >= min)); then
+			n=0
+			for b in "${backends[@]}"; do ((${hits[$b]:-0})) && n=$((n + 1)); done
+			((n < ${#backends[@]})) || break
 		fi
-		src=$(workload_ip "$client") dst=$(workload_ip "$server") node=$(pod_node "$server")
-		cross=1
-		[[ $(pod_node "$client") != "$node" ]] || cross=0
 		for tor in "${TORS[@]}"; do fwd[$tor]=$(tor_forwarded "$tor"); done
 		# Without the loader's API the flow is still tried (the pinned
 		# programs enforce on), but its drops cannot be counted.
-		drops="?" last="" listed=0
-		if out=$(drops_after "$node" "" 2>/dev/null); then
-			last=$(tail -n 1 <<<"$out") listed=1
-		fi
-		got=$(probe "$client" "${target:-$dst}" "$port")
+		last=() listed=()
+		for b in "${backends[@]}"; do
+			opens[$b]=$(accepted "$b")
+			node=$(pod_node "$b")
+			[[ -z ${listed[$node]:-} ]] || continue
+			last[$node]="" listed[$node]=0
+			if out=$(drops_after "$node" "" 2>/dev/null); then
+				last[$node]=$(tail -n 1 <<<"$out") listed[$node]=1
+			fi
+		done
+		got=$(probe "$client" "$target" "$port")
+		results[$got]=$((${results[$got]:-0} + 1))
 		# Drop events reach the loader through a ring buffer: give them a
 		# moment.
-		for ((i = 0; listed && i < 15; i++)); do
-			if ! out=$(drops_after "$node" "$last" 2>/dev/null); then
-				drops="?"
-				break
-			fi
-			drops=$(count_drops "$src" "$dst" "$port" <<<"$out")
-			[[ $expect == drop && $drops == 0 ]] || break
+		for ((i = 0; i < 15; i++)); do
+			tdrops=0 fail=0
+			for b in "${backends[@]}"; do
+				node=$(pod_node "$b") new[$b]=0
+				if ((listed[$node])) && out=$(drops_after "$node" "${last[$node]}" 2>/dev/null); then
+					new[$b]=$(count_drops "$src" "$(workload_ip "$b")" "$port" <<<"$out")
+					tdrops=$((tdrops + new[$b]))
+				else
+					fail=1
+				fi
+			done
+			[[ $expect == drop && $tdrops == 0 && $fail == 0 ]] || break
 			sleep 0.2
 		done
-		via=""
-		for tor in "${TORS[@]}"; do
-			n=$(tor_forwarded "$tor")
-			[[ $n == "${fwd[$tor]}" ]] || via+=${via:++}$tor
+		((fail)) && unknown=1
+		drops=$((drops + tdrops))
+		# The backend of this try: the one that accepted it or dropped it.
+		hit="" n=0
+		for b in "${backends[@]}"; do
+			if (($(accepted "$b") > opens[$b] || new[$b] > 0)); then hit=$b n=$((n + 1)); fi
 		done
-		ok=FAIL
+		((n == 1)) || hit="?"
+		hits[$hit]=$((${hits[$hit]:-0} + 1))
+		this=""
+		for tor in "${TORS[@]}"; do
+			if [[ $(tor_forwarded "$tor") != "${fwd[$tor]}" ]]; then
+				this+=${this:++}$tor
+				[[ +$via+ == *+$tor+* ]] || via+=${via:++}$tor
+			fi
+		done
+		[[ $ok == ok ]] || continue # report the first failure
 		case $expect in
-		allow)
-			want=allowed
-			[[ $got == connected && $drops == 0 ]] && ok=ok
-			;;
-		drop)
-			want=dropped
-			[[ $got == "no answer" && $drops =~ ^[1-9] ]] && ok=ok
-			;;
+		allow) [[ $got == connected && $fail == 0 && $tdrops == 0 ]] || ok=FAIL ;;
+		drop) [[ $got == "no answer" && $fail == 0 && $tdrops -gt 0 ]] || ok=FAIL ;;
 		esac
-		if ((cross)) && [[ -z $via ]]; then
-			ok="FAIL (crossed no ToR)"
-		elif ((!cross)) && [[ -n $via ]]; then
-			ok="FAIL (left the node)"
+		if [[ $ok == ok && $hit == "?" ]]; then
+			ok="FAIL (no single backend)"
+		elif [[ $ok == ok && -n $hit ]]; then
+			if [[ $(pod_node "$client") != "$(pod_node "$hit")" && -z $this ]]; then
+				ok="FAIL (crossed no ToR)"
+			elif [[ $(pod_node "$client") == "$(pod_node "$hit")" && -n $this ]]; then
+				ok="FAIL (left the node)"
+			fi
 		fi
-		[[ $ok == ok ]] || rc=1
-		printf '%-10s %-12s %-22s %-9s %-10s %-10s %-10s %s\n' \
-			"$client" "$src" "$shown ${target:-$dst}:$port" "$want" "$got" "${via:--}" "$drops" "$ok"
 	done
-	return "$rc"
+	for got in "${!results[@]}"; do
+		if ((try == 1)); then result=$got; else result+=${result:+, }"${results[$got]}x $got"; fi
+	done
+	for b in "${backends[@]}" "?"; do
+		((${hits[$b]:-0})) || continue
+		if ((try == 1)); then served=$b; else served+=${served:+,}"$b:${hits[$b]}"; fi
+	done
+	if [[ $ok == ok ]]; then
+		for b in "${backends[@]}"; do
+			((${hits[$b]:-0})) || ok="FAIL ($b got no try)"
+		done
+	fi
+	((unknown)) && drops="?"
+	printf '%-10s %-12s %-24s %-9s %-14s %-12s %-10s %-10s %s\n' \
+		"$client" "$src" "$shown" "$want" "$result" "${served:--}" "${via:--}" "$drops" "$ok"
+	[[ $ok == ok ]]
 }
 
 # --- convergence and report --------------------------------------------------
@@ -973,34 +1212,46 @@ paths() {
 	echo "vm1 -> db (tor1 -> node1), and back (node1 -> tor1):"
 	hop tor1 10.244.1.10 10.0.9.10 vm1
 	hop node1 10.0.9.10 10.244.1.10 db
+	echo "vm1 -> VIP 192.0.2.10 (tor1 -> either node, by ECMP; that node's XDP picks the backend):"
+	printf '  %-6s %s\n' "$VIP_TOR" "$(ip -n "$VIP_TOR" -o route show 192.0.2.10 | sed 's/\\\s*/ /g; s/ *$//' | tr -s ' ')"
+	echo "  a backend on the other node: encapsulated (IPIP) back to tor1, which routes it to that node:"
+	hop tor1 10.244.2.12 10.0.1.2 node1
+	hop tor1 10.244.1.10 10.0.3.2 node2
+	echo "  the reply leaves the backend's node directly (its uplinks' TC egress sets the VIP as source):"
+	hop node1 10.0.9.10 10.244.1.10 db
+	hop node2 10.0.9.10 10.244.2.12 db2
 }
 
-# report_policy prints the paths, runs the traffic checks, then prints
-# node1's drops, endpoints and db's policy with the datapath's counters,
-# and node2's endpoints. It returns non-zero when a check failed, after
+# report_policy prints the paths, runs the traffic checks, then prints for
+# each node its drops, endpoints, its protected-db pod's policy with the
+# datapath's counters, and what its socket and uplink load balancers serve
+# ("roostctl services"). It returns non-zero when a check failed, after
 # printing everything.
 report_policy() {
 	local rc=0 out n
 	section "paths"
 	paths
-	section "traffic (seed policy: only app=employee may reach app=protected-db, on TCP 6379; svc:db is db's cluster IP)"
+	section "traffic (seed policy: only app=employee may reach app=protected-db, on TCP 6379; svc:db is service db's cluster IP, vip:db its VIP)"
 	traffic || rc=1
-	section "node1: roostctl drops"
-	if out=$(roostctl_loader node1 drops); then
-		n=$(grep -c . <<<"$out" || true)
-		if ((n > 20)); then
-			echo "(the last 20 of $n)"
-			tail -n 20 <<<"$out"
-		else
-			printf '%s\n' "$out"
-		fi
-	else
-		echo "(roostctl drops failed)"
-		rc=1
-	fi
 	local args
-	for args in "node1 endpoints" "node1 policy db" "node2 endpoints" "node2 services"; do
+	for args in "node1 drops" "node1 endpoints" "node1 policy db" "node1 services" \
+		"node2 drops" "node2 endpoints" "node2 policy db2" "node2 services"; do
 		section "${args%% *}: roostctl ${args#* }"
+		if [[ $args == *drops ]]; then
+			if out=$(roostctl_loader "${args%% *}" drops); then
+				n=$(grep -c . <<<"$out" || true)
+				if ((n > 20)); then
+					echo "(the last 20 of $n)"
+					tail -n 20 <<<"$out"
+				else
+					printf '%s\n' "$out"
+				fi
+			else
+				echo "(roostctl drops failed)"
+				rc=1
+			fi
+			continue
+		fi
 		# shellcheck disable=SC2086 # split "node command [endpoint]"
 		roostctl_loader $args || {
 			echo "(roostctl ${args#* } failed)"
@@ -1032,15 +1283,17 @@ cmd_up() {
 		die "ToRs did not learn both PodCIDRs within ${TIMEOUT}s; logs are in $STATE/*/log"
 	fi
 	log "converged"
-	log "waiting up to ${TIMEOUT}s for both roost-loaders to enforce the seed policy on their pods"
+	log "waiting up to ${TIMEOUT}s for both roost-loaders to enforce the seed policy on their pods and serve the VIP at their uplinks"
 	if ! wait_for "$TIMEOUT" loaders_ready; then
 		for ns in "${NODES[@]}"; do
 			section "$ns: roostctl endpoints"
 			roostctl_loader "$ns" endpoints || true
+			section "$ns: roostctl services"
+			roostctl_loader "$ns" services || true
 		done
 		die "the roost-loaders are not ready within ${TIMEOUT}s; see $STATE/node*/log/loader.log"
 	fi
-	log "policy enforced"
+	log "policy enforced, VIP served"
 	local rc=0
 	report || rc=1
 	report_policy || rc=1
