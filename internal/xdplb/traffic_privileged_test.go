@@ -34,6 +34,8 @@ var (
 	clientIP = "198.51.100.2"
 	vip      = "192.0.2.10"
 	vipLocal = "192.0.2.11" // externalTrafficPolicy: Local
+	// sessionAffinity: ClientIP
+	vipSticky = "192.0.2.12"
 )
 
 const (
@@ -73,6 +75,7 @@ func newFabric(t *testing.T, pinned bool) *fabric {
 	}
 	f.routeVIP(t, vip, 0)
 	f.routeVIP(t, vipLocal, 0)
+	f.routeVIP(t, vipSticky, 0)
 	for i := range 2 {
 		f.start(t, i, pinned)
 	}
@@ -128,9 +131,13 @@ func (f *fabric) services() []services.Service {
 		{Namespace: "default", Name: "db", ExternalIPs: []netip.Addr{netip.MustParseAddr(vip)},
 			Ports: []services.Port{
 				{Name: "tcp", Protocol: services.TCP, Port: 80, TargetPort: 8080, NodePort: nodePort},
-				{Name: "udp", Protocol: services.UDP, Port: 80, TargetPort: 8080},
+				{Name: "udp", Protocol: services.UDP, Port: 80, TargetPort: 8080, NodePort: nodePort},
 			},
 			ExternalTrafficPolicy: services.TrafficPolicyCluster, Backends: bs},
+		{Namespace: "default", Name: "sticky", ExternalIPs: []netip.Addr{netip.MustParseAddr(vipSticky)},
+			Ports:                 []services.Port{{Protocol: services.TCP, Port: 80, TargetPort: 8080}},
+			ExternalTrafficPolicy: services.TrafficPolicyCluster, SessionAffinity: services.SessionAffinityClientIP,
+			SessionAffinityTimeout: 3 * time.Hour, Backends: bs},
 		{Namespace: "default", Name: "local", ExternalIPs: []netip.Addr{netip.MustParseAddr(vipLocal)},
 			Ports:                 []services.Port{{Protocol: services.TCP, Port: 80, TargetPort: 8080}},
 			ExternalTrafficPolicy: services.TrafficPolicyLocal, Backends: bs},
@@ -252,8 +259,8 @@ func (c *conn) ask() (pod, client string, err error) {
 }
 
 // TestPrivilegedUplinkTraffic sends real TCP and UDP from a client outside
-// the fabric to a VIP, a node port and a VIP with externalTrafficPolicy:
-// Local, through a router and two nodes whose uplinks run lb_xdp and
+// the fabric to a VIP, a node port, a VIP with sessionAffinity: ClientIP
+// and one with externalTrafficPolicy: Local, through a router and two nodes whose uplinks run lb_xdp and
 // lb_reply, and checks where the flows land and what the backends see.
 func TestPrivilegedUplinkTraffic(t *testing.T) {
 	f := newFabric(t, false)
@@ -321,6 +328,42 @@ func TestPrivilegedUplinkTraffic(t *testing.T) {
 		}
 		if len(seen) != 2 {
 			t.Fatalf("node port reached %v, want both pods", seen)
+		}
+	})
+
+	t.Run("node port over UDP", func(t *testing.T) {
+		for i := range 8 {
+			c, err := dial(t, f, "udp4", fmt.Sprintf("%s:%d", nodeIPs[0], nodePort), 43100+i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, client, err := c.ask(); err != nil || !strings.HasPrefix(client, clientPrefix) {
+				t.Fatalf("datagram %d: backend saw %q: %v", i, client, err)
+			}
+		}
+	})
+
+	t.Run("sessionAffinity ClientIP: one backend for all of a client's connections, on either node", func(t *testing.T) {
+		first := ""
+		for i := range 16 {
+			if i == 8 {
+				f.routeVIP(t, vipSticky, 1)
+				defer f.routeVIP(t, vipSticky, 0)
+			}
+			c, err := dial(t, f, "tcp4", vipSticky+":80", 47000+i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod, _, err := c.ask()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == "" {
+				first = pod
+			}
+			if pod != first {
+				t.Fatalf("connection %d went to %s, the client's first to %s", i, pod, first)
+			}
 		}
 	})
 
