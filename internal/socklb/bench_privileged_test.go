@@ -2,6 +2,8 @@ package socklb
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -21,17 +23,20 @@ import (
 // worst case of its linear match) — at 1,000 and 10,000 services. Each case
 // reports p50 and p99 beside the mean. The test moves its goroutine into
 // the namespace for every connection, which is most of the time measured
-// and the same in every case.
+// and the same in every case. The load cases measure connections per
+// second with loadWorkers clients at once (measureLoad).
 func BenchmarkPrivilegedConnect(b *testing.B) {
 	h := newHarness(b)
 	backend := netip.AddrPortFrom(backends4[0], backendPort)
 	front := netip.AddrPortFrom(front4, 80)
 	b.Run("direct", func(b *testing.B) { measureConnect(b, h, backend, backend) })
+	b.Run("load/direct", func(b *testing.B) { measureLoad(b, h, backend, backend) })
 	for _, n := range []int{1000, 10000} {
 		if err := h.lb.Sync(benchEntries(n, backend)); err != nil {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("socketlb/services=%d", n), func(b *testing.B) { measureConnect(b, h, front, backend) })
+		b.Run(fmt.Sprintf("load/socketlb/services=%d", n), func(b *testing.B) { measureLoad(b, h, front, backend) })
 	}
 	if err := h.lb.Sync(nil); err != nil {
 		b.Fatal(err)
@@ -47,9 +52,61 @@ func BenchmarkPrivilegedConnect(b *testing.B) {
 			b.Fatalf("iptables-restore: %v\n%s", err, out)
 		}
 		b.Run(fmt.Sprintf("iptables/services=%d", n), func(b *testing.B) { measureConnect(b, h, front, backend) })
+		b.Run(fmt.Sprintf("load/iptables/services=%d", n), func(b *testing.B) { measureLoad(b, h, front, backend) })
 	}
 	testenv.Run(b, "ip", "netns", "exec", h.ns, "iptables", "-t", "nat", "-F")
 	testenv.Run(b, "ip", "netns", "exec", h.ns, "iptables", "-t", "nat", "-X")
+}
+
+// loadWorkers is how many clients connect at once in the load cases.
+const loadWorkers = 8
+
+// measureLoad opens b.N connections (connect, read the answer, close)
+// from loadWorkers clients at once, each on a thread of its own that stays
+// in the namespace (unlike measureConnect, which moves into it for every
+// connection), and reports connections per second and each connection's
+// p50 and p99.
+func measureLoad(b *testing.B, h *harness, addr, backend netip.AddrPort) {
+	per := max(b.N/loadWorkers, 1)
+	lats := make([][]time.Duration, loadWorkers)
+	errs := make(chan error, loadWorkers)
+	b.ResetTimer()
+	start := time.Now()
+	for w := range loadWorkers {
+		go func() {
+			errs <- testenv.InNetNS(h.ns, func() error {
+				lat := make([]time.Duration, 0, per)
+				for range per {
+					t0 := time.Now()
+					c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
+					if err != nil {
+						return err
+					}
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					got, err := io.ReadAll(c)
+					c.Close()
+					if err != nil || string(got) != backend.String() {
+						return fmt.Errorf("%s: answered by %q: %v", addr, got, err)
+					}
+					lat = append(lat, time.Since(t0))
+				}
+				lats[w] = lat
+				return nil
+			})
+		}()
+	}
+	for range loadWorkers {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "conn/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 }
 
 // benchEntries returns n frontends on port 80, the measured one (front4)
@@ -58,9 +115,9 @@ func benchEntries(n int, backend netip.AddrPort) []Entry {
 	es := make([]Entry, 0, n)
 	for i := range n - 1 {
 		addr := netip.AddrFrom4([4]byte{10, 97, byte(i >> 8), byte(i)})
-		es = append(es, Entry{Frontend: Frontend{addr, 80, TCP}, Backends: []netip.AddrPort{backend}})
+		es = append(es, Entry{Frontend: Frontend{Addr: addr, Port: 80, Proto: TCP}, Backends: []netip.AddrPort{backend}})
 	}
-	return append(es, Entry{Frontend: Frontend{front4, 80, TCP}, Backends: []netip.AddrPort{backend}})
+	return append(es, Entry{Frontend: Frontend{Addr: front4, Port: 80, Proto: TCP}, Backends: []netip.AddrPort{backend}})
 }
 
 // kubeProxyRules is the iptables-restore input of kube-proxy's iptables

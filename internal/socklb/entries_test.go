@@ -36,14 +36,14 @@ func TestEntries(t *testing.T) {
 	got, notes := Entries([]services.Service{db}, "node1")
 	want := []Entry{
 		// Cluster IPs: internalTrafficPolicy Local, node1's backends only.
-		{Frontend: Frontend{ip("10.96.0.10"), 6379, TCP}, Backends: []netip.AddrPort{ap("10.244.1.10:6379")}, Affinity: 3 * time.Hour},
-		{Frontend: Frontend{ip("10.96.0.10"), 53, UDP}, Backends: []netip.AddrPort{ap("10.244.1.10:5353"), ap("10.244.1.12:5353")}, Affinity: 3 * time.Hour},
+		{Frontend: Frontend{Addr: ip("10.96.0.10"), Port: 6379, Proto: TCP}, Backends: []netip.AddrPort{ap("10.244.1.10:6379")}, Affinity: 3 * time.Hour},
+		{Frontend: Frontend{Addr: ip("10.96.0.10"), Port: 53, Proto: UDP}, Backends: []netip.AddrPort{ap("10.244.1.10:5353"), ap("10.244.1.12:5353")}, Affinity: 3 * time.Hour},
 		// IPv6: no ready backend, so the serving terminating one.
-		{Frontend: Frontend{ip("fd00:96::10"), 6379, TCP}, Affinity: 3 * time.Hour},
-		{Frontend: Frontend{ip("fd00:96::10"), 53, UDP}, Backends: []netip.AddrPort{ap("[fd00:244:1::10]:5353")}, Affinity: 3 * time.Hour},
+		{Frontend: Frontend{Addr: ip("fd00:96::10"), Port: 6379, Proto: TCP}, Affinity: 3 * time.Hour},
+		{Frontend: Frontend{Addr: ip("fd00:96::10"), Port: 53, Proto: UDP}, Backends: []netip.AddrPort{ap("[fd00:244:1::10]:5353")}, Affinity: 3 * time.Hour},
 		// The VIP from inside the cluster: every node's backends.
-		{Frontend: Frontend{ip("192.0.2.10"), 6379, TCP}, Backends: []netip.AddrPort{ap("10.244.1.10:6379"), ap("10.244.2.12:6380")}, Affinity: 3 * time.Hour},
-		{Frontend: Frontend{ip("192.0.2.10"), 53, UDP}, Backends: []netip.AddrPort{ap("10.244.1.10:5353"), ap("10.244.1.12:5353"), ap("10.244.2.12:5353")}, Affinity: 3 * time.Hour},
+		{Frontend: Frontend{Addr: ip("192.0.2.10"), Port: 6379, Proto: TCP}, Backends: []netip.AddrPort{ap("10.244.1.10:6379"), ap("10.244.2.12:6380")}, Affinity: 3 * time.Hour},
+		{Frontend: Frontend{Addr: ip("192.0.2.10"), Port: 53, Proto: UDP}, Backends: []netip.AddrPort{ap("10.244.1.10:5353"), ap("10.244.1.12:5353"), ap("10.244.2.12:5353")}, Affinity: 3 * time.Hour},
 	}
 	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
 		t.Errorf("Entries (-want +got):\n%s", d)

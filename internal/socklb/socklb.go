@@ -29,12 +29,13 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/roost-net/roost/bpf"
+	"github.com/roost-net/roost/internal/lbkey"
 )
 
 // Protocols a frontend can have.
 const (
-	TCP uint8 = 6
-	UDP uint8 = 17
+	TCP = lbkey.TCP
+	UDP = lbkey.UDP
 )
 
 // MaxAffinity bounds a frontend's Affinity (Kubernetes' limit for
@@ -42,19 +43,7 @@ const (
 const MaxAffinity = 86400 * time.Second
 
 // Frontend is where clients connect: a service address, port and protocol.
-type Frontend struct {
-	Addr  netip.Addr
-	Port  uint16
-	Proto uint8 // TCP or UDP
-}
-
-func (f Frontend) String() string {
-	p := "tcp"
-	if f.Proto == UDP {
-		p = "udp"
-	}
-	return p + "/" + netip.AddrPortFrom(f.Addr, f.Port).String()
-}
+type Frontend = lbkey.Frontend
 
 // Entry is one frontend and what it serves.
 type Entry struct {
@@ -186,7 +175,7 @@ func (lb *LB) adopt() error {
 	)
 	it := lb.objs.SockServices.Iterate()
 	for it.Next(&k, &v) {
-		f := Frontend{Addr: netip.AddrFrom16(k.Addr).Unmap(), Port: be16(k.Port), Proto: k.Proto}
+		f := Frontend{Addr: netip.AddrFrom16(k.Addr).Unmap(), Port: lbkey.BE16(k.Port), Proto: k.Proto}
 		e := Entry{Frontend: f}
 		if v.Flags&uint16(bpf.SockSvcFlagsSVC_F_AFFINITY) != 0 {
 			e.Affinity = time.Duration(v.AffinityTimeout) * time.Second
@@ -197,7 +186,7 @@ func (lb *LB) adopt() error {
 			if err := lb.objs.SockBackends.Lookup(bpf.SockSlotKey{Id: v.Id, Slot: i}, &be); err != nil {
 				return fmt.Errorf("adopt frontend %s: slot %d: %w", f, i, err)
 			}
-			e.Backends = append(e.Backends, netip.AddrPortFrom(netip.AddrFrom16(be.Addr).Unmap(), be16(be.Port)))
+			e.Backends = append(e.Backends, netip.AddrPortFrom(netip.AddrFrom16(be.Addr).Unmap(), lbkey.BE16(be.Port)))
 			keep[v.Id][be] = true
 		}
 		lb.ids[f], lb.cur[f], cnt[v.Id] = v.Id, e, uint32(v.Count)
@@ -245,7 +234,7 @@ func (lb *LB) adopt() error {
 		case uint32:
 			m = lb.objs.SockFrontendStats
 		}
-		if err := deleteIfPresent(m, key); err != nil {
+		if err := lbkey.DeleteIfPresent(m, key); err != nil {
 			return fmt.Errorf("adopt: remove a stale entry: %w", err)
 		}
 	}
@@ -332,19 +321,12 @@ func (lb *LB) Close() error {
 	return errors.Join(errs...)
 }
 
-// mapped returns a's 16 bytes: IPv6, or IPv4-mapped.
-func mapped(a netip.Addr) [16]uint8 { return a.Unmap().As16() }
-
-// be16 is port in network byte order, as the programs compare it with the
-// socket's (a little-endian load of the big-endian bytes).
-func be16(port uint16) uint16 { return port>>8 | port<<8 }
-
 func svcKey(f Frontend) bpf.SockSvcKey {
-	return bpf.SockSvcKey{Addr: mapped(f.Addr), Port: be16(f.Port), Proto: f.Proto}
+	return bpf.SockSvcKey{Addr: lbkey.Mapped(f.Addr), Port: lbkey.BE16(f.Port), Proto: f.Proto}
 }
 
 func backend(b netip.AddrPort) bpf.SockBackend {
-	return bpf.SockBackend{Addr: mapped(b.Addr()), Port: be16(b.Port())}
+	return bpf.SockBackend{Addr: lbkey.Mapped(b.Addr()), Port: lbkey.BE16(b.Port())}
 }
 
 // Sync makes the maps hold exactly entries. A frontend being changed keeps
@@ -414,13 +396,13 @@ func (lb *LB) write(e Entry) error {
 		return fmt.Errorf("frontend %s: %w", f, err)
 	}
 	for i := len(e.Backends); i < len(old.Backends); i++ {
-		if err := deleteIfPresent(lb.objs.SockBackends, bpf.SockSlotKey{Id: id, Slot: uint32(i)}); err != nil {
+		if err := lbkey.DeleteIfPresent(lb.objs.SockBackends, bpf.SockSlotKey{Id: id, Slot: uint32(i)}); err != nil {
 			return fmt.Errorf("frontend %s: %w", f, err)
 		}
 	}
 	for _, b := range old.Backends {
 		if !slices.Contains(e.Backends, b) {
-			if err := deleteIfPresent(lb.objs.SockMembers, bpf.SockMemberKey{Id: id, Backend: backend(b)}); err != nil {
+			if err := lbkey.DeleteIfPresent(lb.objs.SockMembers, bpf.SockMemberKey{Id: id, Backend: backend(b)}); err != nil {
 				return fmt.Errorf("frontend %s: %w", f, err)
 			}
 		}
@@ -433,18 +415,18 @@ func (lb *LB) write(e Entry) error {
 // connection finds it half removed.
 func (lb *LB) remove(f Frontend) error {
 	id, old := lb.ids[f], lb.cur[f]
-	if err := deleteIfPresent(lb.objs.SockServices, svcKey(f)); err != nil {
+	if err := lbkey.DeleteIfPresent(lb.objs.SockServices, svcKey(f)); err != nil {
 		return fmt.Errorf("frontend %s: %w", f, err)
 	}
 	for i, b := range old.Backends {
-		if err := deleteIfPresent(lb.objs.SockBackends, bpf.SockSlotKey{Id: id, Slot: uint32(i)}); err != nil {
+		if err := lbkey.DeleteIfPresent(lb.objs.SockBackends, bpf.SockSlotKey{Id: id, Slot: uint32(i)}); err != nil {
 			return fmt.Errorf("frontend %s: %w", f, err)
 		}
-		if err := deleteIfPresent(lb.objs.SockMembers, bpf.SockMemberKey{Id: id, Backend: backend(b)}); err != nil {
+		if err := lbkey.DeleteIfPresent(lb.objs.SockMembers, bpf.SockMemberKey{Id: id, Backend: backend(b)}); err != nil {
 			return fmt.Errorf("frontend %s: %w", f, err)
 		}
 	}
-	if err := deleteIfPresent(lb.objs.SockFrontendStats, id); err != nil {
+	if err := lbkey.DeleteIfPresent(lb.objs.SockFrontendStats, id); err != nil {
 		return fmt.Errorf("frontend %s: counter: %w", f, err)
 	}
 	delete(lb.cur, f)
@@ -472,13 +454,6 @@ func (lb *LB) FrontendStats() (map[Frontend]uint64, error) {
 		out[f] = sum
 	}
 	return out, nil
-}
-
-func deleteIfPresent(m *ebpf.Map, key any) error {
-	if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
-	return nil
 }
 
 // Counters sums the programs' per-CPU counters by reason.

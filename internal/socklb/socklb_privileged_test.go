@@ -181,10 +181,10 @@ func TestPrivilegedSocketLB(t *testing.T) {
 	h := newHarness(t)
 	const port = 80
 	entries := []Entry{
-		{Frontend: Frontend{front4, port, TCP}, Backends: addrPorts(backends4[:2])},
-		{Frontend: Frontend{front4, port, UDP}, Backends: addrPorts(backends4[:2])},
-		{Frontend: Frontend{front6, port, TCP}, Backends: addrPorts(backends6)},
-		{Frontend: Frontend{front6, port, UDP}, Backends: addrPorts(backends6)},
+		{Frontend: Frontend{Addr: front4, Port: port, Proto: TCP}, Backends: addrPorts(backends4[:2])},
+		{Frontend: Frontend{Addr: front4, Port: port, Proto: UDP}, Backends: addrPorts(backends4[:2])},
+		{Frontend: Frontend{Addr: front6, Port: port, Proto: TCP}, Backends: addrPorts(backends6)},
+		{Frontend: Frontend{Addr: front6, Port: port, Proto: UDP}, Backends: addrPorts(backends6)},
 	}
 	if err := h.lb.Sync(entries); err != nil {
 		t.Fatal(err)
@@ -294,7 +294,7 @@ func TestPrivilegedSocketLBAffinity(t *testing.T) {
 	h := newHarness(t)
 	const port = 81
 	front := netip.AddrPortFrom(front4, port)
-	entry := Entry{Frontend: Frontend{front4, port, TCP}, Backends: addrPorts(backends4), Affinity: time.Hour}
+	entry := Entry{Frontend: Frontend{Addr: front4, Port: port, Proto: TCP}, Backends: addrPorts(backends4), Affinity: time.Hour}
 	if err := h.lb.Sync([]Entry{entry}); err != nil {
 		t.Fatal(err)
 	}
@@ -360,8 +360,8 @@ func TestPrivilegedSocketLBRestart(t *testing.T) {
 	const port = 82
 	front := netip.AddrPortFrom(front4, port)
 	entries := []Entry{
-		{Frontend: Frontend{front4, port, TCP}, Backends: addrPorts(backends4), Affinity: time.Hour},
-		{Frontend: Frontend{front6, port, UDP}, Backends: addrPorts(backends6)},
+		{Frontend: Frontend{Addr: front4, Port: port, Proto: TCP}, Backends: addrPorts(backends4), Affinity: time.Hour},
+		{Frontend: Frontend{Addr: front6, Port: port, Proto: UDP}, Backends: addrPorts(backends6)},
 	}
 	if err := lb.Sync(entries); err != nil {
 		t.Fatal(err)
@@ -403,7 +403,7 @@ func TestPrivilegedSocketLBRestart(t *testing.T) {
 	echo()
 
 	// A frontend added after the restart gets an id of its own.
-	entries = append(entries, Entry{Frontend: Frontend{front4, port + 1, TCP}, Backends: addrPorts(backends4[2:])})
+	entries = append(entries, Entry{Frontend: Frontend{Addr: front4, Port: port + 1, Proto: TCP}, Backends: addrPorts(backends4[2:])})
 	if err := lb.Sync(entries); err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +504,7 @@ func TestPrivilegedSocketLBFromHost(t *testing.T) {
 	// SYN would stay on this host rather than follow the host's routes.
 	hostFront := netip.MustParseAddr("127.0.0.250")
 	front := netip.AddrPortFrom(hostFront, 83)
-	if err := h.lb.Sync([]Entry{{Frontend: Frontend{hostFront, 83, TCP}, Backends: []netip.AddrPort{backend}}}); err != nil {
+	if err := h.lb.Sync([]Entry{{Frontend: Frontend{Addr: hostFront, Port: 83, Proto: TCP}, Backends: []netip.AddrPort{backend}}}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := net.DialTimeout("tcp4", front.String(), 2*time.Second)

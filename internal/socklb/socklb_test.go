@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/roost-net/roost/bpf"
+	"github.com/roost-net/roost/internal/lbkey"
 )
 
 func TestEntryCheck(t *testing.T) {
-	f4 := Frontend{netip.MustParseAddr("10.96.0.10"), 80, TCP}
+	f4 := Frontend{Addr: netip.MustParseAddr("10.96.0.10"), Port: 80, Proto: TCP}
 	be4 := netip.MustParseAddrPort("10.244.1.10:8080")
 	for _, tc := range []struct {
 		name string
@@ -21,9 +22,9 @@ func TestEntryCheck(t *testing.T) {
 		{"no backends is valid (refused)", Entry{Frontend: f4}, ""},
 		{"v4-mapped backend of a v4 frontend", Entry{Frontend: f4, Backends: []netip.AddrPort{netip.MustParseAddrPort("[::ffff:10.244.1.10]:8080")}}, ""},
 		{"no address", Entry{Frontend: Frontend{Port: 80, Proto: TCP}}, "no address"},
-		{"unspecified address", Entry{Frontend: Frontend{netip.IPv4Unspecified(), 80, TCP}}, "no address"},
-		{"SCTP", Entry{Frontend: Frontend{f4.Addr, 80, 132}}, "protocol 132 is neither TCP nor UDP"},
-		{"port 0", Entry{Frontend: Frontend{f4.Addr, 0, UDP}}, "port 0"},
+		{"unspecified address", Entry{Frontend: Frontend{Addr: netip.IPv4Unspecified(), Port: 80, Proto: TCP}}, "no address"},
+		{"SCTP", Entry{Frontend: Frontend{Addr: f4.Addr, Port: 80, Proto: 132}}, "protocol 132 is neither TCP nor UDP"},
+		{"port 0", Entry{Frontend: Frontend{Addr: f4.Addr, Port: 0, Proto: UDP}}, "port 0"},
 		{"other family", Entry{Frontend: f4, Backends: []netip.AddrPort{netip.MustParseAddrPort("[fd00::1]:80")}}, "of the other address family"},
 		{"backend twice", Entry{Frontend: f4, Backends: []netip.AddrPort{be4, be4}}, "twice"},
 		{"backend port 0", Entry{Frontend: f4, Backends: []netip.AddrPort{netip.MustParseAddrPort("10.244.1.10:0")}}, "not an address and port"},
@@ -44,8 +45,8 @@ func TestEntryCheck(t *testing.T) {
 // The programs compare ports as the kernel keeps them: network byte order
 // read little-endian.
 func TestBe16(t *testing.T) {
-	if got := be16(0x1f90); got != 0x901f {
-		t.Errorf("be16(8080) = %#x, want 0x901f", got)
+	if got := lbkey.BE16(0x1f90); got != 0x901f {
+		t.Errorf("lbkey.BE16(8080) = %#x, want 0x901f", got)
 	}
 }
 

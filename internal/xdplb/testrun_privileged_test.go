@@ -61,14 +61,14 @@ func remote(a string) Backend { return Backend{Addr: ap(a), Active: true} }
 
 func tableEntries() []Entry {
 	return []Entry{
-		{Frontend: Frontend{ad("192.0.2.20"), 80, TCP}, VIP: true, Backends: []Backend{local("10.244.1.10:8080")}},
-		{Frontend: Frontend{ad("192.0.2.20"), 53, UDP}, VIP: true, Backends: []Backend{local("10.244.1.11:5353")}},
-		{Frontend: Frontend{ad("192.0.2.21"), 80, TCP}, VIP: true, Backends: []Backend{remote("10.244.2.10:8080")}},
-		{Frontend: Frontend{ad("192.0.2.22"), 80, TCP}, VIP: true, Backends: []Backend{{Addr: ap("10.244.1.12:8080"), Local: true}}},
-		{Frontend: Frontend{ad("10.0.1.2"), 30080, TCP}, Backends: []Backend{remote("10.244.2.10:8080")}},
-		{Frontend: Frontend{ad("0.0.0.0"), 30081, TCP}, Backends: []Backend{local("10.244.1.10:8080")}},
-		{Frontend: Frontend{ad("2001:db8::20"), 80, TCP}, VIP: true, Backends: []Backend{local("[fd00:244:1::10]:8080")}},
-		{Frontend: Frontend{ad("2001:db8::21"), 80, UDP}, VIP: true, Backends: []Backend{remote("[fd00:244:2::10]:8080")}},
+		{Frontend: Frontend{Addr: ad("192.0.2.20"), Port: 80, Proto: TCP}, VIP: true, Backends: []Backend{local("10.244.1.10:8080")}},
+		{Frontend: Frontend{Addr: ad("192.0.2.20"), Port: 53, Proto: UDP}, VIP: true, Backends: []Backend{local("10.244.1.11:5353")}},
+		{Frontend: Frontend{Addr: ad("192.0.2.21"), Port: 80, Proto: TCP}, VIP: true, Backends: []Backend{remote("10.244.2.10:8080")}},
+		{Frontend: Frontend{Addr: ad("192.0.2.22"), Port: 80, Proto: TCP}, VIP: true, Backends: []Backend{{Addr: ap("10.244.1.12:8080"), Local: true}}},
+		{Frontend: Frontend{Addr: ad("10.0.1.2"), Port: 30080, Proto: TCP}, Backends: []Backend{remote("10.244.2.10:8080")}},
+		{Frontend: Frontend{Addr: ad("0.0.0.0"), Port: 30081, Proto: TCP}, Backends: []Backend{local("10.244.1.10:8080")}},
+		{Frontend: Frontend{Addr: ad("2001:db8::20"), Port: 80, Proto: TCP}, VIP: true, Backends: []Backend{local("[fd00:244:1::10]:8080")}},
+		{Frontend: Frontend{Addr: ad("2001:db8::21"), Port: 80, Proto: UDP}, VIP: true, Backends: []Backend{remote("[fd00:244:2::10]:8080")}},
 	}
 }
 
@@ -234,7 +234,7 @@ func chosen(t testing.TB, prog *ebpf.Program, p pkt) netip.Addr {
 // the same backends, learnt in another order and local to each node in
 // turn: every flow goes to the same backend on both.
 func TestPrivilegedSameBackendEveryNode(t *testing.T) {
-	vip := Frontend{ad("192.0.2.30"), 443, TCP}
+	vip := Frontend{Addr: ad("192.0.2.30"), Port: 443, Proto: TCP}
 	var onA, onB []Backend
 	for i := range 10 {
 		a := fmt.Sprintf("10.244.%d.%d:8443", 1+i%2, 10+i)
@@ -264,7 +264,7 @@ func TestPrivilegedSameBackendEveryNode(t *testing.T) {
 // drains (terminating: out of the Maglev table, still in lb_backends), new
 // flows never get it, and once it is gone the flow is balanced again.
 func TestPrivilegedConnTable(t *testing.T) {
-	vip := Frontend{ad("192.0.2.40"), 80, TCP}
+	vip := Frontend{Addr: ad("192.0.2.40"), Port: 80, Proto: TCP}
 	var bs []Backend
 	for i := range 4 {
 		bs = append(bs, local(fmt.Sprintf("10.244.1.%d:80", 20+i)))
@@ -328,10 +328,10 @@ func TestPrivilegedSyncErrors(t *testing.T) {
 		e    Entry
 		want string
 	}{
-		{Entry{Frontend: Frontend{ad("192.0.2.1"), 0, TCP}}, "port 0"},
-		{Entry{Frontend: Frontend{ad("192.0.2.1"), 80, 132}}, "neither TCP nor UDP"},
-		{Entry{Frontend: Frontend{ad("192.0.2.1"), 80, TCP}, Backends: []Backend{remote("[fd00::1]:80")}}, "other address family"},
-		{Entry{Frontend: Frontend{ad("192.0.2.1"), 80, TCP}, Backends: []Backend{remote("10.1.1.1:80"), local("10.1.1.1:81")}}, "twice"},
+		{Entry{Frontend: Frontend{Addr: ad("192.0.2.1"), Port: 0, Proto: TCP}}, "port 0"},
+		{Entry{Frontend: Frontend{Addr: ad("192.0.2.1"), Port: 80, Proto: 132}}, "neither TCP nor UDP"},
+		{Entry{Frontend: Frontend{Addr: ad("192.0.2.1"), Port: 80, Proto: TCP}, Backends: []Backend{remote("[fd00::1]:80")}}, "other address family"},
+		{Entry{Frontend: Frontend{Addr: ad("192.0.2.1"), Port: 80, Proto: TCP}, Backends: []Backend{remote("10.1.1.1:80"), local("10.1.1.1:81")}}, "twice"},
 	} {
 		err := lb.Sync([]Entry{tc.e})
 		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tc.want)) {

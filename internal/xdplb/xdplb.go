@@ -32,13 +32,14 @@ import (
 	"github.com/vishvananda/netlink/nl"
 
 	"github.com/roost-net/roost/bpf"
+	"github.com/roost-net/roost/internal/lbkey"
 	"github.com/roost-net/roost/internal/maglev"
 )
 
 // Protocols a frontend can have.
 const (
-	TCP uint8 = 6
-	UDP uint8 = 17
+	TCP = lbkey.TCP
+	UDP = lbkey.UDP
 )
 
 // Frontend is where external clients connect: a VIP or a node address, a
@@ -46,19 +47,7 @@ const (
 // address (0.0.0.0 or ::): the packets another node encapsulated to one of
 // this node's backends find their frontend there, since they are to that
 // other node's address.
-type Frontend struct {
-	Addr  netip.Addr
-	Port  uint16
-	Proto uint8 // TCP or UDP
-}
-
-func (f Frontend) String() string {
-	p := "tcp"
-	if f.Proto == UDP {
-		p = "udp"
-	}
-	return p + "/" + netip.AddrPortFrom(f.Addr, f.Port).String()
-}
+type Frontend = lbkey.Frontend
 
 // Backend is one backend of a frontend.
 type Backend struct {
@@ -284,17 +273,12 @@ func nativeEndian32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-// be16 is port in network byte order as the programs compare it.
-func be16(port uint16) uint16 { return port>>8 | port<<8 }
-
-func mapped(a netip.Addr) [16]uint8 { return a.Unmap().As16() }
-
 func svcKey(f Frontend) bpf.LbSvcKey {
-	return bpf.LbSvcKey{Addr: mapped(f.Addr), Port: be16(f.Port), Proto: f.Proto}
+	return bpf.LbSvcKey{Addr: lbkey.Mapped(f.Addr), Port: lbkey.BE16(f.Port), Proto: f.Proto}
 }
 
 func encodeBackend(k backendKey) bpf.LbBackend {
-	b := bpf.LbBackend{Addr: mapped(k.addr.Addr()), Port: be16(k.addr.Port())}
+	b := bpf.LbBackend{Addr: lbkey.Mapped(k.addr.Addr()), Port: lbkey.BE16(k.addr.Port())}
 	if k.local {
 		b.Flags = uint8(bpf.LbBackendFlagsLB_BACKEND_LOCAL)
 	}
@@ -308,7 +292,7 @@ func (lb *LB) adopt() error {
 		be  bpf.LbBackend
 	)
 	for it := lb.objs.LbBackends.Iterate(); it.Next(&bid, &be); {
-		k := backendKey{addr: netip.AddrPortFrom(netip.AddrFrom16(be.Addr).Unmap(), be16(be.Port)),
+		k := backendKey{addr: netip.AddrPortFrom(netip.AddrFrom16(be.Addr).Unmap(), lbkey.BE16(be.Port)),
 			local: be.Flags&uint8(bpf.LbBackendFlagsLB_BACKEND_LOCAL) != 0}
 		lb.backends[k] = bid
 		lb.nextBE = max(lb.nextBE, bid+1)
@@ -319,7 +303,7 @@ func (lb *LB) adopt() error {
 	)
 	it := lb.objs.LbServices.Iterate()
 	for it.Next(&k, &v) {
-		f := Frontend{Addr: netip.AddrFrom16(k.Addr).Unmap(), Port: be16(k.Port), Proto: k.Proto}
+		f := Frontend{Addr: netip.AddrFrom16(k.Addr).Unmap(), Port: lbkey.BE16(k.Port), Proto: k.Proto}
 		lb.ids[f] = v.Id
 		lb.nextID = max(lb.nextID, v.Id+1)
 		// What the frontend served is not read back: the first Sync
@@ -392,7 +376,7 @@ func (lb *LB) Sync(entries []Entry) (err error) {
 		lb.nextBE++
 	}
 	for a := range vips {
-		if err := lb.objs.LbVips.Put(mapped(a), uint32(1)); err != nil {
+		if err := lb.objs.LbVips.Put(lbkey.Mapped(a), uint32(1)); err != nil {
 			return fmt.Errorf("VIP %s: %w", a, err)
 		}
 	}
@@ -420,7 +404,7 @@ func (lb *LB) Sync(entries []Entry) (err error) {
 		}
 	}
 	for _, a := range stale {
-		if err := deleteIfPresent(lb.objs.LbVips, a); err != nil {
+		if err := lbkey.DeleteIfPresent(lb.objs.LbVips, a); err != nil {
 			return fmt.Errorf("VIP %s: %w", netip.AddrFrom16(a).Unmap(), err)
 		}
 	}
@@ -430,7 +414,7 @@ func (lb *LB) Sync(entries []Entry) (err error) {
 		if need[k] {
 			continue
 		}
-		if err := deleteIfPresent(lb.objs.LbBackends, id); err != nil {
+		if err := lbkey.DeleteIfPresent(lb.objs.LbBackends, id); err != nil {
 			return fmt.Errorf("backend %s: %w", k.addr, err)
 		}
 		delete(lb.backends, k)
@@ -514,7 +498,7 @@ func (lb *LB) write(e Entry) error {
 		if !b.Local {
 			continue
 		}
-		if err := lb.objs.LbLocal.Put(bpf.LbLocalKey{Id: id, Addr: mapped(b.Addr.Addr())}, be16(b.Addr.Port())); err != nil {
+		if err := lb.objs.LbLocal.Put(bpf.LbLocalKey{Id: id, Addr: lbkey.Mapped(b.Addr.Addr())}, lbkey.BE16(b.Addr.Port())); err != nil {
 			return fmt.Errorf("frontend %s: local backend %s: %w", f, b.Addr, err)
 		}
 	}
@@ -549,13 +533,13 @@ func (lb *LB) write(e Entry) error {
 		return fmt.Errorf("frontend %s: %w", f, err)
 	}
 	if entries == nil {
-		if err := deleteIfPresent(lb.objs.LbMaglev, id); err != nil {
+		if err := lbkey.DeleteIfPresent(lb.objs.LbMaglev, id); err != nil {
 			return fmt.Errorf("frontend %s: Maglev table: %w", f, err)
 		}
 	}
 	for _, b := range old.Backends {
 		if b.Local && !slices.ContainsFunc(e.Backends, func(n Backend) bool { return n.Local && n.Addr.Addr() == b.Addr.Addr() }) {
-			if err := deleteIfPresent(lb.objs.LbLocal, bpf.LbLocalKey{Id: id, Addr: mapped(b.Addr.Addr())}); err != nil {
+			if err := lbkey.DeleteIfPresent(lb.objs.LbLocal, bpf.LbLocalKey{Id: id, Addr: lbkey.Mapped(b.Addr.Addr())}); err != nil {
 				return fmt.Errorf("frontend %s: %w", f, err)
 			}
 		}
@@ -590,7 +574,7 @@ func (lb *LB) dropLocals(id uint32, keep []Backend) error {
 		}
 	}
 	for _, k := range stale {
-		if err := deleteIfPresent(lb.objs.LbLocal, k); err != nil {
+		if err := lbkey.DeleteIfPresent(lb.objs.LbLocal, k); err != nil {
 			return err
 		}
 	}
@@ -600,10 +584,10 @@ func (lb *LB) dropLocals(id uint32, keep []Backend) error {
 // remove takes frontend f out of the maps, the frontend first.
 func (lb *LB) remove(f Frontend) error {
 	id := lb.ids[f]
-	if err := deleteIfPresent(lb.objs.LbServices, svcKey(f)); err != nil {
+	if err := lbkey.DeleteIfPresent(lb.objs.LbServices, svcKey(f)); err != nil {
 		return fmt.Errorf("frontend %s: %w", f, err)
 	}
-	if err := deleteIfPresent(lb.objs.LbMaglev, id); err != nil {
+	if err := lbkey.DeleteIfPresent(lb.objs.LbMaglev, id); err != nil {
 		return fmt.Errorf("frontend %s: Maglev table: %w", f, err)
 	}
 	if err := lb.dropLocals(id, nil); err != nil {
@@ -612,13 +596,6 @@ func (lb *LB) remove(f Frontend) error {
 	delete(lb.cur, f)
 	delete(lb.ids, f)
 	delete(lb.adopted, f)
-	return nil
-}
-
-func deleteIfPresent(m *ebpf.Map, key any) error {
-	if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
 	return nil
 }
 
