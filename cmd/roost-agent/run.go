@@ -22,6 +22,7 @@ import (
 	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/routes"
 	"github.com/roost-net/roost/internal/serve"
+	"github.com/roost-net/roost/internal/vips"
 )
 
 const usage = `Usage: roost-agent [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
@@ -157,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8) // one per task, so none blocks
 	var wg sync.WaitGroup
 	start := func(name string, f func() error) {
 		wg.Add(1)
@@ -174,6 +175,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start("config watch", func() error {
 		return filewatch.Watch(ctx, *path, func() { _ = reload() })
 	})
+	vipsChanged := func() {}
+	if cfg.VIPs.ServicesFile != "" {
+		// The VIPs, in a kernel table of their own that BIRD's kernel
+		// protocols learn from (rendered by BirdInput).
+		h, err := routes.NewHandle(cfg.Bird.Timeout)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		ann := vips.New(cfg.VIPs.ServicesFile, cfg.Node, routes.NewBlackholes(h, int(cfg.VIPs.Table)), log)
+		start("VIPs", func() error { ann.Run(ctx, cfg.Debounce, cfg.ResyncInterval); return nil })
+		start("services file watch", func() error { return filewatch.Watch(ctx, cfg.VIPs.ServicesFile, ann.Changed) })
+		vipsChanged = ann.Changed
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -187,6 +202,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				if reload() == nil {
 					a.Reload()
 				}
+				vipsChanged()
 			}
 		}
 	}()
@@ -240,6 +256,8 @@ func restartOnly(old, c config.Config) error {
 	check("bird.binary", old.Bird.Binary != c.Bird.Binary)
 	check("blackholeRoutes", old.BlackholeRoutes != c.BlackholeRoutes)
 	check("resyncInterval", old.ResyncInterval != c.ResyncInterval)
+	check("vips.servicesFile", old.VIPs.ServicesFile != c.VIPs.ServicesFile)
+	check("vips.table", old.VIPs.Table != c.VIPs.Table)
 	if len(changed) == 0 {
 		return nil
 	}

@@ -18,8 +18,11 @@
 //     peer's own settings: "import none", "export filter ExportFilter",
 //     graceful restart, the channel of the neighbor's address family.
 //
-// There is no kernel protocol: BIRD exports nothing to the kernel and
-// imports nothing from the peers.
+// BIRD exports nothing to the kernel and imports nothing from the peers.
+// With Input.VIPTable set, two kernel protocols learn the VIPs roost-agent
+// keeps as blackhole routes in that kernel table; the export filter, which
+// never changes, passes their blackhole routes too, so VIPs come and go
+// without a reconfiguration.
 //
 // With Input.LogFile set, BIRD also writes its BGP errors and warnings to
 // that file, size-limited with one backup (LogBackup): what a peer sent when
@@ -53,6 +56,10 @@ const (
 	// StaticProtocol6 is the static protocol that holds the owned IPv6
 	// prefixes as blackhole routes.
 	StaticProtocol6 = "roost_owned6"
+	// VIPProtocol4 and VIPProtocol6 are the kernel protocols that learn
+	// the VIPs roost-agent keeps in kernel table Input.VIPTable.
+	VIPProtocol4 = "roost_vips4"
+	VIPProtocol6 = "roost_vips6"
 	// ExportFilter is the filter every BGP channel exports through.
 	ExportFilter = "roost_export"
 	// ProtocolPrefix starts the BIRD protocol name of every peer (see
@@ -176,6 +183,12 @@ type Input struct {
 	// reaches LogFileLimit bytes. See CheckLogFile. BIRD refuses a config
 	// whose log file it cannot open for appending.
 	LogFile string
+	// VIPTable, when not 0, is the kernel routing table where roost-agent
+	// keeps the VIPs to announce, as blackhole routes: two kernel
+	// protocols (VIPProtocol4, VIPProtocol6) learn them from there, so a
+	// VIP coming or going needs no reconfiguration of BIRD. Nothing routes
+	// by that table (no ip rule points at it).
+	VIPTable uint32
 }
 
 // LogBackup returns the file BIRD renames the log file logFile to when it
@@ -208,6 +221,8 @@ type view struct {
 	RouterID           string
 	ExportFilter       string
 	Static4, Static6   string
+	VIP4, VIP6         string
+	VIPTable           uint32 // 0: no kernel protocols
 	// Routes4 and Routes6 are the static protocols' route lines, one
 	// "\troute P blackhole;\n" per prefix, sorted, unique, masked. They
 	// are built here rather than ranged over in the template: at 10,000
@@ -283,6 +298,9 @@ func newView(in Input) (view, error) {
 		ExportFilter: ExportFilter,
 		Static4:      StaticProtocol4,
 		Static6:      StaticProtocol6,
+		VIP4:         VIPProtocol4,
+		VIP6:         VIPProtocol6,
+		VIPTable:     in.VIPTable,
 		Routes4:      r4,
 		Routes6:      r6,
 		Peers:        peers,

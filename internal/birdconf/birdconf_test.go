@@ -76,6 +76,15 @@ var goldenCases = []struct {
 		},
 	},
 	{name: "two_peers", in: twoPeers()},
+	{
+		name: "vips",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 65101,
+			Peers:    []Peer{{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000}},
+			Prefixes: prefixes("10.244.1.0/24"),
+			VIPTable: 167,
+		},
+	},
 	{name: "dual_stack", in: dualStack()},
 	{
 		name: "no_prefixes",

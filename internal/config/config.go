@@ -57,7 +57,24 @@ type Config struct {
 	// Debounce is the least time between two applies; changes that arrive
 	// sooner are folded into the next apply.
 	Debounce time.Duration
+	// VIPs announces the services' VIPs.
+	VIPs VIPs
 }
+
+// VIPs configures the announcement of the services' VIPs (their external
+// and load-balancer IPs) as /32 and /128 routes.
+type VIPs struct {
+	// ServicesFile is the services file roost-loader serves (its
+	// servicesFile, the same format); "" announces no VIPs.
+	ServicesFile string
+	// Table is the kernel routing table where the agent keeps the VIPs as
+	// blackhole routes for BIRD to learn; nothing routes by it.
+	Table uint32
+}
+
+// DefaultVIPTable is the default of VIPs.Table (167, roost's route
+// protocol number, unused by Linux and by common tools).
+const DefaultVIPTable = 167
 
 // Kubernetes configures the Kubernetes source.
 type Kubernetes struct {
@@ -147,6 +164,7 @@ func Default() Config {
 		BlackholeRoutes: true,
 		ResyncInterval:  10 * time.Second,
 		Debounce:        100 * time.Millisecond,
+		VIPs:            VIPs{Table: DefaultVIPTable},
 	}
 }
 
@@ -165,6 +183,12 @@ type file struct {
 	BlackholeRoutes *bool      `yaml:"blackholeRoutes"`
 	ResyncInterval  *string    `yaml:"resyncInterval"`
 	Debounce        *string    `yaml:"debounce"`
+	VIPs            *vipsFile  `yaml:"vips"`
+}
+
+type vipsFile struct {
+	ServicesFile *string `yaml:"servicesFile"`
+	Table        *int64  `yaml:"table"`
 }
 
 type kubeFile struct {
@@ -234,6 +258,20 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 			bad("routerID", "%q is not an IPv4 address", *f.RouterID)
 		} else {
 			c.RouterID = a
+		}
+	}
+	if v := f.VIPs; v != nil {
+		if v.ServicesFile != nil {
+			c.VIPs.ServicesFile = *v.ServicesFile
+		}
+		if v.Table != nil {
+			// Linux's table ids are 32-bit; 0 is "unspecified", and
+			// 253-255 are default, main and local.
+			if t := *v.Table; t < 1 || t > 0xffffffff || (t >= 253 && t <= 255) {
+				bad("vips.table", "%d is not a table of its own (1..4294967295 but 253, 254 and 255)", t)
+			} else {
+				c.VIPs.Table = uint32(t)
+			}
 		}
 	}
 	if f.PodCIDRs != nil {
@@ -440,6 +478,9 @@ func (c Config) Validate() error {
 // the one mapping from the configuration to birdconf's input.
 func (c Config) BirdInput(prefixes []netip.Prefix) birdconf.Input {
 	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: prefixes, LogFile: c.Bird.LogFile}
+	if c.VIPs.ServicesFile != "" {
+		in.VIPTable = c.VIPs.Table
+	}
 	for _, p := range c.Peers {
 		in.Peers = append(in.Peers, birdconf.Peer{
 			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime,
@@ -509,6 +550,9 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if c.ASN == 0 {
 		bad("asn", "must be set (this node's AS number, 1..4294967294)")
+	}
+	if f := c.VIPs.ServicesFile; f != "" && !filepath.IsAbs(f) {
+		bad("vips.servicesFile", "%q must be an absolute path, or empty for no VIPs", f)
 	}
 	if !c.RouterID.IsValid() {
 		bad("routerID", "must be set (an IPv4 address, usually the node's uplink address)")

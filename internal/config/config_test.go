@@ -48,6 +48,7 @@ func TestLoadExample(t *testing.T) {
 		BlackholeRoutes: true,
 		ResyncInterval:  10 * time.Second,
 		Debounce:        100 * time.Millisecond,
+		VIPs:            VIPs{Table: DefaultVIPTable},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
@@ -335,5 +336,35 @@ func TestRenderProblems(t *testing.T) {
 				t.Error("Validate accepts it")
 			}
 		})
+	}
+}
+
+// TestVIPs: the vips section, its defaults, its checks, and what it
+// changes in BIRD's input.
+func TestVIPs(t *testing.T) {
+	base := "node: node1\nasn: 65101\nrouterID: 10.0.1.2\npodCIDRs: [10.244.1.0/24]\npeers: [{name: tor1, address: 10.0.1.1, asn: 65000}]\n"
+	c, err := Load(strings.NewReader(base), defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VIPs != (VIPs{Table: DefaultVIPTable}) || c.BirdInput(nil).VIPTable != 0 {
+		t.Errorf("default: %+v, BIRD input table %d; want no VIPs", c.VIPs, c.BirdInput(nil).VIPTable)
+	}
+	c, err = Load(strings.NewReader(base+"vips: {servicesFile: /etc/roost/services.yaml, table: 300}\n"), defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VIPs != (VIPs{ServicesFile: "/etc/roost/services.yaml", Table: 300}) || c.BirdInput(nil).VIPTable != 300 {
+		t.Errorf("set: %+v, BIRD input table %d", c.VIPs, c.BirdInput(nil).VIPTable)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"vips: {servicesFile: services.yaml}\n", `vips.servicesFile: "services.yaml" must be an absolute path`},
+		{"vips: {table: 254}\n", "vips.table: 254 is not a table of its own"},
+		{"vips: {table: 0}\n", "vips.table: 0 is not a table of its own"},
+		{"vips: {file: /x}\n", "file"},
+	} {
+		if _, err := Load(strings.NewReader(base+tc.yaml), defaults()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
 	}
 }
