@@ -26,10 +26,9 @@
 #   tor1, tor2  FRR (zebra + bgpd, one instance per namespace with "-N <tor>"),
 #               AS 65000, router ids 10.0.1.1 and 10.0.2.1; they install what
 #               they learn into their own kernel FIB (ECMP allowed) and
-#               forward; they do not peer with each other. tor1 also has a
-#               static route to the VIP 192.0.2.10/32 with a next hop per
-#               node (10.0.1.2 and 10.0.3.2, ECMP), until roost-agent
-#               announces VIPs; tor2 has none
+#               forward; they do not peer with each other. Both learn the
+#               VIP 192.0.2.10/32 from both nodes' roost-agents and install
+#               it with a next hop per node (ECMP)
 #   node1       BIRD + roost-agent + roost-loader, AS 65101, router id
 #               10.0.1.2, 10.244.1.0/24
 #   node2       BIRD + roost-agent + roost-loader, AS 65102, router id
@@ -87,7 +86,9 @@
 #     by the cluster IP and by the VIP alike.
 #   - Each node's roost-loader also serves the VIP at its uplinks (xdpLB:
 #     XDP, generic mode, on its veths tor1 and tor2): vm1's packets to
-#     192.0.2.10:6379 reach a node by tor1's ECMP route; that node's XDP
+#     192.0.2.10:6379 reach a node by tor1's ECMP route (each node's
+#     roost-agent announces the VIP, read from the same services file:
+#     agent.yaml vips.servicesFile); that node's XDP
 #     picks the backend (Maglev) and DNATs to its own, or encapsulates it
 #     (IPIP, from its tor1 address to the backend's) back to tor1, which
 #     routes it to the other node, whose XDP decapsulates it; the reply
@@ -170,9 +171,6 @@ readonly SERVERS=("db 6379 22" "db2 6379")
 # of that node's pods run in; the uplink load balancer (xdpLB) of each node
 # serves the external IPs to what arrives from the ToRs.
 readonly SERVICES=("db 10.96.0.10 192.0.2.10 6379 db db2")
-# The ToR that routes the VIPs to the nodes, by a static route with a next
-# hop per node (ECMP), until roost-agent announces VIPs.
-readonly VIP_TOR=tor1
 # traffic checks: "<client> <server> <port> <expectation: allow|drop>"; a
 # server "svc:NAME" is service NAME's cluster IP, "vip:NAME" its external
 # IP. A check of a service is tried TRIES_MIN times, and more until every
@@ -444,23 +442,15 @@ setup_network() {
 		read -r node gw <<<"$route"
 		ip -n "$node" route replace "$VM_NET" via "$gw" dev "$VM_TOR"
 	done
-	local s vip hops
-	read -ra hops <<<"$(vip_nexthops)"
-	for s in "${SERVICES[@]}"; do
-		vip=$(service_vip "${s%% *}")
-		[[ $vip == - ]] || ip -n "$VIP_TOR" route replace "$vip/32" "${hops[@]}"
-	done
 }
 
-# vip_nexthops prints the next hops of VIP_TOR's routes to the VIPs, as
-# "ip route" takes them: each node, on its link to VIP_TOR.
-vip_nexthops() {
-	local link tor node n out=""
-	for link in "${LINKS[@]}"; do
-		read -r tor node n <<<"$link"
-		[[ $tor == "$VIP_TOR" ]] && out+=" nexthop via 10.0.$n.2 dev $node"
+# vips prints the services' VIPs, one per line.
+vips() {
+	local s vip
+	for s in "${SERVICES[@]}"; do
+		vip=$(service_vip "${s%% *}")
+		[[ $vip == - ]] || echo "$vip"
 	done
-	echo "${out# }"
 }
 
 # --- ToRs (FRR) --------------------------------------------------------------
@@ -558,6 +548,7 @@ protocol device {}
 protocol static owned4 {
   ipv4;
   route $(node_podcidr "$node") blackhole;
+$(vips | sed 's|.*|  route &/32 blackhole;|')
 }
 EOF
 	for link in "${LINKS[@]}"; do
@@ -595,6 +586,7 @@ EOF
 bird: {socket: $STATE/$node/run/bird.ctl, configDir: $STATE/$node/bird}
 listen: $AGENT_LISTEN
 controlSocket: $STATE/$node/run/agent.sock
+vips: {servicesFile: $STATE/services.yaml}
 EOF
 }
 
@@ -1126,12 +1118,23 @@ tor_holds() { [[ -n $(ip -n "$1" -o route show "$2" proto bgp 2>/dev/null) ]]; }
 
 # converged succeeds when both ToRs hold both PodCIDRs.
 converged() {
-	local tor node
+	local tor node vip
 	for tor in "${TORS[@]}"; do
 		for node in "${NODES[@]}"; do
 			tor_holds "$tor" "$(node_podcidr "$node")" || return 1
 		done
+		for vip in $(vips); do
+			tor_holds_ecmp "$tor" "$vip/32" "${#NODES[@]}" || return 1
+		done
 	done
+}
+
+# tor_holds_ecmp TOR PREFIX N succeeds when TOR's kernel routes PREFIX
+# (learnt by BGP) over N next hops.
+tor_holds_ecmp() {
+	local hops
+	hops=$(ip -n "$1" -o route show "$2" proto bgp 2>/dev/null | grep -o 'nexthop via' | wc -l)
+	((hops == $3))
 }
 
 # section prints a heading.
@@ -1212,8 +1215,11 @@ paths() {
 	echo "vm1 -> db (tor1 -> node1), and back (node1 -> tor1):"
 	hop tor1 10.244.1.10 10.0.9.10 vm1
 	hop node1 10.0.9.10 10.244.1.10 db
-	echo "vm1 -> VIP 192.0.2.10 (tor1 -> either node, by ECMP; that node's XDP picks the backend):"
-	printf '  %-6s %s\n' "$VIP_TOR" "$(ip -n "$VIP_TOR" -o route show 192.0.2.10 | sed 's/\\\s*/ /g; s/ *$//' | tr -s ' ')"
+	echo "vm1 -> VIP 192.0.2.10 (tor1 -> either node, by ECMP over both nodes' announcements; that node's XDP picks the backend):"
+	local tor
+	for tor in "${TORS[@]}"; do
+		printf '  %-6s %s\n' "$tor" "$(ip -n "$tor" -o route show 192.0.2.10 | sed 's/\\\s*/ /g; s/ *$//' | tr -s ' ')"
+	done
 	echo "  a backend on the other node: encapsulated (IPIP) back to tor1, which routes it to that node:"
 	hop tor1 10.244.2.12 10.0.1.2 node1
 	hop tor1 10.244.1.10 10.0.3.2 node2

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -136,7 +137,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		log.WithError(err).Warn("no bird binary: a broken bird.conf cannot be repaired while BIRD is down")
 	}
-	a := agent.New(agent.Options{Config: cfg, Bird: bird, Poller: poller, Blackholes: holes, Check: check, Log: log})
+	// The VIPs, in a kernel table of their own that BIRD's kernel
+	// protocols learn from (rendered by BirdInput).
+	var ann *vips.Announcer
+	opts := agent.Options{Config: cfg, Bird: bird, Poller: poller, Blackholes: holes, Check: check, Log: log}
+	if cfg.VIPs.ServicesFile != "" {
+		h, err := routes.NewHandle(cfg.Bird.Timeout)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		ann = vips.New(cfg.VIPs.ServicesFile, cfg.Node, routes.NewBlackholes(h, int(cfg.VIPs.Table)), log)
+		opts.VIPs = func() ([]netip.Prefix, string) { st := ann.Status(); return st.VIPs, st.Error }
+	}
+	a := agent.New(opts)
 
 	var reloadMu sync.Mutex
 	reload := func() error {
@@ -176,15 +190,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return filewatch.Watch(ctx, *path, func() { _ = reload() })
 	})
 	vipsChanged := func() {}
-	if cfg.VIPs.ServicesFile != "" {
-		// The VIPs, in a kernel table of their own that BIRD's kernel
-		// protocols learn from (rendered by BirdInput).
-		h, err := routes.NewHandle(cfg.Bird.Timeout)
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		ann := vips.New(cfg.VIPs.ServicesFile, cfg.Node, routes.NewBlackholes(h, int(cfg.VIPs.Table)), log)
+	if ann != nil {
 		start("VIPs", func() error { ann.Run(ctx, cfg.Debounce, cfg.ResyncInterval); return nil })
 		start("services file watch", func() error { return filewatch.Watch(ctx, cfg.VIPs.ServicesFile, ann.Changed) })
 		vipsChanged = ann.Changed

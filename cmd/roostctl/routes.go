@@ -44,7 +44,11 @@ the command exits non-zero.`,
 			}
 			defer c.Close()
 			f := inspect.Facts{Status: st, InBird: map[netip.Prefix]bool{}, Exported: map[string]map[netip.Prefix]bool{}}
-			for _, proto := range []string{birdconf.StaticProtocol4, birdconf.StaticProtocol6} {
+			protos := []string{birdconf.StaticProtocol4, birdconf.StaticProtocol6}
+			if len(st.VIPs) > 0 {
+				protos = append(protos, birdconf.VIPProtocol4, birdconf.VIPProtocol6)
+			}
+			for _, proto := range protos {
 				rs, err := c.Routes(ctx, birdctl.RouteQuery{Protocol: proto})
 				if err != nil {
 					return fmt.Errorf("routes of %s: %w", proto, err)
@@ -122,6 +126,8 @@ func printRoutes(w io.Writer, rows []inspect.Route, f inspect.Facts) error {
 		}
 		var bh string
 		switch {
+		case r.VIP:
+			bh = "vip" // a VIP: in the agent's VIP table, not the main one
 		case !f.Status.BlackholeRoutes:
 			bh = "-" // the agent keeps none
 		case r.Blackhole == nil:

@@ -111,10 +111,14 @@ type Options struct {
 	// Render renders BIRD's config; nil means birdconf.Render. Tests use
 	// it to hand BIRD a config it rejects.
 	Render func(birdconf.Input) ([]byte, error)
+	// VIPs, when not nil, reports the VIPs announced and the last error
+	// of their sync, for the status.
+	VIPs func() (vips []netip.Prefix, err string)
 }
 
 // Agent is the reconcile loop. Its setters may be called from any goroutine.
 type Agent struct {
+	vips    func() ([]netip.Prefix, string)
 	bird    Bird
 	poller  Bird
 	holes   Blackholes
@@ -169,7 +173,7 @@ func New(o Options) *Agent {
 		o.Log = l
 	}
 	a := &Agent{
-		bird: o.Bird, poller: o.Poller, holes: o.Blackholes, check: o.Check, log: o.Log, metrics: o.Metrics,
+		vips: o.VIPs, bird: o.Bird, poller: o.Poller, holes: o.Blackholes, check: o.Check, log: o.Log, metrics: o.Metrics,
 		poll: o.PollInterval, now: o.Now, render: o.Render, cfg: o.Config,
 		kick: make(chan struct{}, 1),
 	}
@@ -253,6 +257,10 @@ func (a *Agent) Status() agentapi.Status {
 	s.Peers = cloneOrEmpty(s.Peers)
 	s.LastApply.Applied = cloneOrEmpty(s.LastApply.Applied)
 	s.Blackholes = cloneOrEmpty(s.Blackholes)
+	if a.vips != nil {
+		s.VIPs, s.VIPError = a.vips()
+		s.VIPs = cloneOrEmpty(s.VIPs)
+	}
 	return s
 }
 

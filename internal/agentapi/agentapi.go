@@ -76,6 +76,11 @@ type Status struct {
 	BlackholeError string `json:"blackholeError,omitempty"`
 	Ready          bool   `json:"ready"`
 	ReadyMessage   string `json:"readyMessage,omitempty"`
+	// VIPs are the services' VIPs this node announces (config vips), kept
+	// in their own kernel table rather than in BIRD's static protocols;
+	// VIPError is the last failed sync of them ("" after a good one).
+	VIPs     []netip.Prefix `json:"vips,omitempty"`
+	VIPError string         `json:"vipError,omitempty"`
 }
 
 // Peer is one configured peer as the agent sees it.

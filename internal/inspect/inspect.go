@@ -83,7 +83,8 @@ func addrFamily(a netip.Addr) string {
 type Facts struct {
 	// Status is the agent's status (desired prefixes, last apply).
 	Status agentapi.Status
-	// InBird holds the prefixes present in roost's static protocols.
+	// InBird holds the prefixes present in roost's static protocols, and
+	// the VIPs its kernel protocols learnt.
 	InBird map[netip.Prefix]bool
 	// Sessions are BIRD's BGP protocols.
 	Sessions []Session
@@ -103,7 +104,11 @@ type Route struct {
 	// that BIRD exports without being desired is listed too, with a
 	// problem.
 	Desired bool `json:"desired"`
-	InBird  bool `json:"inBird"`
+	// VIP says the prefix is a service's VIP (agentapi.Status.VIPs): BIRD
+	// learns it from the agent's VIP table, and the main table has no
+	// blackhole for it.
+	VIP    bool `json:"vip,omitempty"`
+	InBird bool `json:"inBird"`
 	// ExportedTo maps each peer name to whether BIRD sends it the prefix.
 	ExportedTo map[string]bool `json:"exportedTo"`
 	// ExpectedOn are the peers the prefix is for, sorted: those whose
@@ -133,6 +138,10 @@ func Routes(f Facts) []Route {
 	for _, p := range f.Status.Desired {
 		set[p] = true
 	}
+	vip := map[netip.Prefix]bool{}
+	for _, p := range f.Status.VIPs {
+		set[p], vip[p] = true, true
+	}
 	all := map[netip.Prefix]bool{}
 	for p := range set {
 		all[p] = true
@@ -159,7 +168,7 @@ func Routes(f Facts) []Route {
 
 	rows := make([]Route, 0, len(prefixes))
 	for _, p := range prefixes {
-		r := Route{Prefix: p, Desired: set[p], InBird: f.InBird[p], ExportedTo: map[string]bool{}, ExpectedOn: []string{}}
+		r := Route{Prefix: p, Desired: set[p], VIP: vip[p], InBird: f.InBird[p], ExportedTo: map[string]bool{}, ExpectedOn: []string{}}
 		fam := addrFamily(p.Addr())
 		missing := 0
 		for _, s := range sessions {
@@ -173,7 +182,7 @@ func Routes(f Facts) []Route {
 			switch {
 			case r.Desired && expected && !ex:
 				missing++
-				r.Problems = append(r.Problems, whyNotExported(f, s, r.InBird))
+				r.Problems = append(r.Problems, whyNotExported(f, s, r.InBird, r.VIP))
 			case !r.Desired && ex:
 				r.Problems = append(r.Problems, fmt.Sprintf("sent to %s but not desired by the agent (BIRD runs an old config? see roostctl status)", s.Name))
 			}
@@ -189,9 +198,14 @@ func Routes(f Facts) []Route {
 			r.Problems = append(r.Problems, msg)
 		}
 		if r.Desired && !r.InBird && missing == 0 {
-			r.Problems = append(r.Problems, "not in BIRD's static protocols")
+			if r.VIP {
+				r.Problems = append(r.Problems, "not learnt by BIRD from the agent's VIP table (vips.table)")
+			} else {
+				r.Problems = append(r.Problems, "not in BIRD's static protocols")
+			}
 		}
-		if blackholes {
+		// A VIP's blackhole is in the agent's VIP table, not the main one.
+		if blackholes && !r.VIP {
 			b := f.Blackholes[p]
 			r.Blackhole = &b
 			switch {
@@ -212,10 +226,16 @@ func Routes(f Facts) []Route {
 }
 
 // whyNotExported explains why a desired prefix is not sent to session s.
-func whyNotExported(f Facts, s Session, inBird bool) string {
+func whyNotExported(f Facts, s Session, inBird, vip bool) string {
 	switch {
 	case s.unknown():
 		return fmt.Sprintf("not sent to %s: session state unknown (BIRD does not answer, see roostctl status)", s.Name)
+	case !inBird && vip:
+		msg := fmt.Sprintf("not sent to %s: BIRD did not learn it from the agent's VIP table (vips.table)", s.Name)
+		if f.Status.VIPError != "" {
+			msg += "; the agent's last VIP sync failed: " + f.Status.VIPError
+		}
+		return msg
 	case !inBird && f.Status.LastApply.Result == agentapi.ResultFailed:
 		return fmt.Sprintf("not sent to %s: not in BIRD, the last apply failed: %s", s.Name, f.Status.LastApply.Error)
 	case !inBird:

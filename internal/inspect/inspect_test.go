@@ -305,3 +305,26 @@ func TestRoutesBlackholesOffIsNull(t *testing.T) {
 		t.Errorf("rows = %+v, want one OK row with blackhole null", rows)
 	}
 }
+
+// TestRoutesVIPs: a VIP the agent announces is desired, learnt by BIRD
+// from the VIP table and checked against no main-table blackhole.
+func TestRoutesVIPs(t *testing.T) {
+	pod, vip := netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("192.0.2.10/32")
+	f := Facts{
+		Status:     agentapi.Status{Desired: []netip.Prefix{pod}, VIPs: []netip.Prefix{vip}, BlackholeRoutes: true},
+		InBird:     map[netip.Prefix]bool{pod: true, vip: true},
+		Sessions:   []Session{{Name: "tor1", Protocol: "bgp_tor1", BGPState: "Established", Neighbor: netip.MustParseAddr("10.0.1.1")}},
+		Exported:   map[string]map[netip.Prefix]bool{"bgp_tor1": {pod: true, vip: true}},
+		Blackholes: map[netip.Prefix]bool{pod: true},
+	}
+	rows := Routes(f)
+	if len(rows) != 2 || !AllOK(rows) || !rows[1].VIP || rows[1].Blackhole != nil || rows[0].VIP {
+		t.Fatalf("rows %+v", rows)
+	}
+	f.InBird[vip] = false
+	f.Exported["bgp_tor1"][vip] = false
+	rows = Routes(f)
+	if rows[1].OK || !strings.Contains(strings.Join(rows[1].Problems, ";"), "VIP table") {
+		t.Errorf("a VIP BIRD did not learn: %+v", rows[1])
+	}
+}
