@@ -41,6 +41,9 @@ fi
 run "BenchmarkPrivilegedApply" -benchtime=3s ./internal/agent
 # Change -> ToR latency over 40 changes of one prefix each.
 run "BenchmarkPrivilegedChangeToToR" -benchtime=40x -timeout 30m ./internal/agent
+# One VIP change -> its UPDATE on a ToR's wire: the kernel-table path beside
+# the static protocol's reconfiguration.
+run "BenchmarkPrivilegedVIPChange" -benchtime=100x -timeout 30m ./internal/agent
 # Resident memory of the roost-agent binary.
 run "BenchmarkPrivilegedAgentRSS" -benchtime=1x ./internal/agent
 # eBPF verdict cost per packet (BPF_PROG_TEST_RUN) beside an empty program.

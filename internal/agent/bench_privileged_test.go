@@ -17,12 +17,14 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/roost-net/roost/internal/agentapi"
 	"github.com/roost-net/roost/internal/birdctl"
 	"github.com/roost-net/roost/internal/config"
+	"github.com/roost-net/roost/internal/routes"
 	"github.com/roost-net/roost/internal/testenv"
 )
 
@@ -329,11 +331,11 @@ func isBGP(f []byte) bool {
 	return sport == 179 || dport == 179
 }
 
-// carries reports whether a BGP frame's payload holds the NLRI of p (a
-// /24: length 24 and three address bytes).
+// carries reports whether a BGP frame's payload holds the IPv4 NLRI of p:
+// its length, then as many address bytes as the length covers.
 func carries(f []byte, p netip.Prefix) bool {
 	a := p.Addr().As4()
-	return bytes.Contains(f, []byte{byte(p.Bits()), a[0], a[1], a[2]})
+	return bytes.Contains(f, append([]byte{byte(p.Bits())}, a[:(p.Bits()+7)/8]...))
 }
 
 func drainPackets(ch <-chan packet) {
@@ -495,4 +497,114 @@ func procMemory(b testing.TB, pid int) (rss, hwm float64) {
 		}
 	}
 	return rss, hwm
+}
+
+// vipSet returns n VIPs (/32) from 100.64.0.0 on, the k-th first.
+func vipSet(first, n int) []netip.Prefix {
+	out := make([]netip.Prefix, n)
+	for i := range n {
+		k := first + i
+		out[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{100, byte(64 + k>>16), byte(k >> 8), byte(k)}), 32)
+	}
+	return out
+}
+
+// BenchmarkPrivilegedVIPChange measures, per VIP added beside n announced
+// ones, the time from the request to the kernel (the VIP's blackhole route
+// in the agent's VIP table, as vips.Announcer writes it) to the BGP UPDATE
+// carrying it on tor1's wire; the same for its withdrawal, and for a VIP
+// replacing another in one sync (swap: the new one's UPDATE); and, for
+// comparison, the time from the agent
+// getting a config with one more owned prefix in its static protocol to
+// that prefix's UPDATE (BIRD reconfigured). Both on the same fabric, BIRD
+// holding n VIPs and n owned prefixes. Run with -benchtime=Nx (N >= 30).
+func BenchmarkPrivilegedVIPChange(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("vips=%d", n), func(b *testing.B) {
+			f := newFabric(b)
+			cfg := f.config()
+			cfg.VIPs = config.VIPs{ServicesFile: "/nonexistent", Table: 4242}
+			cfg.PodCIDRs = prefixSet(0, n)
+			cfg.Debounce = 100 * time.Millisecond
+			a := f.startAgent(cfg)
+			waitStatus(b, a, "first apply", func(s agentapi.Status) bool {
+				return s.LastApply.Result == agentapi.ResultOK && len(s.LastApply.Applied) == n
+			})
+			ns, err := netns.GetFromName(f.node)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ns.Close()
+			h, err := netlink.NewHandleAt(ns)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			table := routes.NewBlackholes(h, 4242)
+			base := vipSet(0, n)
+			if _, err := table.Sync(base); err != nil {
+				b.Fatal(err)
+			}
+			f.waitPrefixCount(2 * n)
+			before := f.waitEstablished()
+			wire := captureBGP(b, f.torNS[0])
+			var kernelPath, staticPath []time.Duration
+			var gone, swaps, syncs []time.Duration
+			for i := 0; b.Loop(); i++ {
+				// A VIP comes, and goes.
+				v := vipSet(n+2*i, 1)[0]
+				time.Sleep(50 * time.Millisecond) // the last change's UPDATE acknowledged
+				drainPackets(wire)
+				start := time.Now()
+				if _, err := table.Sync(append(slices.Clone(base), v)); err != nil {
+					b.Fatal(err)
+				}
+				syncs = append(syncs, time.Since(start))
+				kernelPath = append(kernelPath, waitUpdate(b, wire, v).Sub(start))
+				time.Sleep(50 * time.Millisecond)
+				drainPackets(wire)
+				start = time.Now()
+				if _, err := table.Sync(base); err != nil {
+					b.Fatal(err)
+				}
+				gone = append(gone, waitUpdate(b, wire, v).Sub(start))
+				// A VIP replaces another (one sync: one added, one
+				// withdrawn).
+				w := vipSet(n+2*i+1, 1)[0]
+				time.Sleep(50 * time.Millisecond)
+				drainPackets(wire)
+				start = time.Now()
+				if _, err := table.Sync(append(slices.Clone(base[1:]), w)); err != nil {
+					b.Fatal(err)
+				}
+				swaps = append(swaps, waitUpdate(b, wire, w).Sub(start))
+				base = append(base[1:], w)
+				// An owned prefix comes, through BIRD's static protocol.
+				next, p := withPrefixes(cfg, cfg.PodCIDRs, 2+i)
+				time.Sleep(cfg.Debounce + 20*time.Millisecond)
+				drainPackets(wire)
+				start = time.Now()
+				a.SetConfig(next)
+				staticPath = append(staticPath, waitUpdate(b, wire, p).Sub(start))
+				cfg = next
+			}
+			b.StopTimer()
+			f.assertNoReset(before)
+			slices.Sort(kernelPath)
+			slices.Sort(gone)
+			slices.Sort(staticPath)
+			b.ReportMetric(ms(percentile(kernelPath, 50)), "kernel-p50-ms")
+			b.ReportMetric(ms(percentile(kernelPath, 99)), "kernel-p99-ms")
+			b.ReportMetric(ms(percentile(gone, 50)), "withdraw-p50-ms")
+			b.ReportMetric(ms(percentile(gone, 99)), "withdraw-p99-ms")
+			slices.Sort(swaps)
+			b.ReportMetric(ms(percentile(swaps, 50)), "swap-p50-ms")
+			b.ReportMetric(ms(percentile(swaps, 99)), "swap-p99-ms")
+			slices.Sort(syncs)
+			b.ReportMetric(ms(percentile(syncs, 50)), "sync-p50-ms")
+			b.ReportMetric(ms(percentile(syncs, 99)), "sync-p99-ms")
+			b.ReportMetric(ms(percentile(staticPath, 50)), "static-p50-ms")
+			b.ReportMetric(ms(percentile(staticPath, 99)), "static-p99-ms")
+		})
+	}
 }

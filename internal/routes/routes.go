@@ -196,16 +196,9 @@ func (b *Blackholes) Sync(want []netip.Prefix) (Changes, error) {
 // change before the failure is found again by that full sync.
 func (b *Blackholes) syncKnown(want map[netip.Prefix]bool) (Changes, bool) {
 	var ch Changes
-	for p := range b.known {
-		if want[p] {
-			continue
-		}
-		if err := b.nl.RouteDel(b.netlinkRoute(kroute{Prefix: p, Protocol: Protocol, Type: unix.RTN_BLACKHOLE})); err != nil {
-			b.known = nil
-			return Changes{}, false
-		}
-		ch.Removed = append(ch.Removed, p)
-	}
+	// Additions first (the two sets are disjoint): whoever learns the
+	// table (BIRD, for the VIPs) sends the new route before the
+	// withdrawals, so it does not wait behind them on the session.
 	for p := range want {
 		if b.known[p] {
 			continue
@@ -215,6 +208,16 @@ func (b *Blackholes) syncKnown(want map[netip.Prefix]bool) (Changes, bool) {
 			return Changes{}, false
 		}
 		ch.Added = append(ch.Added, p)
+	}
+	for p := range b.known {
+		if want[p] {
+			continue
+		}
+		if err := b.nl.RouteDel(b.netlinkRoute(kroute{Prefix: p, Protocol: Protocol, Type: unix.RTN_BLACKHOLE})); err != nil {
+			b.known = nil
+			return Changes{}, false
+		}
+		ch.Removed = append(ch.Removed, p)
 	}
 	slices.SortFunc(ch.Added, netip.Prefix.Compare)
 	slices.SortFunc(ch.Removed, netip.Prefix.Compare)

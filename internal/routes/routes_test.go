@@ -502,10 +502,15 @@ func TestSyncRemembers(t *testing.T) {
 	if dumps != 2 {
 		t.Fatalf("first Sync read %d tables, want 2 (v4, v6)", dumps)
 	}
-	// Within the interval a change costs one request per prefix, no dump.
+	// Within the interval a change costs one request per prefix, no dump;
+	// the addition goes first (make before break).
+	before := len(k.ops)
 	ch := sync("10.1.0.0/24", "10.3.0.0/24")
 	if ch.String() != "+10.3.0.0/24 -10.2.0.0/24" || dumps != 2 {
 		t.Errorf("remembered Sync: %s, %d dumps", ch, dumps)
+	}
+	if ops := k.ops[before:]; len(ops) != 2 || !strings.HasPrefix(ops[0], "add 10.3.0.0/24") || !strings.HasPrefix(ops[1], "del 10.2.0.0/24") {
+		t.Errorf("remembered Sync's requests %q: want the add, then the delete", ops)
 	}
 	if ch := sync("10.1.0.0/24", "10.3.0.0/24"); !ch.Empty() || dumps != 2 {
 		t.Errorf("unchanged Sync: %s, %d dumps", ch, dumps)
