@@ -30,6 +30,7 @@ import (
 	"github.com/roost-net/roost/internal/policyd"
 	"github.com/roost-net/roost/internal/serve"
 	"github.com/roost-net/roost/internal/services"
+	"github.com/roost-net/roost/internal/services/kubewatch"
 	"github.com/roost-net/roost/internal/servicesd"
 	"github.com/roost-net/roost/internal/socklb"
 )
@@ -241,7 +242,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		start("nodes", func() error { return endpoints.WatchNodes(ctx, cs, 0, d.SetNodes) })
 		start("policies", func() error { return endpoints.WatchPolicies(ctx, dyn, 0, d.SetPolicies) })
 		if svcs != nil {
-			start("kubernetes services", func() error { return services.WatchKubernetes(ctx, cs, 0, svcs.SetKubernetes) })
+			start("kubernetes services", func() error { return kubewatch.WatchKubernetes(ctx, cs, 0, svcs.SetKubernetes) })
 		}
 	}
 	hup := make(chan os.Signal, 1)

@@ -396,7 +396,7 @@ func (p *parser) addr(n *yaml.Node, path, what string) (netip.Addr, bool) {
 		p.Failf(n, path, "%s is IPv4-mapped; write %s", a, a.Unmap())
 		return netip.Addr{}, false
 	}
-	if kind := unusable(a); kind != "" {
+	if kind := Unusable(a); kind != "" {
 		p.Failf(n, path, "%s is %s, not a %s address", a, kind, what)
 		return netip.Addr{}, false
 	}

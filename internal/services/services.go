@@ -223,10 +223,10 @@ func Resolve(p Port, b Backend) (uint16, error) {
 	return np.Port, nil
 }
 
-// unusable names what keeps a from being a frontend or backend address
+// Unusable names what keeps a from being a frontend or backend address
 // ("unspecified", "loopback", "multicast", "link-local", "broadcast"), or
 // returns "" when nothing does.
-func unusable(a netip.Addr) string {
+func Unusable(a netip.Addr) string {
 	switch {
 	case a.IsUnspecified():
 		return "unspecified"

@@ -114,7 +114,7 @@ func (d *Daemon) Changed() {
 }
 
 // SetKubernetes records the Kubernetes services and notes on what their
-// source left out (services.WatchKubernetes reports them so), and asks for
+// source left out (kubewatch.WatchKubernetes reports them so), and asks for
 // a reconcile.
 func (d *Daemon) SetKubernetes(svcs []services.Service, notes []string) {
 	d.mu.Lock()
@@ -217,36 +217,11 @@ func (d *Daemon) Reconcile() error {
 	return nil
 }
 
-// merge returns the file's services followed by the Kubernetes services
-// that do not clash with them (see the package documentation), and the
-// notes of the Kubernetes source and of the merge.
+// merge returns services.Merge of the file's and the Kubernetes services,
+// with the notes of the Kubernetes source first.
 func merge(file []services.Service, kube kubeSet) ([]services.Service, []string) {
-	if len(kube.svcs) == 0 {
-		return file, slices.Clone(kube.notes)
-	}
-	out := slices.Clone(file)
-	notes := slices.Clone(kube.notes)
-	names := make(map[string]bool, len(file))
-	claims := services.NewClaims()
-	for i := range out {
-		names[out[i].FullName()] = true
-		claims.Claim(&out[i]) // the file has no clashes: nothing is left out
-	}
-	for _, s := range kube.svcs {
-		if names[s.FullName()] {
-			notes = append(notes, fmt.Sprintf("service %s from Kubernetes left out: the services file has a service of that name, and wins", s.FullName()))
-			continue
-		}
-		for _, n := range claims.Claim(&s) {
-			notes = append(notes, n+" (a service of the services file)")
-		}
-		if len(s.Frontends()) == 0 {
-			notes = append(notes, fmt.Sprintf("service %s from Kubernetes left out: its frontends are the services file's", s.FullName()))
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, notes
+	out, notes := services.Merge(file, kube.svcs)
+	return out, append(slices.Clone(kube.notes), notes...)
 }
 
 func frontends(es []socklb.Entry) []loaderapi.ServiceFrontend {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/roost-net/roost/internal/loaderapi"
 	"github.com/roost-net/roost/internal/services"
+	"github.com/roost-net/roost/internal/services/kubewatch"
 	"github.com/roost-net/roost/internal/socklb"
 )
 
@@ -119,12 +120,12 @@ func kubeSvc(name, cip string, port uint16, external ...string) services.Service
 	s := services.Service{
 		Namespace: "default", Name: name,
 		ClusterIPs:            []netip.Addr{netip.MustParseAddr(cip)},
-		Ports:                 []services.Port{{Protocol: services.TCP, Port: port, TargetPortName: services.UnnamedPort}},
+		Ports:                 []services.Port{{Protocol: services.TCP, Port: port, TargetPortName: kubewatch.UnnamedPort}},
 		ExternalTrafficPolicy: services.TrafficPolicyCluster,
 		InternalTrafficPolicy: services.TrafficPolicyCluster,
 		SessionAffinity:       services.SessionAffinityNone,
 		Backends: []services.Backend{{IP: netip.MustParseAddr("10.244.9.9"), Ready: true, Serving: true,
-			Ports: map[string]services.NamedPort{services.UnnamedPort: {Port: 8080, Protocol: services.TCP}}}},
+			Ports: map[string]services.NamedPort{kubewatch.UnnamedPort: {Port: 8080, Protocol: services.TCP}}}},
 	}
 	for _, e := range external {
 		s.ExternalIPs = append(s.ExternalIPs, netip.MustParseAddr(e))

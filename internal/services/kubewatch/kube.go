@@ -1,12 +1,12 @@
-package services
+package kubewatch
 
 import (
 	"cmp"
 	"fmt"
+	"github.com/roost-net/roost/internal/services"
 	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -60,7 +60,7 @@ const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
 // slice's ports by name, so that Resolve finds the endpoint port of each
 // service port. An endpoint whose slice lacks that port gets none of the
 // port's traffic, as in kube-proxy.
-func FromKubernetes(svcs []*corev1.Service, epSlices []*discoveryv1.EndpointSlice) ([]Service, []string) {
+func FromKubernetes(svcs []*corev1.Service, epSlices []*discoveryv1.EndpointSlice) ([]services.Service, []string) {
 	type svcKey struct{ ns, name string }
 	bySvc := map[svcKey][]*discoveryv1.EndpointSlice{}
 	for _, sl := range epSlices {
@@ -77,9 +77,9 @@ func FromKubernetes(svcs []*corev1.Service, epSlices []*discoveryv1.EndpointSlic
 		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time),
 			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	claims := NewClaims()
+	claims := services.NewClaims()
 	var (
-		out   []Service
+		out   []services.Service
 		notes []string
 	)
 	for _, ks := range ordered {
@@ -98,31 +98,31 @@ func FromKubernetes(svcs []*corev1.Service, epSlices []*discoveryv1.EndpointSlic
 		}
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b Service) int { return cmp.Compare(a.FullName(), b.FullName()) })
+	slices.SortFunc(out, func(a, b services.Service) int { return cmp.Compare(a.FullName(), b.FullName()) })
 	slices.Sort(notes)
 	return out, notes
 }
 
 // serviceOf returns the service ks stands for, without backends, and
 // whether there is one; notes say what was left out.
-func serviceOf(ks *corev1.Service) (Service, bool, []string) {
+func serviceOf(ks *corev1.Service) (services.Service, bool, []string) {
 	spec := ks.Spec
 	if _, other := ks.Labels[LabelServiceProxyName]; other || spec.Type == corev1.ServiceTypeExternalName {
-		return Service{}, false, nil
+		return services.Service{}, false, nil
 	}
 	ips := spec.ClusterIPs
 	if len(ips) == 0 && spec.ClusterIP != "" {
 		ips = []string{spec.ClusterIP}
 	}
 	if len(ips) == 0 || ips[0] == corev1.ClusterIPNone {
-		return Service{}, false, nil
+		return services.Service{}, false, nil
 	}
-	s := Service{
+	s := services.Service{
 		Namespace:             ks.Namespace,
 		Name:                  ks.Name,
-		ExternalTrafficPolicy: TrafficPolicyCluster,
-		InternalTrafficPolicy: TrafficPolicyCluster,
-		SessionAffinity:       SessionAffinityNone,
+		ExternalTrafficPolicy: services.TrafficPolicyCluster,
+		InternalTrafficPolicy: services.TrafficPolicyCluster,
+		SessionAffinity:       services.SessionAffinityNone,
 	}
 	var notes []string
 	note := func(format string, args ...any) {
@@ -154,23 +154,23 @@ func serviceOf(ks *corev1.Service) (Service, bool, []string) {
 		}
 	}
 	for i, sp := range spec.Ports {
-		p := Port{Name: sp.Name, Protocol: TCP, TargetPortName: cmp.Or(sp.Name, UnnamedPort)}
+		p := services.Port{Name: sp.Name, Protocol: services.TCP, TargetPortName: cmp.Or(sp.Name, UnnamedPort)}
 		switch sp.Protocol {
 		case "", corev1.ProtocolTCP:
 		case corev1.ProtocolUDP:
-			p.Protocol = UDP
+			p.Protocol = services.UDP
 		case corev1.ProtocolSCTP:
-			p.Protocol = SCTP
+			p.Protocol = services.SCTP
 		default:
 			note("spec.ports[%d]: protocol %q is not TCP, UDP or SCTP; left out", i, sp.Protocol)
 			continue
 		}
 		if sp.Port < 1 || sp.Port > 65535 {
-			note("spec.ports[%d]: %d is not a port (%s); left out", i, sp.Port, portRange)
+			note("spec.ports[%d]: %d is not a port (%s); left out", i, sp.Port, "1..65535")
 			continue
 		}
 		p.Port = uint16(sp.Port)
-		if slices.ContainsFunc(s.Ports, func(o Port) bool { return o.Port == p.Port && o.Protocol == p.Protocol }) {
+		if slices.ContainsFunc(s.Ports, func(o services.Port) bool { return o.Port == p.Port && o.Protocol == p.Protocol }) {
 			note("spec.ports[%d]: %s/%d repeats an earlier port; left out", i, p.Protocol, p.Port)
 			continue
 		}
@@ -181,23 +181,23 @@ func serviceOf(ks *corev1.Service) (Service, bool, []string) {
 	}
 	if len(s.Ports) == 0 {
 		note("left out: no port")
-		return Service{}, false, notes
+		return services.Service{}, false, notes
 	}
 	if spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-		s.ExternalTrafficPolicy = TrafficPolicyLocal
+		s.ExternalTrafficPolicy = services.TrafficPolicyLocal
 	}
 	if p := spec.InternalTrafficPolicy; p != nil && *p == corev1.ServiceInternalTrafficPolicyLocal {
-		s.InternalTrafficPolicy = TrafficPolicyLocal
+		s.InternalTrafficPolicy = services.TrafficPolicyLocal
 	}
 	if spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-		s.SessionAffinity, s.SessionAffinityTimeout = SessionAffinityClientIP, DefaultSessionAffinityTimeout
+		s.SessionAffinity, s.SessionAffinityTimeout = services.SessionAffinityClientIP, services.DefaultSessionAffinityTimeout
 		if c := spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
 			t := time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
-			if t >= time.Second && t <= MaxSessionAffinityTimeout {
+			if t >= time.Second && t <= services.MaxSessionAffinityTimeout {
 				s.SessionAffinityTimeout = t
 			} else {
 				note("sessionAffinityConfig.clientIP.timeoutSeconds: %d is not 1..%d; %d used",
-					*c.ClientIP.TimeoutSeconds, int(MaxSessionAffinityTimeout/time.Second), int(DefaultSessionAffinityTimeout/time.Second))
+					*c.ClientIP.TimeoutSeconds, int(services.MaxSessionAffinityTimeout/time.Second), int(services.DefaultSessionAffinityTimeout/time.Second))
 			}
 		}
 	}
@@ -206,11 +206,11 @@ func serviceOf(ks *corev1.Service) (Service, bool, []string) {
 
 // backendsOf returns the backends of the service named name in its
 // EndpointSlices, and notes on the addresses left out.
-func backendsOf(name string, sls []*discoveryv1.EndpointSlice) ([]Backend, []string) {
+func backendsOf(name string, sls []*discoveryv1.EndpointSlice) ([]services.Backend, []string) {
 	sls = slices.Clone(sls)
 	slices.SortFunc(sls, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
 	var (
-		out   []Backend
+		out   []services.Backend
 		notes []string
 	)
 	at := map[netip.Addr]int{} // index in out
@@ -235,7 +235,7 @@ func backendsOf(name string, sls []*discoveryv1.EndpointSlice) ([]Backend, []str
 				for k, v := range ports {
 					if _, has := out[j].Ports[k]; !has {
 						if out[j].Ports == nil {
-							out[j].Ports = map[string]NamedPort{}
+							out[j].Ports = map[string]services.NamedPort{}
 						}
 						out[j].Ports[k] = v
 					}
@@ -243,7 +243,7 @@ func backendsOf(name string, sls []*discoveryv1.EndpointSlice) ([]Backend, []str
 				continue
 			}
 			c := ep.Conditions
-			b := Backend{
+			b := services.Backend{
 				IP:          a,
 				Ready:       c.Ready == nil || *c.Ready,
 				Serving:     c.Serving == nil || *c.Serving,
@@ -264,20 +264,20 @@ func backendsOf(name string, sls []*discoveryv1.EndpointSlice) ([]Backend, []str
 // the unnamed one); ports without a number, or of an unknown protocol,
 // are left out (no service port can resolve to them). nil when none is
 // left.
-func slicePorts(eps []discoveryv1.EndpointPort) map[string]NamedPort {
-	var out map[string]NamedPort
+func slicePorts(eps []discoveryv1.EndpointPort) map[string]services.NamedPort {
+	var out map[string]services.NamedPort
 	for _, ep := range eps {
 		if ep.Port == nil || *ep.Port < 1 || *ep.Port > 65535 {
 			continue
 		}
-		np := NamedPort{Port: uint16(*ep.Port), Protocol: TCP}
+		np := services.NamedPort{Port: uint16(*ep.Port), Protocol: services.TCP}
 		if ep.Protocol != nil {
 			switch *ep.Protocol {
 			case corev1.ProtocolTCP:
 			case corev1.ProtocolUDP:
-				np.Protocol = UDP
+				np.Protocol = services.UDP
 			case corev1.ProtocolSCTP:
-				np.Protocol = SCTP
+				np.Protocol = services.SCTP
 			default:
 				continue
 			}
@@ -287,7 +287,7 @@ func slicePorts(eps []discoveryv1.EndpointPort) map[string]NamedPort {
 			name = *ep.Name
 		}
 		if out == nil {
-			out = map[string]NamedPort{}
+			out = map[string]services.NamedPort{}
 		}
 		out[name] = np
 	}
@@ -307,63 +307,8 @@ func parseUnicast(text string) (a netip.Addr, problem string) {
 	if a.Zone() != "" {
 		return netip.Addr{}, fmt.Sprintf("%s has a zone", a)
 	}
-	if kind := unusable(a); kind != "" {
+	if kind := services.Unusable(a); kind != "" {
 		return netip.Addr{}, fmt.Sprintf("%s is %s", a, kind)
 	}
 	return a, ""
-}
-
-// Claims records which service serves each frontend address, port and
-// protocol, so that no two services serve the same one (the datapath
-// holds one set of backends per frontend). The zero value is not usable:
-// use NewClaims.
-type Claims struct {
-	owner map[frontendPort]string
-}
-
-// NewClaims returns claims on nothing.
-func NewClaims() *Claims { return &Claims{owner: map[frontendPort]string{}} }
-
-// Claim claims the frontends of s. It first removes from s every
-// frontend address that serves a port and protocol an earlier service
-// claimed there, and every repeat of an address s already lists (the
-// first list wins: cluster, external, load-balancer IPs), and returns a
-// note for each address it removed because of another service. It gives
-// s new address lists rather than change the old ones in place.
-func (c *Claims) Claim(s *Service) []string {
-	var notes []string
-	seen := map[netip.Addr]bool{}
-	keep := func(kind FrontendKind, addrs []netip.Addr) []netip.Addr {
-		var out []netip.Addr
-		for _, a := range addrs {
-			if seen[a] {
-				continue
-			}
-			var clash []string
-			owner := ""
-			for _, p := range s.Ports {
-				if o, ok := c.owner[frontendPort{a, p.Protocol, p.Port}]; ok && o != s.FullName() {
-					owner = o
-					clash = append(clash, fmt.Sprintf("%s/%d", p.Protocol, p.Port))
-				}
-			}
-			if owner != "" {
-				notes = append(notes, fmt.Sprintf("service %s: %s %s left out: %s %s is already a frontend of %s",
-					s.FullName(), kind, a, a, strings.Join(clash, ", "), owner))
-				continue
-			}
-			seen[a] = true
-			out = append(out, a)
-		}
-		return out
-	}
-	s.ClusterIPs = keep(ClusterIP, s.ClusterIPs)
-	s.ExternalIPs = keep(ExternalIP, s.ExternalIPs)
-	s.LoadBalancerIPs = keep(LoadBalancerIP, s.LoadBalancerIPs)
-	for _, f := range s.Frontends() {
-		for _, p := range s.Ports {
-			c.owner[frontendPort{f.Addr, p.Protocol, p.Port}] = s.FullName()
-		}
-	}
-	return notes
 }

@@ -1,6 +1,7 @@
-package services
+package kubewatch
 
 import (
+	"github.com/roost-net/roost/internal/services"
 	"strings"
 	"testing"
 	"time"
@@ -293,7 +294,7 @@ note: service default/a-newer: externalIP 192.0.2.10 left out: 192.0.2.10 TCP/80
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			svcs, notes := FromKubernetes(tt.svcs, tt.slices)
-			got := Describe(svcs)
+			got := services.Describe(svcs)
 			for _, n := range notes {
 				got += "note: " + n + "\n"
 			}
@@ -302,7 +303,7 @@ note: service default/a-newer: externalIP 192.0.2.10 left out: 192.0.2.10 TCP/80
 				t.Errorf("got:\n%s\nwant:\n%s", got, want)
 			}
 			again, notes2 := FromKubernetes(tt.svcs, tt.slices)
-			if Describe(again) != Describe(svcs) || strings.Join(notes2, "\n") != strings.Join(notes, "\n") {
+			if services.Describe(again) != services.Describe(svcs) || strings.Join(notes2, "\n") != strings.Join(notes, "\n") {
 				t.Error("a second conversion differs")
 			}
 		})
@@ -319,15 +320,15 @@ func TestFromKubernetesModel(t *testing.T) {
 		t.Fatalf("got %+v, notes %q", svcs, notes)
 	}
 	s := svcs[0]
-	if p := s.Ports[0]; p.TargetPort != 0 || p.TargetPortName != UnnamedPort || p.Protocol != TCP || p.Port != 80 {
+	if p := s.Ports[0]; p.TargetPort != 0 || p.TargetPortName != UnnamedPort || p.Protocol != services.TCP || p.Port != 80 {
 		t.Errorf("port = %+v, want targetPortName %q", p, UnnamedPort)
 	}
 	b := s.Backends[0]
-	if b.IP.String() != "10.244.1.1" || b.Node != "node1" || b.Ports[UnnamedPort] != (NamedPort{Port: 8080, Protocol: TCP}) {
+	if b.IP.String() != "10.244.1.1" || b.Node != "node1" || b.Ports[UnnamedPort] != (services.NamedPort{Port: 8080, Protocol: services.TCP}) {
 		t.Errorf("backend = %+v", b)
 	}
-	if s.ExternalTrafficPolicy != TrafficPolicyCluster || s.InternalTrafficPolicy != TrafficPolicyCluster ||
-		s.SessionAffinity != SessionAffinityNone || s.SessionAffinityTimeout != 0 {
+	if s.ExternalTrafficPolicy != services.TrafficPolicyCluster || s.InternalTrafficPolicy != services.TrafficPolicyCluster ||
+		s.SessionAffinity != services.SessionAffinityNone || s.SessionAffinityTimeout != 0 {
 		t.Errorf("settings = %+v", s)
 	}
 	if sl.Endpoints[0].Addresses[0] != "::ffff:10.244.1.1" || svc.Spec.Ports[0].TargetPort.IntValue() != 8080 {

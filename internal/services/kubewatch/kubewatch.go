@@ -1,4 +1,4 @@
-package services
+package kubewatch
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/roost-net/roost/internal/k8swatch"
+	"github.com/roost-net/roost/internal/services"
 )
 
 // kubeLabelSelector keeps out of the informers' caches what FromKubernetes
@@ -40,7 +41,7 @@ const kubeLabelSelector = "!" + LabelServiceProxyName + ",!" + corev1.IsHeadless
 // WatchKubernetes at once with that error (wrapped, so
 // apierrors.IsForbidden works): retrying cannot fix RBAC or credentials.
 // Other errors are retried by client-go, which logs them through klog.
-func WatchKubernetes(ctx context.Context, cs kubernetes.Interface, resync time.Duration, set func([]Service, []string)) error {
+func WatchKubernetes(ctx context.Context, cs kubernetes.Interface, resync time.Duration, set func([]services.Service, []string)) error {
 	const (
 		what = "watch services"
 		rbac = "the loader needs list and watch on services and on endpointslices (discovery.k8s.io) in all namespaces"
@@ -95,7 +96,7 @@ func WatchKubernetes(ctx context.Context, cs kubernetes.Interface, resync time.D
 	guard.Synced()
 
 	type result struct {
-		svcs  []Service
+		svcs  []services.Service
 		notes []string
 	}
 	var last result

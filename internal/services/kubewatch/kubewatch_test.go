@@ -1,6 +1,8 @@
-package services
+package kubewatch
 
 import (
+	"github.com/roost-net/roost/internal/services"
+
 	"context"
 	"strings"
 	"testing"
@@ -28,12 +30,12 @@ type kubeWatch struct {
 	cancel  context.CancelFunc
 }
 
-func startKubeWatch(t *testing.T, watch func(ctx context.Context, set func([]Service, []string)) error) *kubeWatch {
+func startKubeWatch(t *testing.T, watch func(ctx context.Context, set func([]services.Service, []string)) error) *kubeWatch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &kubeWatch{reports: make(chan string, 100), done: make(chan error, 1), cancel: cancel}
 	go func() {
-		w.done <- watch(ctx, func(svcs []Service, notes []string) { w.reports <- kubeText(svcs, notes) })
+		w.done <- watch(ctx, func(svcs []services.Service, notes []string) { w.reports <- kubeText(svcs, notes) })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -47,8 +49,8 @@ func startKubeWatch(t *testing.T, watch func(ctx context.Context, set func([]Ser
 	return w
 }
 
-func kubeText(svcs []Service, notes []string) string {
-	out := Describe(svcs)
+func kubeText(svcs []services.Service, notes []string) string {
+	out := services.Describe(svcs)
 	for _, n := range notes {
 		out += "note: " + n + "\n"
 	}
@@ -93,7 +95,7 @@ func TestWatchKubernetes(t *testing.T) {
 	v4 := discoveryv1.AddressTypeIPv4
 	svc := kubeService("web", []string{"10.96.0.10"}, "http:80->web")
 	cs := fake.NewClientset(svc, slice("web-a", "web", v4, []string{"http=8080"}, endpoint("10.244.1.1", "node1")))
-	w := startKubeWatch(t, func(ctx context.Context, set func([]Service, []string)) error {
+	w := startKubeWatch(t, func(ctx context.Context, set func([]services.Service, []string)) error {
 		return WatchKubernetes(ctx, cs, 0, set)
 	})
 	ctx := t.Context()
@@ -163,7 +165,7 @@ func TestWatchKubernetes(t *testing.T) {
 
 func TestWatchKubernetesNothing(t *testing.T) {
 	cs := fake.NewClientset()
-	w := startKubeWatch(t, func(ctx context.Context, set func([]Service, []string)) error {
+	w := startKubeWatch(t, func(ctx context.Context, set func([]services.Service, []string)) error {
 		return WatchKubernetes(ctx, cs, 0, set)
 	})
 	if got := w.next(t); got != "services:\n  none\n" {
@@ -186,7 +188,7 @@ func TestWatchKubernetesForbidden(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), reportWait)
 			defer cancel()
 			reports := 0
-			err := WatchKubernetes(ctx, cs, 0, func([]Service, []string) { reports++ })
+			err := WatchKubernetes(ctx, cs, 0, func([]services.Service, []string) { reports++ })
 			if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "list and watch on services and on endpointslices") {
 				t.Errorf("WatchKubernetes = %v, want a Forbidden error saying what access it needs", err)
 			}
@@ -212,7 +214,7 @@ func TestWatchKubernetesCancelledBeforeSync(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	err := WatchKubernetes(ctx, cs, 0, func([]Service, []string) { t.Error("a report before the first sync") })
+	err := WatchKubernetes(ctx, cs, 0, func([]services.Service, []string) { t.Error("a report before the first sync") })
 	if err == nil || !strings.Contains(err.Error(), "stopped before the first list") {
 		t.Errorf("WatchKubernetes = %v, want an error saying it stopped before the first list", err)
 	}

@@ -1,6 +1,8 @@
-package services
+package kubewatch
 
 import (
+	"github.com/roost-net/roost/internal/services"
+
 	"context"
 	"strings"
 	"testing"
@@ -33,10 +35,10 @@ func TestPrivilegedWatchKubernetes(t *testing.T) {
 	}
 
 	cs := testenv.KubeClient(t, k.Kubeconfig)
-	w := startKubeWatch(t, func(ctx context.Context, set func([]Service, []string)) error {
+	w := startKubeWatch(t, func(ctx context.Context, set func([]services.Service, []string)) error {
 		last, first := "", true
-		return WatchKubernetes(ctx, cs, 0, func(svcs []Service, notes []string) {
-			var mine []Service
+		return WatchKubernetes(ctx, cs, 0, func(svcs []services.Service, notes []string) {
+			var mine []services.Service
 			for _, s := range svcs {
 				if s.Namespace == ns {
 					mine = append(mine, s)
@@ -139,7 +141,7 @@ func TestPrivilegedWatchKubernetes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), apiWait)
 		defer cancel()
 		reports := 0
-		err := WatchKubernetes(ctx, testenv.KubeClient(t, k.NobodyKubeconfig), 0, func([]Service, []string) { reports++ })
+		err := WatchKubernetes(ctx, testenv.KubeClient(t, k.NobodyKubeconfig), 0, func([]services.Service, []string) { reports++ })
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "list and watch on services and on endpointslices") {
 			t.Errorf("WatchKubernetes as roost-nobody = %v, want a Forbidden error saying what access it needs", err)
 		}
