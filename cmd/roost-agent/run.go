@@ -217,7 +217,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		start("kubernetes", func() error { return k8swatch.WatchNode(ctx, cs, cfg.Node, 0, a.SetNode) })
+		setNode := a.SetNode
+		if ann != nil {
+			// The Node's label k8swatch.ExcludeVIPsLabel takes it out of
+			// the VIPs' next hops.
+			setNode = func(s k8swatch.NodeState) { a.SetNode(s); ann.SetExcluded(s.ExcludeVIPs) }
+		}
+		start("kubernetes", func() error { return k8swatch.WatchNode(ctx, cs, cfg.Node, 0, setNode) })
 	}
 	log.WithFields(logrus.Fields{"node": cfg.Node, "listen": cfg.Listen, "controlSocket": cfg.ControlSocket}).Info("roost-agent started")
 

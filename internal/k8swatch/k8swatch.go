@@ -42,12 +42,19 @@ type NodeState struct {
 	// are not valid network prefixes, one error each, joined. A valid
 	// entry is reported even when another is not.
 	Err error
+	// ExcludeVIPs is true when the Node has the label ExcludeVIPsLabel set
+	// to "true": the node announces no VIPs.
+	ExcludeVIPs bool
 }
+
+// ExcludeVIPsLabel, set to "true" on a Node, keeps it from announcing the
+// services' VIPs (it still announces its PodCIDRs).
+const ExcludeVIPsLabel = "roost.io/exclude-vips"
 
 // Equal reports whether s and o report the same thing (errors compare by
 // their text).
 func (s NodeState) Equal(o NodeState) bool {
-	return s.Synced == o.Synced && s.Exists == o.Exists &&
+	return s.Synced == o.Synced && s.Exists == o.Exists && s.ExcludeVIPs == o.ExcludeVIPs &&
 		slices.Equal(s.PodCIDRs, o.PodCIDRs) && errText(s.Err) == errText(o.Err)
 }
 
@@ -64,6 +71,7 @@ func stateOf(n *corev1.Node) NodeState {
 	if n == nil {
 		return s
 	}
+	s.ExcludeVIPs = n.Labels[ExcludeVIPsLabel] == "true"
 	cidrs, field := n.Spec.PodCIDRs, "spec.podCIDRs"
 	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
 		cidrs, field = []string{n.Spec.PodCIDR}, "spec.podCIDR"

@@ -52,6 +52,9 @@ func (s NodeState) text() string {
 	for _, p := range s.PodCIDRs {
 		b.WriteString(" " + p.String())
 	}
+	if s.ExcludeVIPs {
+		b.WriteString(" exclude-vips")
+	}
 	if s.Err != nil {
 		b.WriteString(" err: " + strings.ReplaceAll(s.Err.Error(), "\n", "; "))
 	}
@@ -105,6 +108,7 @@ func TestNodeStateEqual(t *testing.T) {
 		{name: "cidrs differ", a: NodeState{PodCIDRs: p}, want: false},
 		{name: "same error text", a: NodeState{Err: errors.New("x")}, b: NodeState{Err: errors.New("x")}, want: true},
 		{name: "error differs", a: NodeState{Err: errors.New("x")}, b: NodeState{Err: errors.New("y")}, want: false},
+		{name: "exclude-vips differs", a: NodeState{ExcludeVIPs: true}, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -52,6 +52,16 @@ func TestPrivilegedWatchNode(t *testing.T) {
 				want: "exists 10.1.0.0/24 fd00:1::/64",
 			},
 			{
+				name: "labelled to announce no VIPs",
+				do:   modify(me, func(n *corev1.Node) { n.Labels[ExcludeVIPsLabel] = "true" }),
+				want: "exists 10.1.0.0/24 fd00:1::/64 exclude-vips",
+			},
+			{
+				name: "label set to something else than true",
+				do:   modify(me, func(n *corev1.Node) { n.Labels[ExcludeVIPsLabel] = "no" }),
+				want: "exists 10.1.0.0/24 fd00:1::/64",
+			},
+			{
 				name: "podCIDR changes refused, other changes not reported, then deleted",
 				do: all(
 					refused(modify(me, func(n *corev1.Node) {

@@ -64,6 +64,8 @@ type Routes interface {
 // Status is what the announcer last did.
 type Status struct {
 	File string `json:"file"`
+	// Excluded: the node's label says it announces no VIPs.
+	Excluded bool `json:"excluded,omitempty"`
 	// VIPs are the VIPs announced (in the kernel table).
 	VIPs []netip.Prefix `json:"vips"`
 	// LastSync is the last attempt; Error its error ("" after a success):
@@ -79,9 +81,19 @@ type Announcer struct {
 	Routes Routes
 	Log    logrus.FieldLogger
 
-	kick chan struct{}
-	mu   sync.Mutex
-	st   Status
+	kick     chan struct{}
+	mu       sync.Mutex
+	st       Status
+	excluded bool
+}
+
+// SetExcluded says whether this node announces no VIPs at all (its Node
+// has the label k8swatch.ExcludeVIPsLabel), and asks for a sync.
+func (a *Announcer) SetExcluded(excluded bool) {
+	a.mu.Lock()
+	a.excluded = excluded
+	a.mu.Unlock()
+	a.Changed()
 }
 
 // New returns an Announcer; Run starts it.
@@ -101,9 +113,14 @@ func (a *Announcer) Changed() {
 // not load keeps the VIPs announced (and returns the error).
 func (a *Announcer) Sync() error {
 	svcs, err := services.LoadFile(a.File) // missing: no services
+	a.mu.Lock()
+	excluded := a.excluded
+	a.mu.Unlock()
 	var want []netip.Prefix
 	if err == nil {
-		want = Desired(svcs, a.Node)
+		if !excluded {
+			want = Desired(svcs, a.Node)
+		}
 		var ch routes.Changes
 		if ch, err = a.Routes.Sync(want); err == nil && !ch.Empty() {
 			a.Log.WithField("changes", ch.String()).Info("VIPs changed")
@@ -116,7 +133,7 @@ func (a *Announcer) Sync() error {
 		a.st.Error = fmt.Sprintf("VIPs from %s: %v", a.File, err)
 		return err
 	}
-	a.st.Error, a.st.VIPs = "", append([]netip.Prefix{}, want...)
+	a.st.Error, a.st.VIPs, a.st.Excluded = "", append([]netip.Prefix{}, want...), excluded
 	return nil
 }
 
