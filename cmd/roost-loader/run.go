@@ -242,7 +242,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		start("nodes", func() error { return endpoints.WatchNodes(ctx, cs, 0, d.SetNodes) })
 		start("policies", func() error { return endpoints.WatchPolicies(ctx, dyn, 0, d.SetPolicies) })
 		if svcs != nil {
-			start("kubernetes services", func() error { return kubewatch.WatchKubernetes(ctx, cs, 0, svcs.SetKubernetes) })
+			sc, err := kubewatch.NewClients(kcfg)
+			if err != nil {
+				return err
+			}
+			start("kubernetes services", func() error { return kubewatch.WatchKubernetes(ctx, sc, 0, svcs.SetKubernetes) })
 		}
 	}
 	hup := make(chan os.Signal, 1)

@@ -1,6 +1,7 @@
 package kubewatch
 
 import (
+	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/services"
 
 	"context"
@@ -34,7 +35,7 @@ func TestPrivilegedWatchKubernetes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cs := testenv.KubeClient(t, k.Kubeconfig)
+	cs := restClients(t, k.Kubeconfig)
 	w := startKubeWatch(t, func(ctx context.Context, set func([]services.Service, []string)) error {
 		last, first := "", true
 		return WatchKubernetes(ctx, cs, 0, func(svcs []services.Service, notes []string) {
@@ -141,7 +142,7 @@ func TestPrivilegedWatchKubernetes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), apiWait)
 		defer cancel()
 		reports := 0
-		err := WatchKubernetes(ctx, testenv.KubeClient(t, k.NobodyKubeconfig), 0, func([]services.Service, []string) { reports++ })
+		err := WatchKubernetes(ctx, restClients(t, k.NobodyKubeconfig), 0, func([]services.Service, []string) { reports++ })
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "list and watch on services and on endpointslices") {
 			t.Errorf("WatchKubernetes as roost-nobody = %v, want a Forbidden error saying what access it needs", err)
 		}
@@ -152,4 +153,19 @@ func TestPrivilegedWatchKubernetes(t *testing.T) {
 			t.Errorf("%d reports, want none", reports)
 		}
 	})
+}
+
+// restClients are NewClients of a kubeconfig: what roost-loader and
+// roost-agent read through.
+func restClients(t *testing.T, kubeconfig string) Clients {
+	t.Helper()
+	cfg, err := k8swatch.NewConfig(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClients(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -10,9 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/roost-net/roost/internal/k8swatch"
@@ -26,8 +25,22 @@ import (
 // does (the fake clientset's watches do not).
 const kubeLabelSelector = "!" + LabelServiceProxyName + ",!" + corev1.IsHeadlessService
 
+// ListWatcher lists and watches one kind of object in every namespace.
+type ListWatcher interface {
+	List(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// Clients are where WatchKubernetes reads: Services (core/v1) and
+// EndpointSlices (discovery.k8s.io/v1). NewClients makes them on
+// client-go's REST client alone, so that a program linking this package
+// does not link client-go's clientset (every API group).
+type Clients struct {
+	Services, EndpointSlices ListWatcher
+}
+
 // WatchKubernetes follows the Services and EndpointSlices
-// (discovery.k8s.io/v1) of every namespace through cs and calls set with
+// (discovery.k8s.io/v1) of every namespace through c and calls set with
 // what FromKubernetes makes of them: first once both informers have
 // synced, then after every add, update or delete that changes the result.
 // set runs on the goroutine that called WatchKubernetes, one call at a
@@ -41,10 +54,10 @@ const kubeLabelSelector = "!" + LabelServiceProxyName + ",!" + corev1.IsHeadless
 // WatchKubernetes at once with that error (wrapped, so
 // apierrors.IsForbidden works): retrying cannot fix RBAC or credentials.
 // Other errors are retried by client-go, which logs them through klog.
-func WatchKubernetes(ctx context.Context, cs kubernetes.Interface, resync time.Duration, set func([]services.Service, []string)) error {
+func WatchKubernetes(ctx context.Context, c Clients, resync time.Duration, set func([]services.Service, []string)) error {
 	const (
 		what = "watch services"
-		rbac = "the loader needs list and watch on services and on endpointslices (discovery.k8s.io) in all namespaces"
+		rbac = "list and watch on services and on endpointslices (discovery.k8s.io) in all namespaces are needed"
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -65,9 +78,8 @@ func WatchKubernetes(ctx context.Context, cs kubernetes.Interface, resync time.D
 		},
 		DeleteFunc: func(any) { poke() },
 	}
-	tweak := func(o *metav1.ListOptions) { o.LabelSelector = kubeLabelSelector }
-	svcInf := coreinformers.NewFilteredServiceInformer(cs, metav1.NamespaceAll, resync, cache.Indexers{}, tweak)
-	sliceInf := discoveryinformers.NewFilteredEndpointSliceInformer(cs, metav1.NamespaceAll, resync, cache.Indexers{}, tweak)
+	svcInf := cache.NewSharedIndexInformer(selected(c.Services), &corev1.Service{}, resync, cache.Indexers{})
+	sliceInf := cache.NewSharedIndexInformer(selected(c.EndpointSlices), &discoveryv1.EndpointSlice{}, resync, cache.Indexers{})
 	var synced []cache.InformerSynced
 	for _, inf := range []cache.SharedIndexInformer{svcInf, sliceInf} {
 		if err := inf.SetWatchErrorHandlerWithContext(guard.WatchError); err != nil {
@@ -113,6 +125,22 @@ func WatchKubernetes(ctx context.Context, cs kubernetes.Interface, resync time.D
 		case <-dirty:
 		}
 	}
+}
+
+// selected lists and watches through lw with kubeLabelSelector. A lw that
+// says it does not support watch-list semantics (client-go's fake
+// clientset) gets plain lists and watches.
+func selected(lw ListWatcher) cache.ListerWatcher {
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = kubeLabelSelector
+			return lw.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = kubeLabelSelector
+			return lw.Watch(ctx, o)
+		},
+	}, lw)
 }
 
 // isResync reports whether an update is a resync: the same resource

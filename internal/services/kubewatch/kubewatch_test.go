@@ -96,7 +96,7 @@ func TestWatchKubernetes(t *testing.T) {
 	svc := kubeService("web", []string{"10.96.0.10"}, "http:80->web")
 	cs := fake.NewClientset(svc, slice("web-a", "web", v4, []string{"http=8080"}, endpoint("10.244.1.1", "node1")))
 	w := startKubeWatch(t, func(ctx context.Context, set func([]services.Service, []string)) error {
-		return WatchKubernetes(ctx, cs, 0, set)
+		return WatchKubernetes(ctx, clientsOf(cs), 0, set)
 	})
 	ctx := t.Context()
 	slices := cs.DiscoveryV1().EndpointSlices("default")
@@ -166,7 +166,7 @@ func TestWatchKubernetes(t *testing.T) {
 func TestWatchKubernetesNothing(t *testing.T) {
 	cs := fake.NewClientset()
 	w := startKubeWatch(t, func(ctx context.Context, set func([]services.Service, []string)) error {
-		return WatchKubernetes(ctx, cs, 0, set)
+		return WatchKubernetes(ctx, clientsOf(cs), 0, set)
 	})
 	if got := w.next(t); got != "services:\n  none\n" {
 		t.Errorf("first report = %q, want no services", got)
@@ -188,7 +188,7 @@ func TestWatchKubernetesForbidden(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), reportWait)
 			defer cancel()
 			reports := 0
-			err := WatchKubernetes(ctx, cs, 0, func([]services.Service, []string) { reports++ })
+			err := WatchKubernetes(ctx, clientsOf(cs), 0, func([]services.Service, []string) { reports++ })
 			if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "list and watch on services and on endpointslices") {
 				t.Errorf("WatchKubernetes = %v, want a Forbidden error saying what access it needs", err)
 			}
@@ -214,7 +214,7 @@ func TestWatchKubernetesCancelledBeforeSync(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	err := WatchKubernetes(ctx, cs, 0, func([]services.Service, []string) { t.Error("a report before the first sync") })
+	err := WatchKubernetes(ctx, clientsOf(cs), 0, func([]services.Service, []string) { t.Error("a report before the first sync") })
 	if err == nil || !strings.Contains(err.Error(), "stopped before the first list") {
 		t.Errorf("WatchKubernetes = %v, want an error saying it stopped before the first list", err)
 	}
