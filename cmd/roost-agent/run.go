@@ -23,6 +23,7 @@ import (
 	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/routes"
 	"github.com/roost-net/roost/internal/serve"
+	"github.com/roost-net/roost/internal/services/kubewatch"
 	"github.com/roost-net/roost/internal/vips"
 )
 
@@ -141,13 +142,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// protocols learn from (rendered by BirdInput).
 	var ann *vips.Announcer
 	opts := agent.Options{Config: cfg, Bird: bird, Poller: poller, Blackholes: holes, Check: check, Log: log}
-	if cfg.VIPs.ServicesFile != "" {
+	if cfg.VIPs.Enabled() {
 		h, err := routes.NewHandle(cfg.Bird.Timeout)
 		if err != nil {
 			return err
 		}
 		defer h.Close()
 		ann = vips.New(cfg.VIPs.ServicesFile, cfg.Node, routes.NewBlackholes(h, int(cfg.VIPs.Table)), log)
+		ann.Kubernetes = cfg.VIPs.Kubernetes
 		opts.VIPs = func() ([]netip.Prefix, string) { st := ann.Status(); return st.VIPs, st.Error }
 	}
 	a := agent.New(opts)
@@ -192,7 +194,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	vipsChanged := func() {}
 	if ann != nil {
 		start("VIPs", func() error { ann.Run(ctx, cfg.Debounce, cfg.ResyncInterval); return nil })
-		start("services file watch", func() error { return filewatch.Watch(ctx, cfg.VIPs.ServicesFile, ann.Changed) })
+		if cfg.VIPs.ServicesFile != "" {
+			start("services file watch", func() error { return filewatch.Watch(ctx, cfg.VIPs.ServicesFile, ann.Changed) })
+		}
+		if cfg.VIPs.Kubernetes {
+			kcfg, err := k8swatch.NewConfig(cfg.Kubernetes.Kubeconfig)
+			if err != nil {
+				return err
+			}
+			sc, err := kubewatch.NewClients(kcfg)
+			if err != nil {
+				return err
+			}
+			start("kubernetes services", func() error { return kubewatch.WatchKubernetes(ctx, sc, 0, ann.SetKubernetes) })
+		}
 		vipsChanged = ann.Changed
 	}
 	hup := make(chan os.Signal, 1)
@@ -270,6 +285,7 @@ func restartOnly(old, c config.Config) error {
 	check("resyncInterval", old.ResyncInterval != c.ResyncInterval)
 	check("vips.servicesFile", old.VIPs.ServicesFile != c.VIPs.ServicesFile)
 	check("vips.table", old.VIPs.Table != c.VIPs.Table)
+	check("vips.kubernetes", old.VIPs.Kubernetes != c.VIPs.Kubernetes)
 	if len(changed) == 0 {
 		return nil
 	}

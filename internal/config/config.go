@@ -65,12 +65,18 @@ type Config struct {
 // and load-balancer IPs) as /32 and /128 routes.
 type VIPs struct {
 	// ServicesFile is the services file roost-loader serves (its
-	// servicesFile, the same format); "" announces no VIPs.
+	// servicesFile, the same format); "" for none.
 	ServicesFile string
+	// Kubernetes reads the Services and EndpointSlices of the API server
+	// too (with kubernetes.enabled); the file wins a clash.
+	Kubernetes bool
 	// Table is the kernel routing table where the agent keeps the VIPs as
 	// blackhole routes for BIRD to learn; nothing routes by it.
 	Table uint32
 }
+
+// Enabled reports whether the agent announces VIPs at all.
+func (v VIPs) Enabled() bool { return v.ServicesFile != "" || v.Kubernetes }
 
 // DefaultVIPTable is the default of VIPs.Table (167, roost's route
 // protocol number, unused by Linux and by common tools).
@@ -188,6 +194,7 @@ type file struct {
 
 type vipsFile struct {
 	ServicesFile *string `yaml:"servicesFile"`
+	Kubernetes   *bool   `yaml:"kubernetes"`
 	Table        *int64  `yaml:"table"`
 }
 
@@ -263,6 +270,9 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	if v := f.VIPs; v != nil {
 		if v.ServicesFile != nil {
 			c.VIPs.ServicesFile = *v.ServicesFile
+		}
+		if v.Kubernetes != nil {
+			c.VIPs.Kubernetes = *v.Kubernetes
 		}
 		if v.Table != nil {
 			// Linux's table ids are 32-bit; 0 is "unspecified", and
@@ -478,7 +488,7 @@ func (c Config) Validate() error {
 // the one mapping from the configuration to birdconf's input.
 func (c Config) BirdInput(prefixes []netip.Prefix) birdconf.Input {
 	in := birdconf.Input{RouterID: c.RouterID, ASN: c.ASN, Prefixes: prefixes, LogFile: c.Bird.LogFile}
-	if c.VIPs.ServicesFile != "" {
+	if c.VIPs.Enabled() {
 		in.VIPTable = c.VIPs.Table
 	}
 	for _, p := range c.Peers {
@@ -553,6 +563,9 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if f := c.VIPs.ServicesFile; f != "" && !filepath.IsAbs(f) {
 		bad("vips.servicesFile", "%q must be an absolute path, or empty for no VIPs", f)
+	}
+	if c.VIPs.Kubernetes && !c.Kubernetes.Enabled {
+		bad("vips.kubernetes", "needs kubernetes.enabled (the API server to read the Services from)")
 	}
 	if !c.RouterID.IsValid() {
 		bad("routerID", "must be set (an IPv4 address, usually the node's uplink address)")

@@ -362,6 +362,7 @@ func TestVIPs(t *testing.T) {
 		{"vips: {table: 254}\n", "vips.table: 254 is not a table of its own"},
 		{"vips: {table: 0}\n", "vips.table: 0 is not a table of its own"},
 		{"vips: {file: /x}\n", "file"},
+		{"vips: {kubernetes: true}\n", "vips.kubernetes: needs kubernetes.enabled"},
 	} {
 		if _, err := Load(strings.NewReader(base+tc.yaml), defaults()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)

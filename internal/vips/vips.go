@@ -74,17 +74,37 @@ type Status struct {
 	Error    string    `json:"error,omitempty"`
 }
 
-// Announcer keeps the kernel table in step with the services file.
+// Announcer keeps the kernel table in step with the services file and,
+// with Kubernetes set, the Services of the API server (services.Merge: the
+// file wins a clash).
 type Announcer struct {
-	File   string
+	File   string // "" for none
 	Node   string
 	Routes Routes
 	Log    logrus.FieldLogger
+	// Kubernetes says the API server's services come too, through
+	// SetKubernetes: until the first set arrives, the table is left as it
+	// is (WaitingForKubernetes).
+	Kubernetes bool
 
 	kick     chan struct{}
 	mu       sync.Mutex
 	st       Status
 	excluded bool
+	kube     *[]services.Service // nil until the first set
+}
+
+// WaitingForKubernetes is the status error while the API server's services
+// have not arrived: the VIPs announced stay as they are meanwhile.
+const WaitingForKubernetes = "waiting for the Kubernetes services"
+
+// SetKubernetes records the API server's services (kubewatch reports them
+// so; its notes are logged there) and asks for a sync.
+func (a *Announcer) SetKubernetes(svcs []services.Service, _ []string) {
+	a.mu.Lock()
+	a.kube = &svcs
+	a.mu.Unlock()
+	a.Changed()
 }
 
 // SetExcluded says whether this node announces no VIPs at all (its Node
@@ -112,10 +132,25 @@ func (a *Announcer) Changed() {
 // Sync reads the file and makes the table hold its VIPs. A file that does
 // not load keeps the VIPs announced (and returns the error).
 func (a *Announcer) Sync() error {
-	svcs, err := services.LoadFile(a.File) // missing: no services
+	var (
+		svcs []services.Service
+		err  error
+	)
+	if a.File != "" {
+		svcs, err = services.LoadFile(a.File) // missing: no services
+	}
 	a.mu.Lock()
-	excluded := a.excluded
+	excluded, kube := a.excluded, a.kube
 	a.mu.Unlock()
+	if err == nil && a.Kubernetes {
+		if kube == nil {
+			a.mu.Lock()
+			a.st.LastSync, a.st.Error = time.Now(), WaitingForKubernetes
+			a.mu.Unlock()
+			return nil
+		}
+		svcs, _ = services.Merge(svcs, *kube)
+	}
 	var want []netip.Prefix
 	if err == nil {
 		if !excluded {
@@ -130,7 +165,7 @@ func (a *Announcer) Sync() error {
 	defer a.mu.Unlock()
 	a.st.LastSync = time.Now()
 	if err != nil {
-		a.st.Error = fmt.Sprintf("VIPs from %s: %v", a.File, err)
+		a.st.Error = fmt.Sprintf("VIPs: %v", err)
 		return err
 	}
 	a.st.Error, a.st.VIPs, a.st.Excluded = "", append([]netip.Prefix{}, want...), excluded
