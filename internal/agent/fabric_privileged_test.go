@@ -43,7 +43,11 @@ type fabric struct {
 	stopAgent func()
 }
 
-func newFabric(t testing.TB) *fabric {
+func newFabric(t testing.TB) *fabric { return newFabricWith(t, testenv.FRRConfig{}) }
+
+// newFabricWith is newFabric with the ToRs' FRR set up as tor says
+// (BFD); its ASN, router id and neighbors are the fabric's.
+func newFabricWith(t testing.TB, tor testenv.FRRConfig) *fabric {
 	t.Helper()
 	testenv.Privileged(t)
 	f := &fabric{t: t, node: testenv.NetNS(t, "node")}
@@ -56,10 +60,10 @@ func newFabric(t testing.TB) *fabric {
 			f.torNS[i], testenv.Name("d"), f.torAddr[i].String()+"/30")
 	}
 	for i := range 2 {
-		f.tors[i] = testenv.StartFRR(t, f.torNS[i], testenv.FRRConfig{
-			ASN: 65000, RouterID: f.torAddr[i],
-			Neighbors: []testenv.FRRPeer{{Address: f.uplinks[i], ASN: 65101}},
-		})
+		cfg := tor
+		cfg.ASN, cfg.RouterID = 65000, f.torAddr[i]
+		cfg.Neighbors = []testenv.FRRPeer{{Address: f.uplinks[i], ASN: 65101}}
+		f.tors[i] = testenv.StartFRR(t, f.torNS[i], cfg)
 	}
 	f.bird = testenv.StartBird(t, f.node, testenv.MinimalConfig)
 	return f

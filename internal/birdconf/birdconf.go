@@ -43,6 +43,7 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/roost-net/roost/bird"
 )
@@ -60,6 +61,8 @@ const (
 	// the VIPs roost-agent keeps in kernel table Input.VIPTable.
 	VIPProtocol4 = "roost_vips4"
 	VIPProtocol6 = "roost_vips6"
+	// BFDProtocol is the protocol bfd rendered when a peer has BFD.
+	BFDProtocol = "roost_bfd"
 	// ExportFilter is the filter every BGP channel exports through.
 	ExportFilter = "roost_export"
 	// ProtocolPrefix starts the BIRD protocol name of every peer (see
@@ -165,6 +168,42 @@ type Peer struct {
 	Password string
 	// HoldTime is the BGP hold time in seconds; 0 leaves BIRD's default.
 	HoldTime int
+	// BFD, when not nil, runs a BFD session beside the BGP session: BGP
+	// goes down when BFD does (BIRD's protocol bfd, BFDProtocol).
+	BFD *BFD
+}
+
+// BFD is the BFD session of one peer.
+type BFD struct {
+	// Interval is both the least receive and the least transmit interval
+	// this node offers: MinBFDInterval to MaxBFDInterval, in whole
+	// milliseconds.
+	Interval time.Duration
+	// Multiplier is how many intervals without a packet bring the session
+	// down: MinBFDMultiplier to MaxBFDMultiplier.
+	Multiplier int
+}
+
+// The bounds of BFD's settings.
+const (
+	MinBFDInterval   = 10 * time.Millisecond
+	MaxBFDInterval   = 10 * time.Second
+	MinBFDMultiplier = 2
+	MaxBFDMultiplier = 255
+)
+
+// ErrBFD is wrapped by the errors about a peer's BFD settings.
+var ErrBFD = errors.New("bad BFD setting")
+
+// CheckBFD reports what is wrong with b, wrapping ErrBFD, or nil.
+func CheckBFD(b BFD) error {
+	if b.Interval < MinBFDInterval || b.Interval > MaxBFDInterval || b.Interval%time.Millisecond != 0 {
+		return fmt.Errorf("%w: interval %s must be whole milliseconds from %s to %s", ErrBFD, b.Interval, MinBFDInterval, MaxBFDInterval)
+	}
+	if b.Multiplier < MinBFDMultiplier || b.Multiplier > MaxBFDMultiplier {
+		return fmt.Errorf("%w: multiplier %d must be %d to %d", ErrBFD, b.Multiplier, MinBFDMultiplier, MaxBFDMultiplier)
+	}
+	return nil
 }
 
 // Input is everything bird.conf depends on.
@@ -223,6 +262,7 @@ type view struct {
 	Static4, Static6   string
 	VIP4, VIP6         string
 	VIPTable           uint32 // 0: no kernel protocols
+	BFD                string // the protocol bfd's name; "" when no peer has BFD
 	// Routes4 and Routes6 are the static protocols' route lines, one
 	// "\troute P blackhole;\n" per prefix, sorted, unique, masked. They
 	// are built here rather than ranged over in the template: at 10,000
@@ -242,6 +282,8 @@ type peerView struct {
 	HoldTime  int    // 0: not printed
 	Password  string // "": not printed
 	Channel   string // "ipv4" or "ipv6"
+	// BFDInterval (milliseconds) and BFDMultiplier: 0 for no BFD.
+	BFDInterval, BFDMultiplier int
 }
 
 // Render returns the bytes of bird.conf for in. It sorts peers by name and
@@ -308,6 +350,11 @@ func newView(in Input) (view, error) {
 	if in.LogFile != "" {
 		v.LogFile, v.LogBackup, v.LogLimit, v.LogClasses = in.LogFile, LogBackup(in.LogFile), LogFileLimit, LogClasses
 	}
+	for _, p := range v.Peers {
+		if p.BFDInterval > 0 {
+			v.BFD = BFDProtocol
+		}
+	}
 	return v, nil
 }
 
@@ -359,6 +406,11 @@ func peerViewOf(localASN uint32, p Peer) (peerView, error) {
 	if err := CheckHoldTime(p.HoldTime); err != nil {
 		errs = append(errs, fmt.Errorf("peer %q: hold time %w", p.Name, err))
 	}
+	if p.BFD != nil {
+		if err := CheckBFD(*p.BFD); err != nil {
+			errs = append(errs, fmt.Errorf("peer %q: %w", p.Name, err))
+		}
+	}
 	if len(errs) > 0 {
 		return peerView{}, errors.Join(errs...)
 	}
@@ -366,7 +418,7 @@ func peerViewOf(localASN uint32, p Peer) (peerView, error) {
 	if p.Address.Is6() {
 		channel = "ipv6"
 	}
-	return peerView{
+	v := peerView{
 		Protocol:  ProtocolName(p.Name),
 		Name:      p.Name,
 		LocalASN:  localASN,
@@ -376,7 +428,11 @@ func peerViewOf(localASN uint32, p Peer) (peerView, error) {
 		HoldTime:  p.HoldTime,
 		Password:  p.Password,
 		Channel:   channel,
-	}, nil
+	}
+	if p.BFD != nil {
+		v.BFDInterval, v.BFDMultiplier = int(p.BFD.Interval/time.Millisecond), p.BFD.Multiplier
+	}
+	return v, nil
 }
 
 // checkError is what the Check functions return: a message that names the

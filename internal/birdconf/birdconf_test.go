@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/roost-net/roost/internal/testenv"
@@ -76,6 +77,17 @@ var goldenCases = []struct {
 		},
 	},
 	{name: "two_peers", in: twoPeers()},
+	{
+		name: "bfd",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 65101,
+			Peers: []Peer{
+				{Name: "tor1", Address: addr("10.0.1.1"), ASN: 65000, BFD: &BFD{Interval: 100 * time.Millisecond, Multiplier: 3}},
+				{Name: "tor2", Address: addr("10.0.2.1"), ASN: 65000},
+			},
+			Prefixes: prefixes("10.244.1.0/24"),
+		},
+	},
 	{
 		name: "vips",
 		in: Input{

@@ -112,7 +112,15 @@ type Peer struct {
 	PasswordFile string
 	// HoldTime in seconds; 0 leaves BIRD's default.
 	HoldTime int
+	// BFD, when not nil, runs BFD beside the session (birdconf.BFD).
+	BFD *birdconf.BFD
 }
+
+// Defaults of a peer's bfd section.
+const (
+	DefaultBFDInterval   = 100 * time.Millisecond
+	DefaultBFDMultiplier = 3
+)
 
 // Bird locates the BIRD daemon roost-agent drives.
 type Bird struct {
@@ -192,6 +200,11 @@ type file struct {
 	VIPs            *vipsFile  `yaml:"vips"`
 }
 
+type bfdFile struct {
+	Interval   *string `yaml:"interval"`
+	Multiplier *int    `yaml:"multiplier"`
+}
+
 type vipsFile struct {
 	ServicesFile *string `yaml:"servicesFile"`
 	Kubernetes   *bool   `yaml:"kubernetes"`
@@ -204,12 +217,13 @@ type kubeFile struct {
 }
 
 type peerFile struct {
-	Name         string `yaml:"name"`
-	Address      string `yaml:"address"`
-	ASN          int64  `yaml:"asn"`
-	Password     string `yaml:"password"`
-	PasswordFile string `yaml:"passwordFile"`
-	HoldTime     int    `yaml:"holdTime"`
+	Name         string   `yaml:"name"`
+	Address      string   `yaml:"address"`
+	ASN          int64    `yaml:"asn"`
+	Password     string   `yaml:"password"`
+	PasswordFile string   `yaml:"passwordFile"`
+	HoldTime     int      `yaml:"holdTime"`
+	BFD          *bfdFile `yaml:"bfd"`
 }
 
 type birdFile struct {
@@ -330,6 +344,13 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 				peer.ASN = asn
 			} else {
 				bad(field+".asn", "%d is out of range 1..4294967294", p.ASN)
+			}
+			if b := p.BFD; b != nil {
+				peer.BFD = &birdconf.BFD{Interval: DefaultBFDInterval, Multiplier: DefaultBFDMultiplier}
+				duration(&errs, field+".bfd.interval", b.Interval, &peer.BFD.Interval)
+				if b.Multiplier != nil {
+					peer.BFD.Multiplier = *b.Multiplier
+				}
 			}
 			c.Peers = append(c.Peers, peer)
 		}
@@ -493,7 +514,7 @@ func (c Config) BirdInput(prefixes []netip.Prefix) birdconf.Input {
 	}
 	for _, p := range c.Peers {
 		in.Peers = append(in.Peers, birdconf.Peer{
-			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime,
+			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime, BFD: p.BFD,
 		})
 	}
 	return in
@@ -642,6 +663,11 @@ func (c Config) problems() fieldcheck.Problems {
 		}
 		if err := birdconf.CheckHoldTime(p.HoldTime); err != nil {
 			bad(field+".holdTime", "%v", err)
+		}
+		if p.BFD != nil {
+			if err := birdconf.CheckBFD(*p.BFD); err != nil {
+				bad(field+".bfd", "%v", err)
+			}
 		}
 	}
 	if c.Bird.Socket == "" || !strings.HasPrefix(c.Bird.Socket, "/") {

@@ -369,3 +369,33 @@ func TestVIPs(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerBFD: a peer's bfd section, its defaults and its checks.
+func TestPeerBFD(t *testing.T) {
+	base := "node: node1\nasn: 65101\nrouterID: 10.0.1.2\npodCIDRs: [10.244.1.0/24]\n"
+	c, err := Load(strings.NewReader(base+"peers: [{name: tor1, address: 10.0.1.1, asn: 65000, bfd: {}}, {name: tor2, address: 10.0.2.1, asn: 65000, bfd: {interval: 50ms, multiplier: 5}}, {name: tor3, address: 10.0.3.1, asn: 65000}]\n"), defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Peers[0].BFD; b == nil || b.Interval != DefaultBFDInterval || b.Multiplier != DefaultBFDMultiplier {
+		t.Errorf("bfd: {} = %+v, want the defaults", b)
+	}
+	if b := c.Peers[1].BFD; b == nil || b.Interval != 50*time.Millisecond || b.Multiplier != 5 {
+		t.Errorf("bfd = %+v", b)
+	}
+	if c.Peers[2].BFD != nil || c.BirdInput(nil).Peers[1].BFD == nil {
+		t.Errorf("no bfd section: %+v; BIRD input %+v", c.Peers[2].BFD, c.BirdInput(nil).Peers)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"bfd: {interval: 1ms}", "peers[0].bfd: bad BFD setting: interval 1ms must be whole milliseconds from 10ms to 10s"},
+		{"bfd: {interval: 100500us}", "peers[0].bfd: bad BFD setting: interval 100.5ms"},
+		{"bfd: {multiplier: 1}", "peers[0].bfd: bad BFD setting: multiplier 1 must be 2 to 255"},
+		{"bfd: {interval: soon}", `peers[0].bfd.interval: "soon" is not a duration`},
+		{"bfd: {rx: 10ms}", "rx"},
+	} {
+		y := base + "peers: [{name: tor1, address: 10.0.1.1, asn: 65000, " + tc.yaml + "}]\n"
+		if _, err := Load(strings.NewReader(y), defaults()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

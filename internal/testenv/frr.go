@@ -29,7 +29,22 @@ type FRRConfig struct {
 	ASN       uint32
 	RouterID  netip.Addr // IPv4, as BGP router ids are
 	Neighbors []FRRPeer  // IPv4 and IPv6 neighbors, each activated in its own family
+	// BFD runs bfdd too, with a BFD session to every neighbor (100 ms
+	// intervals, multiplier 3: down after 300 ms of silence).
+	BFD bool
 }
+
+// frrBFDConfig is bfdd's config: the profile every neighbor's session uses.
+const frrBFDConfig = `frr defaults datacenter
+!
+bfd
+ profile roost
+  receive-interval 100
+  transmit-interval 100
+  detect-multiplier 3
+ exit
+exit
+`
 
 // FRRNeighbor is what FRR's bgpd reports about one neighbor.
 type FRRNeighbor struct {
@@ -54,7 +69,7 @@ type FRR struct {
 }
 
 // frrBinaries are the FRR programs a test drives.
-type frrBinaries struct{ zebra, bgpd, vtysh string }
+type frrBinaries struct{ zebra, bgpd, bfdd, vtysh string }
 
 // frrDaemon is one running FRR daemon.
 type frrDaemon struct {
@@ -100,6 +115,10 @@ func StartFRR(tb testing.TB, ns string, cfg FRRConfig) *FRR {
 		"bgpd.conf":  bgpConf,
 		"vtysh.conf": "", // present so that vtysh does not warn about it
 	}
+	if cfg.BFD {
+		f.bin.bfdd = Binary(tb, "bfdd")
+		files["bfdd.conf"] = frrBFDConfig
+	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(f.Dir, name), []byte(text), 0o640); err != nil {
 			tb.Fatal(err)
@@ -121,6 +140,9 @@ func StartFRR(tb testing.TB, ns string, cfg FRRConfig) *FRR {
 	}
 	f.waitDAD(tb)
 	f.start(tb, "zebra", f.bin.zebra, "zserv.api")
+	if cfg.BFD {
+		f.start(tb, "bfdd", f.bin.bfdd)
+	}
 	f.start(tb, "bgpd", f.bin.bgpd)
 	return f
 }
@@ -166,6 +188,10 @@ func (f *FRR) start(tb testing.TB, name, bin string, sockets ...string) {
 		"-P", "0", // no TCP vty
 		"--log", "stdout",
 	)
+	if name == "bfdd" {
+		// Its control socket, which defaults to one shared path.
+		argv = append(argv, "--bfdctl", filepath.Join(f.Dir, "bfdd.sock"))
+	}
 	d := &frrDaemon{name: name, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -512,6 +538,9 @@ func frrBGPConfig(hostname string, cfg FRRConfig) (string, error) {
 	for _, p := range peers {
 		w(" neighbor %s remote-as %d", p.Address, p.ASN)
 		w(" neighbor %s timers connect 2", p.Address)
+		if cfg.BFD {
+			w(" neighbor %s bfd profile roost", p.Address)
+		}
 	}
 	for _, family := range []struct {
 		name string
