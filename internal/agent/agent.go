@@ -260,6 +260,11 @@ func (a *Agent) Status() agentapi.Status {
 	if a.vips != nil {
 		s.VIPs, s.VIPError = a.vips()
 		s.VIPs = cloneOrEmpty(s.VIPs)
+		// As for the kernel blackholes: what is announced may not be
+		// what should be.
+		if s.Ready && s.VIPError != "" {
+			s.Ready, s.ReadyMessage = false, "VIPs: "+s.VIPError
+		}
 	}
 	return s
 }

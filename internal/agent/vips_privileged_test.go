@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/roost-net/roost/internal/agentapi"
 )
 
 // servicesVIPs is a services file with a Cluster VIP, and a Local one whose
@@ -41,7 +44,7 @@ func TestPrivilegedAgentVIPs(t *testing.T) {
 	write(fmt.Sprintf(servicesVIPs, "node1"))
 	// The table is the test's own, not the lab's default.
 	yaml := f.agentYAML("10.244.1.0/24") + fmt.Sprintf("vips: {servicesFile: %s, table: 4242}\n", svcFile)
-	f.startAgentProc(yaml)
+	p := f.startAgentProc(yaml)
 	f.waitAnnounced("10.244.1.0/24", "192.0.2.10/32", "192.0.2.11/32")
 	before := f.waitEstablished()
 	conf, err := os.ReadFile(filepath.Join(f.bird.Dir, "bird.conf"))
@@ -55,8 +58,17 @@ func TestPrivilegedAgentVIPs(t *testing.T) {
 	// And back.
 	write(fmt.Sprintf(servicesVIPs, "node1"))
 	f.waitAnnounced("10.244.1.0/24", "192.0.2.10/32", "192.0.2.11/32")
+	// A file that does not load: the VIPs stay, and the agent says it is
+	// not ready, and why.
+	p.waitStatus("ready", func(s agentapi.Status) bool { return s.Ready })
+	write("services: [{name: web, ports: 80}]\n")
+	p.waitStatus("not ready over the VIPs", func(s agentapi.Status) bool {
+		return !s.Ready && strings.HasPrefix(s.ReadyMessage, "VIPs: ") && len(s.VIPs) == 3
+	})
+	f.waitAnnounced("10.244.1.0/24", "192.0.2.10/32", "192.0.2.11/32")
 	// No services: only the PodCIDR.
 	write("services: []\n")
+	p.waitStatus("ready again", func(s agentapi.Status) bool { return s.Ready && s.VIPError == "" })
 	f.waitAnnounced("10.244.1.0/24")
 	f.assertNoReset(before)
 	after, err := os.ReadFile(filepath.Join(f.bird.Dir, "bird.conf"))

@@ -13,7 +13,6 @@ package vips
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -165,7 +164,7 @@ func (a *Announcer) Sync() error {
 	defer a.mu.Unlock()
 	a.st.LastSync = time.Now()
 	if err != nil {
-		a.st.Error = fmt.Sprintf("VIPs: %v", err)
+		a.st.Error = err.Error()
 		return err
 	}
 	a.st.Error, a.st.VIPs, a.st.Excluded = "", append([]netip.Prefix{}, want...), excluded
