@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/roost-net/roost/bpf"
 	"github.com/roost-net/roost/internal/maglev"
 	"github.com/roost-net/roost/internal/testenv"
 )
@@ -343,5 +344,27 @@ func TestPrivilegedSyncErrors(t *testing.T) {
 	}
 	if _, err := Load(Config{MaglevSize: 1000}); err == nil || !errors.Is(err, maglev.ErrBadSize) {
 		t.Errorf("Load with table size 1000: %v", err)
+	}
+}
+
+// TestPrivilegedConns counts the flows of lb_conns across several batches.
+func TestPrivilegedConns(t *testing.T) {
+	lb := loadLB(t, nil)
+	if got, err := lb.Conns(); err != nil || got != 0 {
+		t.Fatalf("Conns of an empty table = %d, %v", got, err)
+	}
+	const n = 2*connBatch + 17
+	keys := make([]bpf.LbFlow, n)
+	vals := make([]bpf.LbConn, n)
+	for i := range keys {
+		keys[i].Sport = uint16(i)
+		keys[i].Dport = uint16(i >> 16)
+		keys[i].Proto = TCP
+	}
+	if _, err := lb.objs.LbConns.BatchUpdate(keys, vals, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lb.Conns(); err != nil || got != n {
+		t.Errorf("Conns = %d, %v; want %d", got, err, n)
 	}
 }

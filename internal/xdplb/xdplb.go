@@ -660,19 +660,31 @@ func (lb *LB) Counters() (map[string]uint64, error) {
 	return out, nil
 }
 
-// Conns returns how many flows lb_conns remembers (at most its size).
+// Conns returns how many flows lb_conns remembers (at most its size). It
+// reads the table in batches (one system call per connBatch flows, where
+// iterating would make two per flow: a full table took about half a second
+// that way, on every status and scrape).
 func (lb *LB) Conns() (int, error) {
+	keys := make([]bpf.LbFlow, connBatch)
+	vals := make([]bpf.LbConn, connBatch)
 	var (
-		k bpf.LbFlow
-		v bpf.LbConn
-		n int
+		cursor ebpf.MapBatchCursor
+		total  int
 	)
-	it := lb.objs.LbConns.Iterate()
-	for it.Next(&k, &v) {
-		n++
+	for {
+		n, err := lb.objs.LbConns.BatchLookup(&cursor, keys, vals, nil)
+		total += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("count the uplink flows: %w", err)
+		}
 	}
-	return n, it.Err()
 }
+
+// connBatch is how many flows Conns reads per system call.
+const connBatch = 4096
 
 // Mode is how lb_xdp is attached to an interface.
 type Mode string
