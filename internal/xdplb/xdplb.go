@@ -661,9 +661,8 @@ func (lb *LB) Counters() (map[string]uint64, error) {
 }
 
 // Conns returns how many flows lb_conns remembers (at most its size). It
-// reads the table in batches (one system call per connBatch flows, where
-// iterating would make two per flow: a full table took about half a second
-// that way, on every status and scrape).
+// reads the table in batches: one system call per connBatch flows, where
+// iterating makes two per flow, on every status and scrape.
 func (lb *LB) Conns() (int, error) {
 	keys := make([]bpf.LbFlow, connBatch)
 	vals := make([]bpf.LbConn, connBatch)
