@@ -36,8 +36,9 @@
  *           (XDP_TX, MACs swapped); the fabric routes it on the PodCIDR
  *           routes to the backend's node. There lb_xdp sees an
  *           encapsulated packet to a local backend of one of its
- *           frontends, strips the outer header and goes on as for a local
- *           backend.
+ *           frontends, checks that a node of the cluster sent it
+ *           (lb_nodes), strips the outer header and goes on as for a
+ *           local backend.
  *
  * The reply leaves the backend's node directly (direct server return):
  * lb_reply, at TC egress of each uplink, finds the flow in lb_revnat and
@@ -103,6 +104,7 @@ static long (*const bpf_xdp_adjust_head)(struct xdp_md *ctx, int delta) = (void 
 #define LB_MAX_CONNS 262144
 #define LB_MAX_REVNAT 262144
 #define LB_MAGLEV_SIZE 65537
+#define LB_MAX_NODES 16384
 
 /* The furthest an L4 header can start: Ethernet, an outer IPv6 header and
  * an inner IPv4 header with options. */
@@ -120,7 +122,8 @@ enum reason {
 	LB_MALFORMED = 7,      /* truncated header: dropped (to a VIP) or passed */
 	LB_REVNAT = 8,         /* lb_reply: a reply's source set back to the frontend */
 	LB_ERROR = 9,          /* a helper failed: dropped */
-	LB_REASON_MAX = 10,
+	LB_DECAP_UNTRUSTED = 10, /* encapsulated by no node of the cluster: dropped */
+	LB_REASON_MAX = 11,
 };
 
 enum svc_flags {
@@ -232,6 +235,17 @@ struct {
 	__type(key, __u8[16]);
 	__type(value, __u32);
 } lb_vips SEC(".maps");
+
+/* lb_nodes: an address (16 bytes) of a node of the cluster -> 1. Only
+ * they may send lb_xdp encapsulated packets: a packet's inner source is
+ * what the backend's policy sees, and the fabric's anti-spoofing checks
+ * only the outer one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_NODES);
+	__type(key, __u8[16]);
+	__type(value, __u32);
+} lb_nodes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
@@ -772,7 +786,8 @@ static __always_inline int not_frontend(const struct pkt *p)
 
 /* decap serves an encapsulated packet (outer header at ETH_HLEN, of
  * outer_len bytes, outer destination dst) whose inner packet is p. */
-static __always_inline int decap(struct xdp_md *ctx, struct pkt *p, const __u8 *dst, __u32 outer_len)
+static __always_inline int decap(struct xdp_md *ctx, struct pkt *p, const __u8 *src, const __u8 *dst,
+				 __u32 outer_len)
 {
 	struct svc_key k;
 	frontend_key(&k, p);
@@ -788,6 +803,10 @@ static __always_inline int decap(struct xdp_md *ctx, struct pkt *p, const __u8 *
 	if (!svc) {
 		count(LB_PASS); /* someone else's tunnel */
 		return XDP_PASS;
+	}
+	if (!bpf_map_lookup_elem(&lb_nodes, src)) {
+		count(LB_DECAP_UNTRUSTED);
+		return XDP_DROP;
 	}
 	struct local_key lk = {.id = svc->id};
 	__builtin_memcpy(lk.addr, dst, 16);
@@ -829,12 +848,13 @@ int lb_xdp(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
 	struct pkt p = {};
-	__u8 outer_dst[16];
+	__u8 outer_src[16], outer_dst[16];
 	__u32 outer_len = 0;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		if (parse4(data, end, ETH_HLEN, &p) < 0)
 			return XDP_PASS;
 		if (p.flow.proto == IPPROTO_IPIP && !p.later_frag && !p.first_frag) {
+			__builtin_memcpy(outer_src, p.flow.src, 16);
 			__builtin_memcpy(outer_dst, p.flow.dst, 16);
 			outer_len = p.l4 - ETH_HLEN;
 			__builtin_memset(&p, 0, sizeof(p));
@@ -845,6 +865,7 @@ int lb_xdp(struct xdp_md *ctx)
 		if (parse6(data, end, ETH_HLEN, &p) < 0)
 			return XDP_PASS;
 		if (p.flow.proto == IPPROTO_IPV6) {
+			__builtin_memcpy(outer_src, p.flow.src, 16);
 			__builtin_memcpy(outer_dst, p.flow.dst, 16);
 			outer_len = sizeof(struct ipv6hdr);
 			__builtin_memset(&p, 0, sizeof(p));
@@ -863,7 +884,7 @@ int lb_xdp(struct xdp_md *ctx)
 			count(LB_PASS);
 			return XDP_PASS;
 		}
-		return decap(ctx, &p, outer_dst, outer_len);
+		return decap(ctx, &p, outer_src, outer_dst, outer_len);
 	}
 	if (p.later_frag || (p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP))
 		return not_frontend(&p);

@@ -73,17 +73,18 @@ type LbLocalKey struct {
 type LbReason uint32
 
 const (
-	LbReasonLB_PASS          LbReason = 0
-	LbReasonLB_LOCAL         LbReason = 1
-	LbReasonLB_ENCAP         LbReason = 2
-	LbReasonLB_DECAP         LbReason = 3
-	LbReasonLB_NO_BACKEND    LbReason = 4
-	LbReasonLB_NOT_SERVED    LbReason = 5
-	LbReasonLB_DECAP_UNKNOWN LbReason = 6
-	LbReasonLB_MALFORMED     LbReason = 7
-	LbReasonLB_REVNAT        LbReason = 8
-	LbReasonLB_ERROR         LbReason = 9
-	LbReasonLB_REASON_MAX    LbReason = 10
+	LbReasonLB_PASS            LbReason = 0
+	LbReasonLB_LOCAL           LbReason = 1
+	LbReasonLB_ENCAP           LbReason = 2
+	LbReasonLB_DECAP           LbReason = 3
+	LbReasonLB_NO_BACKEND      LbReason = 4
+	LbReasonLB_NOT_SERVED      LbReason = 5
+	LbReasonLB_DECAP_UNKNOWN   LbReason = 6
+	LbReasonLB_MALFORMED       LbReason = 7
+	LbReasonLB_REVNAT          LbReason = 8
+	LbReasonLB_ERROR           LbReason = 9
+	LbReasonLB_DECAP_UNTRUSTED LbReason = 10
+	LbReasonLB_REASON_MAX      LbReason = 11
 )
 
 type LbRevnatValue struct {
@@ -134,6 +135,7 @@ const (
 	LbMapLbGen              = "lb_gen"
 	LbMapLbLocal            = "lb_local"
 	LbMapLbMaglev           = "lb_maglev"
+	LbMapLbNodes            = "lb_nodes"
 	LbMapLbRevnat           = "lb_revnat"
 	LbMapLbServices         = "lb_services"
 	LbMapLbStats            = "lb_stats"
@@ -206,6 +208,7 @@ type LbMapSpecs struct {
 	LbGen      *ebpf.MapSpec `ebpf:"lb_gen"`
 	LbLocal    *ebpf.MapSpec `ebpf:"lb_local"`
 	LbMaglev   *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbNodes    *ebpf.MapSpec `ebpf:"lb_nodes"`
 	LbRevnat   *ebpf.MapSpec `ebpf:"lb_revnat"`
 	LbServices *ebpf.MapSpec `ebpf:"lb_services"`
 	LbStats    *ebpf.MapSpec `ebpf:"lb_stats"`
@@ -250,6 +253,7 @@ type LbMaps struct {
 	LbGen      *ebpf.Map `ebpf:"lb_gen"`
 	LbLocal    *ebpf.Map `ebpf:"lb_local"`
 	LbMaglev   *ebpf.Map `ebpf:"lb_maglev"`
+	LbNodes    *ebpf.Map `ebpf:"lb_nodes"`
 	LbRevnat   *ebpf.Map `ebpf:"lb_revnat"`
 	LbServices *ebpf.Map `ebpf:"lb_services"`
 	LbStats    *ebpf.Map `ebpf:"lb_stats"`
@@ -266,6 +270,7 @@ func (m *LbMaps) Close() error {
 		m.LbGen,
 		m.LbLocal,
 		m.LbMaglev,
+		m.LbNodes,
 		m.LbRevnat,
 		m.LbServices,
 		m.LbStats,

@@ -133,12 +133,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Close releases this process's handles only: the programs stay
 	// attached and enforcing until the next loader adopts them.
 	defer l.Close()
-	d := policyd.New(policyd.Options{Config: cfg, Enforcer: l, Log: log})
+	// The uplink load balancer decapsulates only what the cluster's nodes
+	// encapsulated: policy knows them (svcs is set before anything runs).
+	var svcs *servicesd.Daemon
+	d := policyd.New(policyd.Options{Config: cfg, Enforcer: l, Log: log, OnNodes: func(ips []netip.Addr) {
+		if svcs != nil {
+			svcs.SetNodes(ips)
+		}
+	}})
 	handler := d.Handler(l, cfg.BPFFS)
 
 	// The load balancers, pinned beside the policy programs; like them
 	// they stay attached and serving when the loader exits.
-	var svcs *servicesd.Daemon
 	if cfg.SocketLB.Enabled || cfg.XDPLB.Enabled {
 		o := servicesd.Options{File: cfg.ServicesFile, Kubernetes: cfg.Kubernetes.Enabled, Node: cfg.Node, Log: log}
 		if cfg.SocketLB.Enabled {

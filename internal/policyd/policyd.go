@@ -117,14 +117,19 @@ type Options struct {
 	Log    logrus.FieldLogger
 	// KeepDrops is how many recent drop events are kept (default 1024).
 	KeepDrops int
+	// OnNodes, when not nil, is called after every applied policy with the
+	// addresses of the cluster's nodes: this one's (host) and the others'
+	// (remote-node).
+	OnNodes func([]netip.Addr)
 }
 
 // Daemon is the loop. Its setters may be called from any goroutine.
 type Daemon struct {
-	enf    Enforcer
-	inputs Inputs
-	log    logrus.FieldLogger
-	kick   chan struct{}
+	onNodes func([]netip.Addr)
+	enf     Enforcer
+	inputs  Inputs
+	log     logrus.FieldLogger
+	kick    chan struct{}
 
 	mu       sync.Mutex
 	cfg      loaderconfig.Config
@@ -154,7 +159,7 @@ func New(o Options) *Daemon {
 		o.Log = l
 	}
 	d := &Daemon{
-		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config,
+		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config, onNodes: o.OnNodes,
 		kick:    make(chan struct{}, 1),
 		drops:   newDropRing(o.KeepDrops),
 		metrics: prometheus.NewRegistry(),
@@ -387,6 +392,9 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube) (string, error) 
 	}
 	if rep.Changed() {
 		d.log.WithFields(logrus.Fields{"endpoints": len(res.Endpoints), "set": rep.Counts}).Info("policy applied")
+	}
+	if d.onNodes != nil {
+		d.onNodes(append(slices.Clone(in.hostIPs), nodeIPs...))
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

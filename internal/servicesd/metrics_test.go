@@ -56,7 +56,8 @@ func (f *fakeUplink) Conns() (int, error) {
 	return 3, nil
 }
 
-func (f *fakeUplink) Modes() map[string]string { return map[string]string{"eth0": "native"} }
+func (f *fakeUplink) Modes() map[string]string    { return map[string]string{"eth0": "native"} }
+func (f *fakeUplink) SetNodes([]netip.Addr) error { return nil }
 
 // uplinkFile has a VIP with affinity, served at the socket too (its
 // cluster IP), and a node port, UDP.

@@ -46,6 +46,7 @@ type Uplink interface {
 	FrontendStats() (map[xdplb.Frontend]xdplb.Stats, error)
 	Conns() (int, error)
 	Modes() map[string]string
+	SetNodes([]netip.Addr) error
 }
 
 // Options configure a Daemon.
@@ -81,10 +82,28 @@ type Daemon struct {
 	// and modes read only the maps, or what Attach set, and need no lock.
 	dp sync.Mutex
 
-	mu     sync.Mutex
-	status loaderapi.Services
-	kube   kubeSet
-	uplink []xdplb.Entry // what the uplink load balancer serves
+	mu       sync.Mutex
+	status   loaderapi.Services
+	kube     kubeSet
+	uplink   []xdplb.Entry // what the uplink load balancer serves
+	nodes    []netip.Addr  // the cluster's nodes' addresses (SetNodes)
+	nodesSet bool
+}
+
+// SetNodes records the addresses of the cluster's nodes, this one's
+// included, and asks for a reconcile when they changed: the uplink load
+// balancer decapsulates only what they encapsulated.
+func (d *Daemon) SetNodes(addrs []netip.Addr) {
+	addrs = slices.Clone(addrs)
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	addrs = slices.Compact(addrs)
+	d.mu.Lock()
+	same := d.nodesSet && slices.Equal(d.nodes, addrs)
+	d.nodes, d.nodesSet = addrs, true
+	d.mu.Unlock()
+	if !same {
+		d.Changed()
+	}
 }
 
 // kubeSet is the last set of Kubernetes services.
@@ -180,8 +199,13 @@ func (d *Daemon) Reconcile() error {
 					notes = append(notes, n)
 				}
 			}
+			d.mu.Lock()
+			nodes := d.nodes
+			d.mu.Unlock()
 			d.dp.Lock()
-			err = d.o.Uplink.Sync(uplink)
+			if err = d.o.Uplink.Sync(uplink); err == nil {
+				err = d.o.Uplink.SetNodes(nodes)
+			}
 			d.dp.Unlock()
 			if err != nil {
 				err = fmt.Errorf("uplink: %w", err)

@@ -42,6 +42,10 @@ func loadLB(t testing.TB, entries []Entry) *LB {
 	if err := lb.Sync(entries); err != nil {
 		t.Fatal(err)
 	}
+	// The nodes that encapsulate in the tables' packets.
+	if err := lb.SetNodes([]netip.Addr{ad("10.0.3.2"), ad("fd00:0:0:3::2")}); err != nil {
+		t.Fatal(err)
+	}
 	return lb
 }
 
@@ -116,6 +120,10 @@ func TestPrivilegedXDPTable(t *testing.T) {
 			action: xdpPass, want: plain(decoded{src: client, dst: ap("10.244.1.10:8080"), proto: TCP}), reason: "decapsulated"},
 		{name: "IPIP to a node port of another node's address", in: pkt{src: client, dst: ap("10.0.3.2:30081"), proto: TCP, outer: &outerHdr{ad("10.0.3.2"), ad("10.244.1.10")}},
 			action: xdpPass, want: plain(decoded{src: client, dst: ap("10.244.1.10:8080"), proto: TCP}), reason: "decapsulated"},
+		{name: "IPIP from no node of the cluster (inner source spoofed past the fabric's checks)", in: pkt{src: client, dst: ap("192.0.2.20:80"), proto: TCP, outer: &outerHdr{ad("198.51.100.66"), ad("10.244.1.10")}},
+			action: xdpDrop, reason: "decap-untrusted"},
+		{name: "IPv6-in-IPv6 from no node of the cluster", in: pkt{src: client6, dst: ap("[2001:db8::20]:80"), proto: TCP, outer: &outerHdr{ad("2001:db8:ff::66"), ad("fd00:244:1::10")}},
+			action: xdpDrop, reason: "decap-untrusted"},
 		{name: "IPIP to an address that is no local backend", in: pkt{src: client, dst: ap("192.0.2.20:80"), proto: TCP, outer: &outerHdr{ad("10.0.3.2"), ad("10.244.1.99")}},
 			action: xdpDrop, reason: "decap-unknown-backend"},
 		{name: "IPIP of another tunnel", in: pkt{src: client, dst: ap("10.9.9.9:80"), proto: TCP, outer: &outerHdr{ad("10.0.3.2"), ad("10.0.1.2")}},

@@ -153,6 +153,9 @@ func (f *fabric) sync(t *testing.T, i int, svcs []services.Service) {
 	if err := f.lbs[i].Sync(es); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.lbs[i].SetNodes([]netip.Addr{netip.MustParseAddr(nodeIPs[0]), netip.MustParseAddr(nodeIPs[1])}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // routeVIP makes the router send addr's traffic to node i (0 or 1), as

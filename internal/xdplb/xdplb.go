@@ -625,18 +625,53 @@ func (lb *LB) FrontendStats() (map[Frontend]Stats, error) {
 	return out, nil
 }
 
+// SetNodes makes addrs the addresses of the cluster's nodes, this one's
+// included: only packets they encapsulated are decapsulated (an inner
+// source is what the backend's policy sees, and the fabric's anti-spoofing
+// checks only the outer one). Until it is called, none is.
+func (lb *LB) SetNodes(addrs []netip.Addr) error {
+	want := map[[16]uint8]bool{}
+	for _, a := range addrs {
+		if a.IsValid() {
+			want[lbkey.Mapped(a)] = true
+		}
+	}
+	for a := range want {
+		if err := lb.objs.LbNodes.Put(a, uint32(1)); err != nil {
+			return fmt.Errorf("node %s: %w", netip.AddrFrom16(a).Unmap(), err)
+		}
+	}
+	var (
+		k     [16]uint8
+		one   uint32
+		stale [][16]uint8
+	)
+	for it := lb.objs.LbNodes.Iterate(); it.Next(&k, &one); {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	for _, k := range stale {
+		if err := lbkey.DeleteIfPresent(lb.objs.LbNodes, k); err != nil {
+			return fmt.Errorf("node %s: %w", netip.AddrFrom16(k).Unmap(), err)
+		}
+	}
+	return nil
+}
+
 // reasonNames are the counters' names, by enum reason.
 var reasonNames = map[bpf.LbReason]string{
-	bpf.LbReasonLB_PASS:          "pass",
-	bpf.LbReasonLB_LOCAL:         "local",
-	bpf.LbReasonLB_ENCAP:         "encapsulated",
-	bpf.LbReasonLB_DECAP:         "decapsulated",
-	bpf.LbReasonLB_NO_BACKEND:    "no-backend",
-	bpf.LbReasonLB_NOT_SERVED:    "not-served",
-	bpf.LbReasonLB_DECAP_UNKNOWN: "decap-unknown-backend",
-	bpf.LbReasonLB_MALFORMED:     "malformed",
-	bpf.LbReasonLB_REVNAT:        "reply-translated",
-	bpf.LbReasonLB_ERROR:         "error",
+	bpf.LbReasonLB_PASS:            "pass",
+	bpf.LbReasonLB_LOCAL:           "local",
+	bpf.LbReasonLB_ENCAP:           "encapsulated",
+	bpf.LbReasonLB_DECAP:           "decapsulated",
+	bpf.LbReasonLB_NO_BACKEND:      "no-backend",
+	bpf.LbReasonLB_NOT_SERVED:      "not-served",
+	bpf.LbReasonLB_DECAP_UNKNOWN:   "decap-unknown-backend",
+	bpf.LbReasonLB_MALFORMED:       "malformed",
+	bpf.LbReasonLB_REVNAT:          "reply-translated",
+	bpf.LbReasonLB_ERROR:           "error",
+	bpf.LbReasonLB_DECAP_UNTRUSTED: "decap-untrusted",
 }
 
 // Counters sums the programs' per-CPU counters by reason.
