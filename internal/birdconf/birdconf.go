@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/roost-net/roost/bird"
+	"github.com/roost-net/roost/internal/community"
 )
 
 // Names of what the rendered config defines. roostctl uses them to find
@@ -63,8 +64,13 @@ const (
 	VIPProtocol6 = "roost_vips6"
 	// BFDProtocol is the protocol bfd rendered when a peer has BFD.
 	BFDProtocol = "roost_bfd"
-	// ExportFilter is the filter every BGP channel exports through.
+	// ExportFilter is the filter every BGP channel exports through, unless
+	// the peer has attributes of its own (PeerFilter).
 	ExportFilter = "roost_export"
+	// AnnounceFunction is the function every export filter starts with: it
+	// decides what is announced (roost's own blackhole routes, nothing
+	// while drained) and adds the communities of its prefix class.
+	AnnounceFunction = "roost_announce"
 	// ProtocolPrefix starts the BIRD protocol name of every peer (see
 	// ProtocolName).
 	ProtocolPrefix = "bgp_"
@@ -171,6 +177,40 @@ type Peer struct {
 	// BFD, when not nil, runs a BFD session beside the BGP session: BGP
 	// goes down when BFD does (BIRD's protocol bfd, BFDProtocol).
 	BFD *BFD
+	// KeepaliveTime is the keepalive interval in seconds (0: BIRD's
+	// default, a third of the hold time); it must be less than the hold
+	// time.
+	KeepaliveTime int
+	// ConnectRetryTime is how long, in seconds, BIRD waits between two
+	// attempts to connect (0: BIRD's default, 120).
+	ConnectRetryTime int
+	// Multihop, when not 0, is the TTL of the session's packets: the
+	// neighbor is that many hops away at most (1-255). 0 is a directly
+	// connected neighbor.
+	Multihop int
+	// SourceAddress, when valid, is the local address of the session
+	// (BIRD's "local"), of the neighbor's family.
+	SourceAddress netip.Addr
+	// Port is the neighbor's TCP port; 0 for 179.
+	Port uint16
+	// Passive makes BIRD wait for the neighbor to connect.
+	Passive bool
+	// NoGracefulRestart turns graceful restart off for this session: a
+	// BIRD restart then withdraws the node's routes at this peer at once.
+	// Graceful restart is on by default.
+	NoGracefulRestart bool
+	// GracefulRestartTime is how long, in seconds, the peer keeps the
+	// routes as stale while BIRD restarts (1-4095; 0: BIRD's default,
+	// 120).
+	GracefulRestartTime int
+	// ExtendedNextHop, on an IPv6 neighbor, also carries the IPv4
+	// prefixes over the session with IPv6 next hops (RFC 8950).
+	ExtendedNextHop bool
+	// MED, when not nil, is the MULTI_EXIT_DISC sent with every route.
+	MED *uint32
+	// Communities are added to every route sent to this peer, on top of
+	// those of the route's class.
+	Communities []community.Community
 }
 
 // BFD is the BFD session of one peer.
@@ -194,6 +234,92 @@ const (
 
 // ErrBFD is wrapped by the errors about a peer's BFD settings.
 var ErrBFD = errors.New("bad BFD setting")
+
+// ErrPeerOption is wrapped by the errors about a peer's timers, multihop,
+// source address, graceful restart and extended next hop (CheckPeerOptions).
+var ErrPeerOption = errors.New("bad peer option")
+
+// The bounds of a peer's other options.
+const (
+	MaxTimer               = 65535 // keepalive and connect retry, seconds
+	MaxMultihop            = 255
+	MaxGracefulRestartTime = 4095 // the field is 12 bits (RFC 4724)
+	// DefaultHoldTime is BIRD's hold time when HoldTime is 0: a keepalive
+	// time must be less.
+	DefaultHoldTime = 240
+)
+
+// CheckPeerOptions reports what is wrong with p's timers, multihop,
+// source address, graceful restart and extended next hop, each wrapping
+// ErrPeerOption and starting with the option's name, joined; nil if
+// nothing. The neighbor address itself is CheckNeighbor's.
+func CheckPeerOptions(p Peer) error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, checkErr(ErrPeerOption, format, args...))
+	}
+	hold := p.HoldTime
+	if hold == 0 {
+		hold = DefaultHoldTime
+	}
+	switch {
+	case p.KeepaliveTime < 0 || p.KeepaliveTime > MaxTimer:
+		bad("keepalive time %d must be 0 (BIRD's default: a third of the hold time) or 1..%d seconds", p.KeepaliveTime, MaxTimer)
+	case p.KeepaliveTime != 0 && hold > 0 && p.KeepaliveTime >= hold:
+		bad("keepalive time %d must be less than the hold time (%d s)", p.KeepaliveTime, hold)
+	}
+	if p.ConnectRetryTime < 0 || p.ConnectRetryTime > MaxTimer {
+		bad("connect retry time %d must be 0 (BIRD's default, 120) or 1..%d seconds", p.ConnectRetryTime, MaxTimer)
+	}
+	if p.Multihop < 0 || p.Multihop > MaxMultihop {
+		bad("multihop %d must be 0 (directly connected) or a TTL of 1..%d", p.Multihop, MaxMultihop)
+	} else if p.Multihop > 0 && p.Address.Zone() != "" {
+		bad("multihop %d: a link-local neighbor is directly connected; leave multihop 0", p.Multihop)
+	}
+	if a := p.SourceAddress; a.IsValid() {
+		switch {
+		case a.Zone() != "":
+			bad("source address %s must have no zone", a.WithZone(""))
+		case a.Is4In6():
+			bad("source address %s is IPv4-mapped; write it as IPv4", a)
+		case a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast():
+			bad("source address %s must be a unicast address, not link-local", a)
+		case p.Address.IsValid() && a.Is4() != p.Address.Is4():
+			bad("source address %s is not of the neighbor's family", a)
+		}
+	}
+	if p.GracefulRestartTime < 0 || p.GracefulRestartTime > MaxGracefulRestartTime {
+		bad("graceful restart time %d must be 0 (BIRD's default, 120) or 1..%d seconds", p.GracefulRestartTime, MaxGracefulRestartTime)
+	} else if p.NoGracefulRestart && p.GracefulRestartTime != 0 {
+		bad("graceful restart time %d is set, but graceful restart is off", p.GracefulRestartTime)
+	}
+	if p.ExtendedNextHop && p.Address.IsValid() && !p.Address.Is6() {
+		bad("extended next hop carries IPv4 prefixes over an IPv6 session; neighbor %s is IPv4", p.Address)
+	}
+	return errors.Join(errs...)
+}
+
+// Drain is what the node announces while it is taken out of service
+// (roostctl drain).
+type Drain string
+
+// The drain states.
+const (
+	// NotDrained announces everything as usual.
+	NotDrained Drain = ""
+	// DrainShutdown announces everything with GRACEFUL_SHUTDOWN
+	// (community.GracefulShutdown), so the fabric prefers other paths.
+	DrainShutdown Drain = "shutdown"
+	// DrainWithdrawn announces nothing; the sessions stay up.
+	DrainWithdrawn Drain = "withdrawn"
+)
+
+// VIPTag gives the VIPs whose kernel route has metric Metric (in
+// Input.VIPTable) communities of their own (a Service's annotation).
+type VIPTag struct {
+	Metric      uint32
+	Communities []community.Community
+}
 
 // CheckBFD reports what is wrong with b, wrapping ErrBFD, or nil.
 func CheckBFD(b BFD) error {
@@ -228,6 +354,15 @@ type Input struct {
 	// VIP coming or going needs no reconfiguration of BIRD. Nothing routes
 	// by that table (no ip rule points at it).
 	VIPTable uint32
+	// PodCIDRCommunities are added to every owned prefix announced,
+	// VIPCommunities to every VIP.
+	PodCIDRCommunities, VIPCommunities []community.Community
+	// VIPTags give some VIPs communities of their own, told apart by their
+	// kernel route's metric; metrics must differ and not be 0.
+	VIPTags []VIPTag
+	// Drain is the drain state (NotDrained, DrainShutdown, DrainWithdrawn).
+	// It changes only the function AnnounceFunction, never a protocol.
+	Drain Drain
 }
 
 // LogBackup returns the file BIRD renames the log file logFile to when it
@@ -263,6 +398,13 @@ type view struct {
 	VIP4, VIP6         string
 	VIPTable           uint32 // 0: no kernel protocols
 	BFD                string // the protocol bfd's name; "" when no peer has BFD
+	Announce           string // AnnounceFunction
+	// Withdrawn: the function announces nothing (DrainWithdrawn);
+	// Shutdown: it adds GRACEFUL_SHUTDOWN (DrainShutdown).
+	Withdrawn, Shutdown bool
+	// PodCIDRTags and VIPTags are BIRD statements adding communities,
+	// one per line, indented for the function's blocks.
+	PodCIDRTags, VIPTags string
 	// Routes4 and Routes6 are the static protocols' route lines, one
 	// "\troute P blackhole;\n" per prefix, sorted, unique, masked. They
 	// are built here rather than ranged over in the template: at 10,000
@@ -284,7 +426,28 @@ type peerView struct {
 	Channel   string // "ipv4" or "ipv6"
 	// BFDInterval (milliseconds) and BFDMultiplier: 0 for no BFD.
 	BFDInterval, BFDMultiplier int
+	// Local is BIRD's "local" address ("" for none); Port 0 is 179.
+	Local string
+	Port  uint16
+	// KeepaliveTime, ConnectRetryTime, Multihop, GracefulRestartTime: 0
+	// is not printed.
+	KeepaliveTime, ConnectRetryTime, Multihop, GracefulRestartTime int
+	Passive                                                        bool
+	GracefulRestart                                                string // "on" or "off"
+	// ExtendedChannel is "ipv4" when IPv4 prefixes ride this IPv6
+	// session with extended next hops, else "".
+	ExtendedChannel string
+	// Filter is the export filter the channels name: ExportFilter, or
+	// the peer's own (PeerFilter) when OwnTags is not "".
+	Filter string
+	// OwnTags are the peer's own BIRD statements (MED, communities), one
+	// per line, for its own filter.
+	OwnTags string
 }
+
+// PeerFilter is the name of the export filter of a peer with attributes of
+// its own (MED, communities): ExportFilter, '_', its protocol name.
+func PeerFilter(protocol string) string { return ExportFilter + "_" + protocol }
 
 // Render returns the bytes of bird.conf for in. It sorts peers by name and
 // prefixes by family, address and length, masks prefixes and drops
@@ -332,6 +495,15 @@ func newView(in Input) (view, error) {
 			errs = append(errs, fmt.Errorf("log file %w", err))
 		}
 	}
+	vipTags, err := vipTagLines(in.VIPTags)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	switch in.Drain {
+	case NotDrained, DrainShutdown, DrainWithdrawn:
+	default:
+		errs = append(errs, fmt.Errorf("drain %q: must be %q, %q or %q", in.Drain, NotDrained, DrainShutdown, DrainWithdrawn))
+	}
 	if len(errs) > 0 {
 		return view{}, errors.Join(errs...)
 	}
@@ -346,6 +518,11 @@ func newView(in Input) (view, error) {
 		Routes4:      r4,
 		Routes6:      r6,
 		Peers:        peers,
+		Announce:     AnnounceFunction,
+		Withdrawn:    in.Drain == DrainWithdrawn,
+		Shutdown:     in.Drain == DrainShutdown,
+		PodCIDRTags:  tagLines(in.PodCIDRCommunities, "\t\t"),
+		VIPTags:      tagLines(in.VIPCommunities, "\t\t") + vipTags,
 	}
 	if in.LogFile != "" {
 		v.LogFile, v.LogBackup, v.LogLimit, v.LogClasses = in.LogFile, LogBackup(in.LogFile), LogFileLimit, LogClasses
@@ -411,6 +588,9 @@ func peerViewOf(localASN uint32, p Peer) (peerView, error) {
 			errs = append(errs, fmt.Errorf("peer %q: %w", p.Name, err))
 		}
 	}
+	if err := CheckPeerOptions(p); err != nil {
+		errs = append(errs, fmt.Errorf("peer %q: %w", p.Name, err))
+	}
 	if len(errs) > 0 {
 		return peerView{}, errors.Join(errs...)
 	}
@@ -432,7 +612,58 @@ func peerViewOf(localASN uint32, p Peer) (peerView, error) {
 	if p.BFD != nil {
 		v.BFDInterval, v.BFDMultiplier = int(p.BFD.Interval/time.Millisecond), p.BFD.Multiplier
 	}
+	if p.SourceAddress.IsValid() {
+		v.Local = p.SourceAddress.String()
+	}
+	v.Port, v.Passive = p.Port, p.Passive
+	v.KeepaliveTime, v.ConnectRetryTime, v.Multihop = p.KeepaliveTime, p.ConnectRetryTime, p.Multihop
+	v.GracefulRestart, v.GracefulRestartTime = "on", p.GracefulRestartTime
+	if p.NoGracefulRestart {
+		v.GracefulRestart = "off"
+	}
+	if p.ExtendedNextHop {
+		v.ExtendedChannel = "ipv4"
+	}
+	if p.MED != nil {
+		v.OwnTags = fmt.Sprintf("\tbgp_med = %d;\n", *p.MED)
+	}
+	v.OwnTags += tagLines(p.Communities, "\t")
+	v.Filter = ExportFilter
+	if v.OwnTags != "" {
+		v.Filter = PeerFilter(v.Protocol)
+	}
 	return v, nil
+}
+
+// tagLines returns one BIRD statement per community of cs (sorted, each
+// once), each line indented by indent.
+func tagLines(cs []community.Community, indent string) string {
+	var b strings.Builder
+	for _, c := range community.Sorted(cs) {
+		b.WriteString(indent + c.Bird() + "\n")
+	}
+	return b.String()
+}
+
+// ErrVIPTag means two VIP tags share a metric, or one has metric 0.
+var ErrVIPTag = errors.New("VIP tag metrics must be unique and not 0")
+
+// vipTagLines returns the statements that give the VIPs of each tag their
+// communities, sorted by metric.
+func vipTagLines(tags []VIPTag) (string, error) {
+	sorted := slices.Clone(tags)
+	slices.SortFunc(sorted, func(a, b VIPTag) int { return cmp.Compare(a.Metric, b.Metric) })
+	var b strings.Builder
+	for i, t := range sorted {
+		if t.Metric == 0 || (i > 0 && sorted[i-1].Metric == t.Metric) {
+			return "", fmt.Errorf("VIP tag metric %d: %w", t.Metric, ErrVIPTag)
+		}
+		if len(t.Communities) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\t\tif defined(krt_metric) && krt_metric = %d then {\n%s\t\t}\n", t.Metric, tagLines(t.Communities, "\t\t\t"))
+	}
+	return b.String(), nil
 }
 
 // checkError is what the Check functions return: a message that names the

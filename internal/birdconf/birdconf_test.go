@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/roost-net/roost/internal/community"
 	"github.com/roost-net/roost/internal/testenv"
 )
 
@@ -152,6 +154,59 @@ var goldenCases = []struct {
 		in: func() Input {
 			in := twoPeers()
 			in.LogFile = "/run/bird/bird.log"
+			return in
+		}(),
+	},
+	{
+		// Every per-peer option at once, on IPv4 and IPv6 peers, and
+		// one peer with every option at its zero value.
+		name: "peer_options",
+		in: Input{
+			RouterID: addr("10.0.1.2"), ASN: 4200000101,
+			Peers: []Peer{
+				{
+					Name: "tor1", Address: addr("10.0.1.1"), ASN: 4200000000, HoldTime: 9, KeepaliveTime: 3,
+					ConnectRetryTime: 5, Multihop: 2, SourceAddress: addr("10.0.1.2"), Port: 1179, Passive: true,
+					GracefulRestartTime: 300, MED: new(uint32(50)),
+					Communities: []community.Community{{A: 65000, B: 7}, {Large: true, A: 4200000101, B: 9, C: 9}},
+				},
+				{Name: "tor1-v6", Address: addr("2001:db8:0:1::1"), ASN: 65000, ExtendedNextHop: true, NoGracefulRestart: true},
+				{Name: "tor2", Address: addr("10.0.2.1"), ASN: 65000},
+			},
+			Prefixes: prefixes("10.244.1.0/24", "2001:db8:244:1::/64"),
+		},
+	},
+	{
+		// Communities per prefix class and per tagged VIP.
+		name: "communities",
+		in: func() Input {
+			in := twoPeers()
+			in.VIPTable = 167
+			in.PodCIDRCommunities = []community.Community{{A: 65000, B: 100}, {Large: true, A: 65101, B: 1, C: 1}}
+			in.VIPCommunities = []community.Community{{A: 65000, B: 200}}
+			in.VIPTags = []VIPTag{
+				{Metric: 16777300, Communities: []community.Community{{A: 65000, B: 301}, {A: 65000, B: 300}}},
+				{Metric: 16777217, Communities: []community.Community{{Large: true, A: 4200000000, B: 7, C: 1}}},
+			}
+			return in
+		}(),
+	},
+	{
+		name: "drain_shutdown",
+		in: func() Input {
+			in := twoPeers()
+			in.VIPTable = 167
+			in.PodCIDRCommunities = []community.Community{{A: 65000, B: 100}}
+			in.Drain = DrainShutdown
+			return in
+		}(),
+	},
+	{
+		name: "drain_withdrawn",
+		in: func() Input {
+			in := twoPeers()
+			in.VIPTable = 167
+			in.Drain = DrainWithdrawn
 			return in
 		}(),
 	},
@@ -393,6 +448,66 @@ func TestLogFileKeepsSessionBlocks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttributesKeepSessionBlocks proves that communities per prefix class,
+// per tagged VIP, and the drain state change only the announce function:
+// no "protocol" block changes, so no session restarts (BIRD re-exports
+// through a changed filter); and that a peer's own MED or communities
+// change its own block and filter only.
+func TestAttributesKeepSessionBlocks(t *testing.T) {
+	base := dualStack()
+	base.VIPTable = 167
+	before, err := Render(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads := []string{"protocol "}
+	want := blocks(t, before, heads...)
+	c := func(a, b uint32) []community.Community { return []community.Community{{A: a, B: b}} }
+	for name, change := range map[string]func(*Input){
+		"podcidr_communities": func(in *Input) { in.PodCIDRCommunities = c(65000, 1) },
+		"vip_communities":     func(in *Input) { in.VIPCommunities = c(65000, 2) },
+		"vip_tags":            func(in *Input) { in.VIPTags = []VIPTag{{Metric: 1 << 24, Communities: c(65000, 3)}} },
+		"drain_shutdown":      func(in *Input) { in.Drain = DrainShutdown },
+		"drain_withdrawn":     func(in *Input) { in.Drain = DrainWithdrawn },
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := base
+			change(&in)
+			after, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(before, after) {
+				t.Fatal("the change rendered nothing")
+			}
+			if diff := cmp.Diff(want, blocks(t, after, heads...)); diff != "" {
+				t.Errorf("protocol blocks changed (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(blocks(t, before, "filter "), blocks(t, after, "filter ")); diff != "" {
+				t.Errorf("filters changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+	t.Run("peer_med", func(t *testing.T) {
+		in := base
+		in.Peers = slices.Clone(base.Peers)
+		in.Peers[0].MED = new(uint32(10))
+		after, err := Render(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := blocks(t, after, heads...)
+		for head, block := range want {
+			if changed := got[head] != block; changed != strings.Contains(head, "bgp_tor1 ") {
+				t.Errorf("block %q changed: %v, want only bgp_tor1's:\n%s", head, changed, got[head])
+			}
+		}
+		if !strings.Contains(string(after), "filter roost_export_bgp_tor1 {\n\tif !roost_announce() then reject;\n\tbgp_med = 10;\n") {
+			t.Errorf("no filter of tor1's own with its MED:\n%s", after)
+		}
+	})
 }
 
 // aliens are routes a BIRD may hold besides roost's own: other static
@@ -642,6 +757,20 @@ func TestRenderErrors(t *testing.T) {
 		{name: "hold_time_too_short", in: withPeer(func(p *Peer) { p.HoldTime = 2 }), want: []error{ErrHoldTime}},
 		{name: "hold_time_negative", in: withPeer(func(p *Peer) { p.HoldTime = -1 }), want: []error{ErrHoldTime}},
 		{name: "hold_time_too_long", in: withPeer(func(p *Peer) { p.HoldTime = 65536 }), want: []error{ErrHoldTime}},
+		{name: "keepalive_not_under_hold", in: withPeer(func(p *Peer) { p.HoldTime, p.KeepaliveTime = 9, 9 }), want: []error{ErrPeerOption}},
+		{name: "keepalive_not_under_default_hold", in: withPeer(func(p *Peer) { p.KeepaliveTime = DefaultHoldTime }), want: []error{ErrPeerOption}},
+		{name: "keepalive_negative", in: withPeer(func(p *Peer) { p.KeepaliveTime = -1 }), want: []error{ErrPeerOption}},
+		{name: "connect_retry_too_long", in: withPeer(func(p *Peer) { p.ConnectRetryTime = MaxTimer + 1 }), want: []error{ErrPeerOption}},
+		{name: "multihop_too_far", in: withPeer(func(p *Peer) { p.Multihop = 256 }), want: []error{ErrPeerOption}},
+		{name: "multihop_link_local", in: withPeer(func(p *Peer) { p.Address, p.Multihop = addr("fe80::1%eth0"), 2 }), want: []error{ErrPeerOption}},
+		{name: "source_other_family", in: withPeer(func(p *Peer) { p.SourceAddress = addr("2001:db8::2") }), want: []error{ErrPeerOption}},
+		{name: "source_link_local", in: withPeer(func(p *Peer) { p.Address, p.SourceAddress = addr("2001:db8::1"), addr("fe80::2") }), want: []error{ErrPeerOption}},
+		{name: "source_mapped", in: withPeer(func(p *Peer) { p.SourceAddress = addr("::ffff:10.0.1.2") }), want: []error{ErrPeerOption}},
+		{name: "restart_time_too_long", in: withPeer(func(p *Peer) { p.GracefulRestartTime = MaxGracefulRestartTime + 1 }), want: []error{ErrPeerOption}},
+		{name: "restart_time_without_restart", in: withPeer(func(p *Peer) { p.NoGracefulRestart, p.GracefulRestartTime = true, 60 }), want: []error{ErrPeerOption}},
+		{name: "extended_next_hop_on_ipv4", in: withPeer(func(p *Peer) { p.ExtendedNextHop = true }), want: []error{ErrPeerOption}},
+		{name: "vip_tag_metric_zero", in: func() Input { in := twoPeers(); in.VIPTags = []VIPTag{{Metric: 0}}; return in }(), want: []error{ErrVIPTag}},
+		{name: "vip_tag_metric_twice", in: func() Input { in := twoPeers(); in.VIPTags = []VIPTag{{Metric: 7}, {Metric: 7}}; return in }(), want: []error{ErrVIPTag}},
 		{name: "invalid_prefix", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, Prefixes: []netip.Prefix{{}}}, want: []error{ErrPrefix}},
 		{name: "mapped_prefix", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, Prefixes: prefixes("::ffff:10.244.1.0/120")}, want: []error{ErrPrefix}},
 		{name: "relative_log_file", in: Input{RouterID: addr("10.0.1.2"), ASN: 65101, LogFile: "bird.log"}, want: []error{ErrLogFile}},

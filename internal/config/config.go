@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/roost-net/roost/internal/birdconf"
+	"github.com/roost-net/roost/internal/community"
 	"github.com/roost-net/roost/internal/fieldcheck"
 )
 
@@ -59,7 +60,34 @@ type Config struct {
 	Debounce time.Duration
 	// VIPs announces the services' VIPs.
 	VIPs VIPs
+	// Communities are added to what the node announces, per prefix class.
+	Communities Communities
+	// Drain configures roostctl drain.
+	Drain Drain
 }
+
+// Communities are the communities added to every route of a prefix class.
+// A VIP also gets those of its Service's annotation
+// (community.Annotation) or services-file entry (bgpCommunities).
+type Communities struct {
+	PodCIDR []community.Community
+	VIP     []community.Community
+}
+
+// Drain configures taking the node out of service (roostctl drain).
+type Drain struct {
+	// Wait is how long the routes are announced with GRACEFUL_SHUTDOWN,
+	// for the fabric to move traffic away, before they are withdrawn.
+	Wait time.Duration
+	// StateFile keeps the drain state across restarts of the agent.
+	StateFile string
+}
+
+// Defaults of the drain section.
+const (
+	DefaultDrainWait      = 30 * time.Second
+	DefaultDrainStateFile = "/var/lib/roost/drain.json"
+)
 
 // VIPs configures the announcement of the services' VIPs (their external
 // and load-balancer IPs) as /32 and /128 routes.
@@ -114,6 +142,16 @@ type Peer struct {
 	HoldTime int
 	// BFD, when not nil, runs BFD beside the session (birdconf.BFD).
 	BFD *birdconf.BFD
+	// The session's other options, as birdconf.Peer has them.
+	KeepaliveTime, ConnectRetryTime, Multihop int
+	SourceAddress                             netip.Addr
+	Port                                      uint16
+	Passive                                   bool
+	NoGracefulRestart                         bool
+	GracefulRestartTime                       int
+	ExtendedNextHop                           bool
+	MED                                       *uint32
+	Communities                               []community.Community
 }
 
 // Defaults of a peer's bfd section.
@@ -179,6 +217,7 @@ func Default() Config {
 		ResyncInterval:  10 * time.Second,
 		Debounce:        100 * time.Millisecond,
 		VIPs:            VIPs{Table: DefaultVIPTable},
+		Drain:           Drain{Wait: DefaultDrainWait, StateFile: DefaultDrainStateFile},
 	}
 }
 
@@ -198,6 +237,23 @@ type file struct {
 	ResyncInterval  *string    `yaml:"resyncInterval"`
 	Debounce        *string    `yaml:"debounce"`
 	VIPs            *vipsFile  `yaml:"vips"`
+	Communities     *commFile  `yaml:"communities"`
+	Drain           *drainFile `yaml:"drain"`
+}
+
+type commFile struct {
+	PodCIDR []string `yaml:"podCIDR"`
+	VIP     []string `yaml:"vip"`
+}
+
+type drainFile struct {
+	Wait      *string `yaml:"wait"`
+	StateFile *string `yaml:"stateFile"`
+}
+
+type grFile struct {
+	Enabled     *bool `yaml:"enabled"`
+	RestartTime int   `yaml:"restartTime"`
 }
 
 type bfdFile struct {
@@ -224,6 +280,17 @@ type peerFile struct {
 	PasswordFile string   `yaml:"passwordFile"`
 	HoldTime     int      `yaml:"holdTime"`
 	BFD          *bfdFile `yaml:"bfd"`
+
+	KeepaliveTime    int      `yaml:"keepaliveTime"`
+	ConnectRetryTime int      `yaml:"connectRetryTime"`
+	Multihop         int      `yaml:"multihop"`
+	SourceAddress    string   `yaml:"sourceAddress"`
+	Port             int      `yaml:"port"`
+	Passive          bool     `yaml:"passive"`
+	GracefulRestart  *grFile  `yaml:"gracefulRestart"`
+	ExtendedNextHop  bool     `yaml:"extendedNextHop"`
+	MED              *int64   `yaml:"med"`
+	Communities      []string `yaml:"communities"`
 }
 
 type birdFile struct {
@@ -352,6 +419,32 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 					peer.BFD.Multiplier = *b.Multiplier
 				}
 			}
+			peer.KeepaliveTime, peer.ConnectRetryTime, peer.Multihop = p.KeepaliveTime, p.ConnectRetryTime, p.Multihop
+			peer.Passive, peer.ExtendedNextHop = p.Passive, p.ExtendedNextHop
+			if p.SourceAddress != "" {
+				if a, err := netip.ParseAddr(p.SourceAddress); err != nil {
+					bad(field+".sourceAddress", "%q is not an IP address", p.SourceAddress)
+				} else {
+					peer.SourceAddress = a
+				}
+			}
+			if p.Port < 0 || p.Port > 65535 {
+				bad(field+".port", "%d is not a TCP port (1..65535, or 0 for 179)", p.Port)
+			} else {
+				peer.Port = uint16(p.Port)
+			}
+			if g := p.GracefulRestart; g != nil {
+				peer.NoGracefulRestart = g.Enabled != nil && !*g.Enabled
+				peer.GracefulRestartTime = g.RestartTime
+			}
+			if p.MED != nil {
+				if *p.MED < 0 || *p.MED > 0xffffffff {
+					bad(field+".med", "%d is out of range 0..4294967295", *p.MED)
+				} else {
+					peer.MED = new(uint32(*p.MED))
+				}
+			}
+			peer.Communities = communities(&errs, field+".communities", p.Communities)
 			c.Peers = append(c.Peers, peer)
 		}
 	}
@@ -388,7 +481,32 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	}
 	duration(&errs, "resyncInterval", f.ResyncInterval, &c.ResyncInterval)
 	duration(&errs, "debounce", f.Debounce, &c.Debounce)
+	if f.Communities != nil {
+		c.Communities.PodCIDR = communities(&errs, "communities.podCIDR", f.Communities.PodCIDR)
+		c.Communities.VIP = communities(&errs, "communities.vip", f.Communities.VIP)
+	}
+	if f.Drain != nil {
+		duration(&errs, "drain.wait", f.Drain.Wait, &c.Drain.Wait)
+		if f.Drain.StateFile != nil {
+			c.Drain.StateFile = *f.Drain.StateFile
+		}
+	}
 	return c, errs
+}
+
+// communities parses a YAML list of communities, reporting each bad one
+// at its index.
+func communities(errs *fieldcheck.Problems, field string, list []string) []community.Community {
+	var out []community.Community
+	for i, s := range list {
+		c, err := community.Parse(s)
+		if err != nil {
+			errs.Add(fmt.Sprintf("%s[%d]", field, i), "%v", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	return community.Sorted(out)
 }
 
 // duration parses the YAML duration s, when set, into d.
@@ -512,9 +630,13 @@ func (c Config) BirdInput(prefixes []netip.Prefix) birdconf.Input {
 	if c.VIPs.Enabled() {
 		in.VIPTable = c.VIPs.Table
 	}
+	in.PodCIDRCommunities, in.VIPCommunities = c.Communities.PodCIDR, c.Communities.VIP
 	for _, p := range c.Peers {
 		in.Peers = append(in.Peers, birdconf.Peer{
 			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime, BFD: p.BFD,
+			KeepaliveTime: p.KeepaliveTime, ConnectRetryTime: p.ConnectRetryTime, Multihop: p.Multihop,
+			SourceAddress: p.SourceAddress, Port: p.Port, Passive: p.Passive, NoGracefulRestart: p.NoGracefulRestart,
+			GracefulRestartTime: p.GracefulRestartTime, ExtendedNextHop: p.ExtendedNextHop, MED: p.MED, Communities: p.Communities,
 		})
 	}
 	return in
@@ -669,6 +791,19 @@ func (c Config) problems() fieldcheck.Problems {
 				bad(field+".bfd", "%v", err)
 			}
 		}
+		if p.Address.IsValid() {
+			if err := birdconf.CheckPeerOptions(c.birdPeer(p)); err != nil {
+				for _, e := range unjoin(err) {
+					bad(field+"."+optionField(e), "%v", e)
+				}
+			}
+		}
+	}
+	if c.Drain.Wait < 0 || c.Drain.Wait > time.Hour {
+		bad("drain.wait", "%s must be between 0 and 1h", c.Drain.Wait)
+	}
+	if f := c.Drain.StateFile; f == "" || !filepath.IsAbs(f) || filepath.Clean(f) != f {
+		bad("drain.stateFile", "%q must be an absolute, clean path", f)
 	}
 	if c.Bird.Socket == "" || !strings.HasPrefix(c.Bird.Socket, "/") {
 		bad("bird.socket", "%q must be an absolute path", c.Bird.Socket)
@@ -714,6 +849,38 @@ func (c Config) problems() fieldcheck.Problems {
 		bad("debounce", "%s must be between 0 and 1m", c.Debounce)
 	}
 	return errs
+}
+
+// birdPeer is p as birdconf takes it.
+func (c Config) birdPeer(p Peer) birdconf.Peer {
+	in := Config{Peers: []Peer{p}}.BirdInput(nil)
+	return in.Peers[0]
+}
+
+// unjoin returns the errors joined in err (errors.Join), or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// optionField is the agent.yaml field of a peer that a CheckPeerOptions
+// error is about; its message starts with the option's name.
+func optionField(err error) string {
+	for _, o := range []struct{ prefix, field string }{
+		{"keepalive time", "keepaliveTime"},
+		{"connect retry time", "connectRetryTime"},
+		{"multihop", "multihop"},
+		{"source address", "sourceAddress"},
+		{"graceful restart", "gracefulRestart"},
+		{"extended next hop", "extendedNextHop"},
+	} {
+		if strings.HasPrefix(err.Error(), o.prefix) {
+			return o.field
+		}
+	}
+	return "options"
 }
 
 func hasPeerOfFamily(peers []Peer, v4 bool) bool {

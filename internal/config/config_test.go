@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/roost-net/roost/internal/birdconf"
+	"github.com/roost-net/roost/internal/community"
 )
 
 func defaults() Config {
@@ -49,6 +52,7 @@ func TestLoadExample(t *testing.T) {
 		ResyncInterval:  10 * time.Second,
 		Debounce:        100 * time.Millisecond,
 		VIPs:            VIPs{Table: DefaultVIPTable},
+		Drain:           Drain{Wait: DefaultDrainWait, StateFile: DefaultDrainStateFile},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
@@ -395,6 +399,82 @@ func TestPeerBFD(t *testing.T) {
 	} {
 		y := base + "peers: [{name: tor1, address: 10.0.1.1, asn: 65000, " + tc.yaml + "}]\n"
 		if _, err := Load(strings.NewReader(y), defaults()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// TestPeerOptions: every other option of a peer, the communities per
+// prefix class and the drain section, what they give BIRD, and their checks
+// at their field paths.
+func TestPeerOptions(t *testing.T) {
+	base := "node: node1\nasn: 4200000101\nrouterID: 10.0.1.2\npodCIDRs: [10.244.1.0/24]\n"
+	c, err := Load(strings.NewReader(base+`peers:
+  - name: tor1
+    address: 10.0.1.1
+    asn: 4200000000
+    holdTime: 9
+    keepaliveTime: 3
+    connectRetryTime: 5
+    multihop: 2
+    sourceAddress: 10.0.1.2
+    port: 1179
+    passive: true
+    gracefulRestart: {restartTime: 300}
+    med: 4294967295
+    communities: ["65000:7", "4200000101:9:9", "65000:7"]
+  - {name: tor1-v6, address: "2001:db8::1", asn: 65000, extendedNextHop: true, gracefulRestart: {enabled: false}}
+communities: {podCIDR: ["65000:100"], vip: ["65000:200", "65101:1:1"]}
+drain: {wait: 5s, stateFile: /run/roost/drain.json}
+`), defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.BirdInput(c.PodCIDRs)
+	want := birdconf.Peer{
+		Name: "tor1", Address: netip.MustParseAddr("10.0.1.1"), ASN: 4200000000, HoldTime: 9, KeepaliveTime: 3,
+		ConnectRetryTime: 5, Multihop: 2, SourceAddress: netip.MustParseAddr("10.0.1.2"), Port: 1179, Passive: true,
+		GracefulRestartTime: 300, MED: new(uint32(4294967295)),
+		Communities: []community.Community{{A: 65000, B: 7}, {Large: true, A: 4200000101, B: 9, C: 9}},
+	}
+	cmpAddr := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	if diff := cmp.Diff(want, in.Peers[0], cmpAddr); diff != "" {
+		t.Errorf("tor1 (-want +got):\n%s", diff)
+	}
+	if p := in.Peers[1]; !p.ExtendedNextHop || !p.NoGracefulRestart {
+		t.Errorf("tor1-v6: %+v", p)
+	}
+	if got := community.Join(in.PodCIDRCommunities) + " " + community.Join(in.VIPCommunities); got != "65000:100 65000:200,65101:1:1" {
+		t.Errorf("communities %q", got)
+	}
+	if c.Drain != (Drain{Wait: 5 * time.Second, StateFile: "/run/roost/drain.json"}) {
+		t.Errorf("drain %+v", c.Drain)
+	}
+	if _, err := birdconf.Render(in); err != nil {
+		t.Error(err)
+	}
+
+	peer := "peers: [{name: tor1, address: 10.0.1.1, asn: 65000, "
+	for _, tc := range []struct{ yaml, want string }{
+		{peer + "keepaliveTime: 300}]", "peers[0].keepaliveTime: keepalive time 300 must be less than the hold time (240 s)"},
+		{peer + "holdTime: 9, keepaliveTime: 10}]", "peers[0].keepaliveTime: keepalive time 10 must be less than the hold time (9 s)"},
+		{peer + "connectRetryTime: 70000}]", "peers[0].connectRetryTime: connect retry time 70000"},
+		{peer + "multihop: 300}]", "peers[0].multihop: multihop 300 must be 0"},
+		{peer + "sourceAddress: nowhere}]", `peers[0].sourceAddress: "nowhere" is not an IP address`},
+		{peer + "sourceAddress: \"2001:db8::2\"}]", "peers[0].sourceAddress: source address 2001:db8::2 is not of the neighbor's family"},
+		{peer + "port: 70000}]", "peers[0].port: 70000 is not a TCP port"},
+		{peer + "gracefulRestart: {enabled: false, restartTime: 60}}]", "peers[0].gracefulRestart: graceful restart time 60 is set, but graceful restart is off"},
+		{peer + "gracefulRestart: {restartTime: 5000}}]", "peers[0].gracefulRestart: graceful restart time 5000"},
+		{peer + "extendedNextHop: true}]", "peers[0].extendedNextHop: extended next hop carries IPv4 prefixes over an IPv6 session"},
+		{peer + "med: -1}]", "peers[0].med: -1 is out of range"},
+		{peer + "communities: [\"65536:1\"]}]", `peers[0].communities[0]: "65536:1"`},
+		{peer + "localPref: 100}]", "localPref"},
+		{peer + "}]\ncommunities: {vip: [x]}", `communities.vip[0]: "x"`},
+		{peer + "}]\ncommunities: {pods: []}", "pods"},
+		{peer + "}]\ndrain: {wait: 2h}", "drain.wait: 2h0m0s must be between 0 and 1h"},
+		{peer + "}]\ndrain: {stateFile: drain.json}", `drain.stateFile: "drain.json" must be an absolute, clean path`},
+	} {
+		if _, err := Load(strings.NewReader(base+tc.yaml+"\n"), defaults()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
 		}
 	}

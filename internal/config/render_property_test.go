@@ -27,7 +27,7 @@ const propertyConfigs = 10000
 // problemLine is one line of a Load error: a field path of agent.yaml, a
 // colon and a message.
 var problemLine = regexp.MustCompile(`^(node|asn|routerID|podCIDRs(\[\d+\])?|kubernetes\.kubeconfig|` +
-	`peers(\[\d+\](\.(name|address|asn|password|passwordFile|holdTime))?)?|bird\.(socket|configDir|logFile)|listen|debounce): \S`)
+	`peers(\[\d+\](\.(name|address|asn|password|passwordFile|holdTime|keepaliveTime|connectRetryTime|multihop|sourceAddress|port|gracefulRestart|extendedNextHop|med|communities(\[\d+\])?))?)?|bird\.(socket|configDir|logFile)|listen|debounce): \S`)
 
 // TestLoadAcceptsOnlyRenderable is the property that validation equals
 // renderability: thousands of generated agent.yaml documents, most of them
@@ -293,7 +293,63 @@ func (g *configGen) peer(localASN int64) map[string]any {
 	case g.rng.IntN(2) == 0:
 		p["holdTime"] = []int{3, 90, 65535, 3 + g.rng.IntN(65533)}[g.rng.IntN(4)]
 	}
+	g.peerOptions(p)
 	return p
+}
+
+// peerOptions sets some of a peer's other options, sometimes to values
+// out of range or that clash (keepalive against hold time, a source
+// address of the other family, extended next hop on IPv4).
+func (g *configGen) peerOptions(p map[string]any) {
+	if g.rng.IntN(3) != 0 {
+		return
+	}
+	timer := func() int {
+		if g.bad() {
+			return []int{-1, 65536, 0}[g.rng.IntN(3)]
+		}
+		return 1 + g.rng.IntN(300)
+	}
+	for _, k := range []string{"keepaliveTime", "connectRetryTime"} {
+		if g.rng.IntN(2) == 0 {
+			p[k] = timer()
+		}
+	}
+	if g.rng.IntN(3) == 0 {
+		p["multihop"] = []int{1, 2, 64, 255, -1, 256}[g.rng.IntN(4)+map[bool]int{true: 2}[g.bad()]]
+	}
+	if g.rng.IntN(3) == 0 {
+		p["sourceAddress"] = g.pick([]string{"10.0.1.2", "2001:db8::2", "fe80::2", "::ffff:10.0.0.1", "0.0.0.0", "x"}[:map[bool]int{false: 2, true: 6}[g.bad()]])
+	}
+	if g.rng.IntN(4) == 0 {
+		p["port"] = []int{179, 1179, 65535, -1, 65536}[g.rng.IntN(3)+map[bool]int{true: 2}[g.bad()]]
+	}
+	if g.rng.IntN(4) == 0 {
+		p["passive"] = true
+	}
+	if g.rng.IntN(3) == 0 {
+		gr := map[string]any{}
+		if g.rng.IntN(2) == 0 {
+			gr["enabled"] = g.rng.IntN(2) == 0
+		}
+		if g.rng.IntN(2) == 0 {
+			gr["restartTime"] = []int{1, 120, 4095, 4096, -1}[g.rng.IntN(3)+map[bool]int{true: 2}[g.bad()]]
+		}
+		p["gracefulRestart"] = gr
+	}
+	if g.rng.IntN(4) == 0 {
+		p["extendedNextHop"] = true
+	}
+	if g.rng.IntN(4) == 0 {
+		p["med"] = []int64{0, 100, 4294967295, -1, 4294967296}[g.rng.IntN(3)+map[bool]int{true: 2}[g.bad()]]
+	}
+	if g.rng.IntN(3) == 0 {
+		var cs []string
+		for range 1 + g.rng.IntN(3) {
+			cs = append(cs, g.pick([]string{"65000:1", "0:0", "65535:65535", "4200000000:1:2", "65536:1", "1:2:3:4", "x"}[:map[bool]int{false: 4, true: 7}[g.bad()]]))
+		}
+		p["communities"] = cs
+	}
 }
 
 // asn returns a valid AS number, often a 4-byte one or an edge.
