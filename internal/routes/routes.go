@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -69,8 +70,8 @@ type Blackholes struct {
 	table int
 	now   func() time.Time
 
-	known  map[netip.Prefix]bool // what the last clean Sync left; nil: unknown
-	fullAt time.Time             // when the table was last read whole
+	known  map[netip.Prefix]uint32 // what the last clean Sync left (prefix → metric); nil: unknown
+	fullAt time.Time               // when the table was last read whole
 }
 
 // NewBlackholes returns a Blackholes working through h in routing table
@@ -164,16 +165,32 @@ func (b *Blackholes) List() ([]netip.Prefix, error) {
 // (errors.Join), each naming the prefix and the operation, together with
 // what it did change. Calling Sync again with the same want changes nothing.
 func (b *Blackholes) Sync(want []netip.Prefix) (Changes, error) {
-	var errs []error
-	set := make(map[netip.Prefix]bool, len(want))
+	m := make(map[netip.Prefix]uint32, len(want))
 	for _, p := range want {
+		m[p] = 0
+	}
+	return b.SyncMetrics(m)
+}
+
+// SyncMetrics is Sync with a metric per prefix: each blackhole of ours has
+// the metric want gives its prefix (0 is the kernel's default: 1024 for
+// IPv6). Whoever learns the table tells prefixes apart by it (BIRD's
+// krt_metric: the VIPs' communities of their own). When a prefix's metric
+// changes, the route of the new metric is added before the old one is
+// deleted, so the prefix is never missing.
+func (b *Blackholes) SyncMetrics(want map[netip.Prefix]uint32) (Changes, error) {
+	var errs []error
+	set := make(map[netip.Prefix]uint32, len(want))
+	for p, m := range want {
 		switch {
 		case !p.IsValid():
 			errs = append(errs, fmt.Errorf("blackhole %v: invalid prefix", p))
 		case p != p.Masked():
 			errs = append(errs, fmt.Errorf("blackhole %s: host bits set (the network is %s)", p, p.Masked()))
+		case m > math.MaxInt32:
+			errs = append(errs, fmt.Errorf("blackhole %s: metric %d is larger than %d", p, m, math.MaxInt32))
 		default:
-			set[p] = true
+			set[p] = m
 		}
 	}
 	if len(errs) == 0 && b.known != nil && b.now().Sub(b.fullAt) < FullSyncInterval {
@@ -194,30 +211,39 @@ func (b *Blackholes) Sync(want []netip.Prefix) (Changes, error) {
 // when a request fails: the caller then reads the table whole, which also
 // says why (a foreign route, a route deleted behind our back). What it did
 // change before the failure is found again by that full sync.
-func (b *Blackholes) syncKnown(want map[netip.Prefix]bool) (Changes, bool) {
+func (b *Blackholes) syncKnown(want map[netip.Prefix]uint32) (Changes, bool) {
 	var ch Changes
-	// Additions first (the two sets are disjoint): whoever learns the
-	// table (BIRD, for the VIPs) sends the new route before the
-	// withdrawals, so it does not wait behind them on the session.
-	for p := range want {
-		if b.known[p] {
+	// Additions first: whoever learns the table (BIRD, for the VIPs)
+	// sends the new route before the withdrawals, so it does not wait
+	// behind them on the session; and a prefix whose metric changes is
+	// never missing.
+	for p, m := range want {
+		if old, ok := b.known[p]; ok && old == m {
 			continue
 		}
-		if err := b.nl.RouteAdd(b.netlinkRoute(kroute{Prefix: p, Protocol: Protocol, Type: unix.RTN_BLACKHOLE})); err != nil {
+		if err := b.nl.RouteAdd(b.netlinkRoute(kroute{Prefix: p, Protocol: Protocol, Type: unix.RTN_BLACKHOLE, Priority: int(m)})); err != nil {
 			b.known = nil
 			return Changes{}, false
 		}
-		ch.Added = append(ch.Added, p)
+		if _, had := b.known[p]; !had {
+			ch.Added = append(ch.Added, p)
+		}
 	}
-	for p := range b.known {
-		if want[p] {
+	for p, old := range b.known {
+		if m, ok := want[p]; ok && m == old {
 			continue
 		}
-		if err := b.nl.RouteDel(b.netlinkRoute(kroute{Prefix: p, Protocol: Protocol, Type: unix.RTN_BLACKHOLE})); err != nil {
+		prio := int(old)
+		if prio == 0 && p.Addr().Is6() {
+			prio = ip6DefaultMetric // as stored; 0 would match any metric
+		}
+		if err := b.nl.RouteDel(b.netlinkRoute(kroute{Prefix: p, Protocol: Protocol, Type: unix.RTN_BLACKHOLE, Priority: prio})); err != nil {
 			b.known = nil
 			return Changes{}, false
 		}
-		ch.Removed = append(ch.Removed, p)
+		if _, ok := want[p]; !ok {
+			ch.Removed = append(ch.Removed, p)
+		}
 	}
 	slices.SortFunc(ch.Added, netip.Prefix.Compare)
 	slices.SortFunc(ch.Removed, netip.Prefix.Compare)
@@ -237,7 +263,7 @@ func (b *Blackholes) RemoveAll() (Changes, error) {
 	return b.sync(nil)
 }
 
-func (b *Blackholes) sync(want map[netip.Prefix]bool) (Changes, error) {
+func (b *Blackholes) sync(want map[netip.Prefix]uint32) (Changes, error) {
 	rs, err := b.dump()
 	if err != nil {
 		return Changes{}, err
@@ -245,17 +271,36 @@ func (b *Blackholes) sync(want map[netip.Prefix]bool) (Changes, error) {
 	p := plan(rs, want)
 	errs := p.conflicts
 
+	// Routes of ours with the key of a route to add (same prefix and
+	// metric, another type) must go first; the others after the adds, so
+	// a prefix whose metric changes is never missing.
 	deleted := make(map[kroute]bool)
-	for _, r := range p.del {
-		if err := b.nl.RouteDel(b.netlinkRoute(r)); err != nil {
-			errs = append(errs, fmt.Errorf("delete blackhole %s (%s) from table %d: %w", r.Prefix, r.describe(), b.table, err))
-			continue
+	del := func(first bool) {
+		for _, r := range p.del {
+			m, wanted := want[r.Prefix]
+			if first != (wanted && sameMetric(r, m)) {
+				continue
+			}
+			if err := b.nl.RouteDel(b.netlinkRoute(r)); err != nil {
+				errs = append(errs, fmt.Errorf("delete blackhole %s (%s) from table %d: %w", r.Prefix, r.describe(), b.table, err))
+				continue
+			}
+			deleted[r] = true
 		}
-		deleted[r] = true
+	}
+	del(true)
+	// A prefix that had a blackhole of ours of another metric is not
+	// added: only its metric changes.
+	blackholed := make(map[netip.Prefix]bool)
+	for _, r := range rs {
+		if r.Protocol == Protocol && r.Type == unix.RTN_BLACKHOLE {
+			blackholed[r.Prefix] = true
+		}
 	}
 	var ch Changes
+	added := make(map[netip.Prefix]bool)
 	for _, pfx := range p.add {
-		r := kroute{Prefix: pfx, Protocol: Protocol, Type: unix.RTN_BLACKHOLE}
+		r := kroute{Prefix: pfx, Protocol: Protocol, Type: unix.RTN_BLACKHOLE, Priority: int(want[pfx])}
 		// RouteAdd, not RouteReplace: NLM_F_EXCL makes the kernel refuse
 		// if a route with the same key (prefix, tos, metric) appeared
 		// since the dump, so a foreign route is never overwritten.
@@ -266,8 +311,12 @@ func (b *Blackholes) sync(want map[netip.Prefix]bool) (Changes, error) {
 			errs = append(errs, fmt.Errorf("add blackhole %s to table %d: %w", pfx, b.table, err))
 			continue
 		}
-		ch.Added = append(ch.Added, pfx)
+		added[pfx] = true
+		if !blackholed[pfx] {
+			ch.Added = append(ch.Added, pfx)
+		}
 	}
+	del(false)
 
 	// A prefix is removed when one of our routes for it was deleted, none
 	// is left, and none was added.
@@ -278,7 +327,7 @@ func (b *Blackholes) sync(want map[netip.Prefix]bool) (Changes, error) {
 		}
 	}
 	for r := range deleted {
-		if !left[r.Prefix] && !slices.Contains(ch.Added, r.Prefix) && !slices.Contains(ch.Removed, r.Prefix) {
+		if !left[r.Prefix] && !added[r.Prefix] && !slices.Contains(ch.Removed, r.Prefix) {
 			ch.Removed = append(ch.Removed, r.Prefix)
 		}
 	}
@@ -427,19 +476,19 @@ type changes struct {
 //   - routes of ours for prefixes not wanted are deleted.
 //
 // Routes of other protocols are never in del. Outputs are sorted by prefix.
-func plan(routes []kroute, want map[netip.Prefix]bool) changes {
+func plan(routes []kroute, want map[netip.Prefix]uint32) changes {
 	ours := make(map[netip.Prefix][]kroute)
 	foreign := make(map[netip.Prefix][]kroute)
 	for _, r := range routes {
-		if r.Protocol == Protocol {
+		if _, wanted := want[r.Prefix]; r.Protocol == Protocol {
 			ours[r.Prefix] = append(ours[r.Prefix], r)
-		} else if want[r.Prefix] {
+		} else if wanted {
 			foreign[r.Prefix] = append(foreign[r.Prefix], r)
 		}
 	}
 	var c changes
 	for pfx, rs := range ours {
-		if !want[pfx] {
+		if _, wanted := want[pfx]; !wanted {
 			c.del = append(c.del, rs...)
 		}
 	}
@@ -455,7 +504,7 @@ func plan(routes []kroute, want map[netip.Prefix]bool) changes {
 			c.del = append(c.del, rs...)
 			continue
 		}
-		keep := slices.IndexFunc(rs, func(r kroute) bool { return r.Type == unix.RTN_BLACKHOLE })
+		keep := slices.IndexFunc(rs, func(r kroute) bool { return r.Type == unix.RTN_BLACKHOLE && sameMetric(r, want[pfx]) })
 		for i, r := range rs {
 			if i != keep {
 				c.del = append(c.del, r)
@@ -468,6 +517,19 @@ func plan(routes []kroute, want map[netip.Prefix]bool) changes {
 	slices.SortFunc(c.del, compareRoutes)
 	return c
 }
+
+// sameMetric reports whether r has metric m as the kernel stores it: an
+// IPv6 route added with metric 0 gets 1024 (IP6_RT_PRIO_USER).
+func sameMetric(r kroute, m uint32) bool {
+	if m == 0 && r.Prefix.Addr().Is6() {
+		return r.Priority == 0 || r.Priority == ip6DefaultMetric
+	}
+	return r.Priority == int(m)
+}
+
+// ip6DefaultMetric is the metric the kernel gives an IPv6 route added with
+// none.
+const ip6DefaultMetric = 1024
 
 // compareRoutes orders routes by prefix, then metric, type and tos.
 func compareRoutes(a, b kroute) int {

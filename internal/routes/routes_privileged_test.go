@@ -305,3 +305,51 @@ func TestPrivilegedBlackholeDrops(t *testing.T) {
 		t.Errorf("after RemoveAll, route get 10.9.0.6 = %q, %v; want via the ToR", out, err)
 	}
 }
+
+// TestPrivilegedBlackholeMetrics: SyncMetrics moves a prefix between
+// metrics in both families, on the remembered path and on a full read,
+// and the table never holds fewer than one route per prefix.
+func TestPrivilegedBlackholeMetrics(t *testing.T) {
+	testenv.Privileged(t)
+	ns := testenv.NetNS(t, "bhm")
+	b := routes.NewBlackholes(handleIn(t, ns), 1001)
+	tagged := uint32(1<<24 + 5)
+	steps := []struct {
+		want   map[netip.Prefix]uint32
+		forget bool
+		kernel []string
+	}{
+		{
+			want:   map[netip.Prefix]uint32{netip.MustParsePrefix("192.0.2.10/32"): 0, netip.MustParsePrefix("2001:db8::10/128"): 0},
+			kernel: []string{"blackhole 192.0.2.10 proto 167 metric 0", "blackhole 2001:db8::10 proto 167 metric 1024"},
+		},
+		{
+			want:   map[netip.Prefix]uint32{netip.MustParsePrefix("192.0.2.10/32"): tagged, netip.MustParsePrefix("2001:db8::10/128"): tagged},
+			kernel: []string{"blackhole 192.0.2.10 proto 167 metric 16777221", "blackhole 2001:db8::10 proto 167 metric 16777221"},
+		},
+		{
+			want:   map[netip.Prefix]uint32{netip.MustParsePrefix("192.0.2.10/32"): 0, netip.MustParsePrefix("2001:db8::10/128"): 0},
+			forget: true,
+			kernel: []string{"blackhole 192.0.2.10 proto 167 metric 0", "blackhole 2001:db8::10 proto 167 metric 1024"},
+		},
+		{
+			want:   map[netip.Prefix]uint32{netip.MustParsePrefix("192.0.2.10/32"): tagged, netip.MustParsePrefix("2001:db8::10/128"): 0},
+			kernel: []string{"blackhole 192.0.2.10 proto 167 metric 16777221", "blackhole 2001:db8::10 proto 167 metric 1024"},
+		},
+	}
+	for i, s := range steps {
+		if s.forget {
+			b.Forget()
+		}
+		ch, err := b.SyncMetrics(s.want)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if i > 0 && !ch.Empty() {
+			t.Errorf("step %d: a change of metric reported as %s, want no prefix added or removed", i, ch)
+		}
+		if diff := cmp.Diff(s.kernel, kernelRoutes(t, ns, "1001")); diff != "" {
+			t.Errorf("step %d: table 1001 (-want +got):\n%s", i, diff)
+		}
+	}
+}

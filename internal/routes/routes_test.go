@@ -61,6 +61,7 @@ func TestPlan(t *testing.T) {
 		routes []kroute
 		want   []netip.Prefix
 		plan   []string
+		metric uint32 // of every wanted prefix
 	}{
 		{
 			name: "empty table gets every wanted prefix",
@@ -130,12 +131,31 @@ func TestPlan(t *testing.T) {
 			want:   pfxs("10.1.0.0/24"),
 			plan:   []string{"del 10.1.0.0/24 blackhole proto 167 metric 10"},
 		},
+		{
+			name:   "a blackhole of another metric is replaced",
+			routes: []kroute{ours("10.1.0.0/24")},
+			want:   pfxs("10.1.0.0/24"),
+			metric: 1 << 24,
+			plan:   []string{"del 10.1.0.0/24 blackhole proto 167 metric 0", "add 10.1.0.0/24"},
+		},
+		{
+			name:   "an IPv6 blackhole of metric 1024 is one of metric 0",
+			routes: []kroute{withMetric(ours("2001:db8::/64"), 1024)},
+			want:   pfxs("2001:db8::/64"),
+		},
+		{
+			name:   "the blackhole of the wanted metric is kept",
+			routes: []kroute{ours("10.1.0.0/24"), withMetric(ours("10.1.0.0/24"), 1<<24)},
+			want:   pfxs("10.1.0.0/24"),
+			metric: 1 << 24,
+			plan:   []string{"del 10.1.0.0/24 blackhole proto 167 metric 0"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want := make(map[netip.Prefix]bool)
+			want := make(map[netip.Prefix]uint32)
 			for _, p := range tt.want {
-				want[p] = true
+				want[p] = tt.metric
 			}
 			got := plan(tt.routes, want).text()
 			if diff := cmp.Diff(tt.plan, got); diff != "" {
@@ -287,9 +307,11 @@ func TestSync(t *testing.T) {
 				route("10.2.0.0/24", unix.RTPROT_STATIC, unix.RTN_BLACKHOLE),
 			}},
 			want: pfxs("10.3.0.0/24"),
+			// The add first: whoever learns the table never sees it
+			// emptier than either set.
 			ops: []string{
-				"del 10.1.0.0/24 blackhole proto 167 metric 0 table 254",
 				"add 10.3.0.0/24 blackhole proto 167 metric 0 table 254",
+				"del 10.1.0.0/24 blackhole proto 167 metric 0 table 254",
 			},
 			changes: "+10.3.0.0/24 -10.1.0.0/24",
 			list:    pfxs("10.3.0.0/24"),

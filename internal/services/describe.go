@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/roost-net/roost/internal/community"
 )
 
 // Describe returns services as text, one line per frontend and port with
@@ -52,6 +54,9 @@ func settings(s Service) string {
 	}
 	if s.SessionAffinity != SessionAffinityNone {
 		out = append(out, fmt.Sprintf("sessionAffinity %s %s", s.SessionAffinity, s.SessionAffinityTimeout))
+	}
+	if len(s.BGPCommunities) > 0 {
+		out = append(out, "bgpCommunities "+community.Join(s.BGPCommunities))
 	}
 	if len(out) == 0 {
 		return ""

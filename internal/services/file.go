@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/roost-net/roost/internal/community"
 	"github.com/roost-net/roost/internal/yamlfields"
 )
 
@@ -176,6 +177,7 @@ type portItem struct {
 var serviceFields = []string{
 	"name", "namespace", "clusterIPs", "externalIPs", "loadBalancerIPs", "ports",
 	"externalTrafficPolicy", "internalTrafficPolicy", "sessionAffinity", "sessionAffinityTimeout", "backends",
+	"bgpCommunities",
 }
 
 // service reads one services entry and checks it against the services
@@ -194,8 +196,29 @@ func (p *parser) service(n *yaml.Node, path string, st *fileState) Service {
 	}
 	p.settings(&s, f, path)
 	s.Backends = p.backends(f["backends"], yamlfields.Join(path, "backends"))
+	s.BGPCommunities = p.communities(f["bgpCommunities"], yamlfields.Join(path, "bgpCommunities"))
 	p.claim(st, self, frontends, ports)
 	return s
+}
+
+// communities reads the communities roost-agent adds to the service's
+// VIPs (as the annotation community.Annotation does from Kubernetes).
+func (p *parser) communities(n *yaml.Node, path string) []community.Community {
+	var out []community.Community
+	for i, v := range p.List(n, path) {
+		ip := yamlfields.Index(path, i)
+		text, ok := p.Str(v, ip)
+		if !ok {
+			continue
+		}
+		c, err := community.Parse(text)
+		if err != nil {
+			p.Failf(v, ip, "%v", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	return community.Sorted(out)
 }
 
 // name reads the service's name and namespace into s and claims them in

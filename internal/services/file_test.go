@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/roost-net/roost/internal/community"
 	"github.com/roost-net/roost/internal/policy"
 )
 
@@ -70,6 +71,7 @@ func full() []Service {
 			InternalTrafficPolicy:  TrafficPolicyLocal,
 			SessionAffinity:        SessionAffinityClientIP,
 			SessionAffinityTimeout: 600 * time.Second,
+			BGPCommunities:         []community.Community{{A: 65000, B: 300}, {Large: true, A: 4200000000, B: 7, C: 1}},
 			Backends: []Backend{
 				{IP: ip("10.244.1.20"), Node: "node1", Ready: true, Serving: true, Ports: map[string]NamedPort{"http": {Port: 8080, Protocol: TCP}}},
 				{IP: ip("fd00:244:1::20"), Node: "node1", Ready: true, Serving: true, Ports: map[string]NamedPort{"http": {Port: 8080, Protocol: TCP}}},
@@ -251,7 +253,7 @@ func TestLoad(t *testing.T) {
 // TestLoadErrors checks every rule's message, exactly: each case's error
 // lines, in order.
 func TestLoadErrors(t *testing.T) {
-	const svcFields = "known: name, namespace, clusterIPs, externalIPs, loadBalancerIPs, ports, externalTrafficPolicy, internalTrafficPolicy, sessionAffinity, sessionAffinityTimeout, backends"
+	const svcFields = "known: name, namespace, clusterIPs, externalIPs, loadBalancerIPs, ports, externalTrafficPolicy, internalTrafficPolicy, sessionAffinity, sessionAffinityTimeout, backends, bgpCommunities"
 	tests := []struct {
 		name string
 		yaml string
@@ -276,6 +278,14 @@ func TestLoadErrors(t *testing.T) {
 			name: "unknown top-level field",
 			yaml: "service: []\n",
 			want: []string{"services.yaml:1: service: unknown field: did you mean services? (known: services)"},
+		},
+		{
+			name: "bad communities",
+			yaml: "services:\n  - name: db\n    externalIPs: [192.0.2.10]\n    ports: [{port: 80}]\n    bgpCommunities: [\"65000:1\", \"65536:1\", 7]\n",
+			want: []string{
+				`services.yaml:5: services[0].bgpCommunities[1]: "65536:1": part "65536" is larger than 16 bits: not a community (A:B with parts 0-65535, or A:B:C with parts 0-4294967295)`,
+				`services.yaml:5: services[0].bgpCommunities[2]: must be a string: quote it ("7")`,
+			},
 		},
 		{
 			name: "services not a list",
@@ -591,6 +601,13 @@ func encode(tb testing.TB, svcs []Service) []byte {
 		}
 		if s.SessionAffinity == SessionAffinityClientIP {
 			m["sessionAffinityTimeout"] = int(s.SessionAffinityTimeout / time.Second)
+		}
+		if len(s.BGPCommunities) > 0 {
+			var cs []string
+			for _, c := range s.BGPCommunities {
+				cs = append(cs, c.String())
+			}
+			m["bgpCommunities"] = cs
 		}
 		var ports []map[string]any
 		for _, p := range s.Ports {

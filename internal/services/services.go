@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/roost-net/roost/internal/community"
 )
 
 // DefaultNamespace is the namespace of a service that names none.
@@ -93,6 +95,11 @@ type Service struct {
 	// Backends are the service's endpoints, of either family; their IPs
 	// are unique.
 	Backends []Backend
+	// BGPCommunities are added to the announcement of the service's VIPs
+	// (roost-agent), besides the agent's own for every VIP: from the
+	// services file's bgpCommunities, or the Service's annotation
+	// community.Annotation. Sorted, each once.
+	BGPCommunities []community.Community
 }
 
 // Port is one port of a service.

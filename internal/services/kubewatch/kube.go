@@ -3,14 +3,17 @@ package kubewatch
 import (
 	"cmp"
 	"fmt"
-	"github.com/roost-net/roost/internal/services"
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/roost-net/roost/internal/community"
+	"github.com/roost-net/roost/internal/services"
 )
 
 // UnnamedPort is the key under which a backend from Kubernetes holds the
@@ -151,6 +154,15 @@ func serviceOf(ks *corev1.Service) (services.Service, bool, []string) {
 		}
 		if a, ok := frontend(fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), ing.IP); ok {
 			s.LoadBalancerIPs = append(s.LoadBalancerIPs, a)
+		}
+	}
+	if text, ok := ks.Annotations[community.Annotation]; ok {
+		// All or nothing: a VIP announced with half of what its owner
+		// asked for would be a surprise.
+		if cs, err := community.ParseList(text); err != nil {
+			note("annotation %s: %s; none of its communities is used", community.Annotation, strings.ReplaceAll(err.Error(), "\n", "; "))
+		} else {
+			s.BGPCommunities = cs
 		}
 	}
 	for i, sp := range spec.Ports {

@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/roost-net/roost/internal/community"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -240,6 +242,22 @@ func TestFromKubernetes(t *testing.T) {
 			}(),
 			want: `
   none`,
+		},
+		{
+			name: "communities from the annotation; a bad list is left out whole",
+			svcs: func() []*corev1.Service {
+				good := kubeService("web", []string{"10.96.0.10"}, "80->8080")
+				good.Annotations = map[string]string{community.Annotation: "65000:300, 4200000000:7:1 65000:300"}
+				bad := kubeService("db", []string{"10.96.0.11"}, "80->8080")
+				bad.Annotations = map[string]string{community.Annotation: "65000:301 65536:1"}
+				return []*corev1.Service{good, bad}
+			}(),
+			want: `
+  default/db
+    clusterIP 10.96.0.11:80/TCP -> none
+  default/web (bgpCommunities 65000:300,4200000000:7:1)
+    clusterIP 10.96.0.10:80/TCP -> none
+note: service default/db: annotation roost.io/bgp-communities: "65536:1": part "65536" is larger than 16 bits: not a community (A:B with parts 0-65535, or A:B:C with parts 0-4294967295); none of its communities is used`,
 		},
 		{
 			name: "bad frontend and backend addresses, unknown protocols: left out with notes",
