@@ -29,8 +29,8 @@ import (
 
 const usage = `Usage: roost-agent [--config FILE] [--dry-run] [--log-level LEVEL] [--log-format text|json]
 
-roost-agent announces this node's PodCIDRs (and nothing else) to its BGP peers
-through BIRD 2. It renders its config into a temp file beside
+roost-agent announces this node's PodCIDRs and its services' VIPs (and nothing
+else) to its BGP peers through BIRD 2. It renders its config into a temp file beside
 <bird.configDir>/bird.conf, has BIRD load it over the control socket, and
 renames it to bird.conf once BIRD runs it. Prefix changes never reset a BGP
 session; a config BIRD rejects never replaces the running one.
@@ -39,7 +39,20 @@ PodCIDRs come from the config file (podCIDRs, re-read on SIGHUP and whenever
 the file changes) or, with kubernetes.enabled, from this node's Node object
 (spec.podCIDRs). A reload that changes a setting read only at start (node,
 listen, controlSocket, kubernetes, bird.socket, bird.configDir, bird.binary,
-blackholeRoutes, resyncInterval) is refused whole: the running config stays.
+blackholeRoutes, resyncInterval, vips.servicesFile, vips.table,
+vips.kubernetes, drain.stateFile) is refused whole: the running config stays.
+
+VIPs (vips.servicesFile, vips.kubernetes) are blackhole routes in a kernel
+table of their own (vips.table) that BIRD learns: a VIP coming or going
+never reconfigures BIRD. Communities are added per prefix class
+(communities.podCIDR, communities.vip), per peer (peers[].communities), and
+per service (bgpCommunities in the services file, or the Service annotation
+roost.io/bgp-communities).
+
+"roostctl drain" announces everything with GRACEFUL_SHUTDOWN (65535:0) for
+drain.wait, then withdraws it all, sessions kept up; "roostctl undrain" goes
+back. The state is kept in drain.stateFile, so it survives a restart of the
+agent or of BIRD.
 
 Each change is loaded with "configure timeout" (bird.confirmTimeout) and
 confirmed only once every BGP session that was Established is again; else
@@ -48,8 +61,9 @@ bird.timeout: a BIRD that stops answering makes /readyz fail within seconds.
 
 Health, readiness, metrics and status are served on "listen" (/healthz
 /readyz /metrics /v1/status); the rendered config (passwords redacted) and
-reload only on the control socket (controlSocket, mode 0600), which
-"roostctl config" and "roostctl reload" use.
+reload, drain and undrain only on the control socket (controlSocket, mode
+0600), which "roostctl config", "roostctl reload", "roostctl drain" and
+"roostctl undrain" use.
 
 --dry-run validates the config, prints the BIRD config it would render and
 exits 0, or prints every problem and exits 1 (a check command for Salt).
@@ -141,7 +155,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The VIPs, in a kernel table of their own that BIRD's kernel
 	// protocols learn from (rendered by BirdInput).
 	var ann *vips.Announcer
-	opts := agent.Options{Config: cfg, Bird: bird, Poller: poller, Blackholes: holes, Check: check, Log: log}
+	drain, err := agent.LoadDrain(cfg.Drain.StateFile)
+	if err != nil {
+		return err
+	}
+	opts := agent.Options{Config: cfg, Bird: bird, Poller: poller, Blackholes: holes, Check: check, Log: log, Drain: drain}
 	if cfg.VIPs.Enabled() {
 		h, err := routes.NewHandle(cfg.Bird.Timeout)
 		if err != nil {
@@ -151,8 +169,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ann = vips.New(cfg.VIPs.ServicesFile, cfg.Node, routes.NewBlackholes(h, int(cfg.VIPs.Table)), log)
 		ann.Kubernetes = cfg.VIPs.Kubernetes
 		opts.VIPs = func() ([]netip.Prefix, string) { st := ann.Status(); return st.VIPs, st.Error }
+		// A VIP with communities of its own waits for BIRD to run its
+		// tag: announce it once the apply that carries it is done.
+		opts.VIPTagsApplied = ann.Changed
 	}
 	a := agent.New(opts)
+	if ann != nil {
+		ann.Tagger = a
+	}
 
 	var reloadMu sync.Mutex
 	reload := func() error {
@@ -286,6 +310,7 @@ func restartOnly(old, c config.Config) error {
 	check("vips.servicesFile", old.VIPs.ServicesFile != c.VIPs.ServicesFile)
 	check("vips.table", old.VIPs.Table != c.VIPs.Table)
 	check("vips.kubernetes", old.VIPs.Kubernetes != c.VIPs.Kubernetes)
+	check("drain.stateFile", old.Drain.StateFile != c.Drain.StateFile)
 	if len(changed) == 0 {
 		return nil
 	}

@@ -39,10 +39,11 @@ func newRootCmd() *cobra.Command {
 		Short: "Inspect and operate roost on this node",
 		Long: `roostctl inspects and operates roost on this node.
 
-Routing (peers, routes, status, config, reload) reads BIRD through its control
-socket in restricted (read-only) mode, and roost-agent through its HTTP API:
-status and health on its TCP address (--agent), the rendered config and
-reload only on its control socket (--agent-socket, root only by default).
+Routing (peers, routes, status, config, reload, drain, undrain) reads BIRD
+through its control socket in restricted (read-only) mode, and roost-agent
+through its HTTP API: status and health on its TCP address (--agent), the
+rendered config, reload, drain and undrain only on its control socket
+(--agent-socket, root only by default).
 Policy (endpoints, identities, policy, drops, bpf) and load balancing
 (services) read roost-loader's HTTP API. Every command prints a table, or
 JSON with -o json.`,
@@ -59,12 +60,12 @@ JSON with -o json.`,
 	f.StringVar(&o.birdSocket, "bird-socket", "/run/bird/bird.ctl", "BIRD control socket")
 	f.StringVar(&o.birdLog, "bird-log", "", "BIRD's log file, read to tell which AS a refused peer sent; must match roost-agent's bird.logFile (default: bird.log in --bird-socket's directory, /run/bird/bird.log, as for bird.logFile; \"\" reads none)")
 	f.StringVar(&o.agent, "agent", "127.0.0.1:9479", "roost-agent API address (host:port or URL): status, health")
-	f.StringVar(&o.agentSocket, "agent-socket", agentapi.DefaultControlSocket, "roost-agent control socket: config, reload (root only by default)")
+	f.StringVar(&o.agentSocket, "agent-socket", agentapi.DefaultControlSocket, "roost-agent control socket: config, reload, drain, undrain (root only by default)")
 	f.StringVar(&o.loader, "loader", "127.0.0.1:9480", "roost-loader API address (host:port or URL)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time limit for each command")
 	cmd.AddCommand(newPeersCmd(o), newRoutesCmd(o), newStatusCmd(o), newConfigCmd(o), newReloadCmd(o),
-		newEndpointsCmd(o), newIdentitiesCmd(o), newPolicyCmd(o), newDropsCmd(o), newBPFCmd(o),
+		newDrainCmd(o), newUndrainCmd(o), newEndpointsCmd(o), newIdentitiesCmd(o), newPolicyCmd(o), newDropsCmd(o), newBPFCmd(o),
 		newServicesCmd(o), newReadyCmd(o), newCRDsCmd(o))
 	return cmd
 }

@@ -42,6 +42,9 @@ func printStatus(w io.Writer, s agentapi.Status) error {
 	fmt.Fprintf(tw, "Source:\t%s\n", s.Source)
 	fmt.Fprintf(tw, "Ready:\t%s\n", ready)
 	fmt.Fprintf(tw, "Desired:\t%s\n", prefixList(s.Desired))
+	if s.Drain.State != "" && s.Drain.State != agentapi.DrainNone || s.Drain.Error != "" {
+		fmt.Fprintf(tw, "Drain:\t%s\n", drainLine(s.Drain))
+	}
 	if s.SourceMessage != "" {
 		fmt.Fprintf(tw, "Source message:\t%s\n", s.SourceMessage)
 	}

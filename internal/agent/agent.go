@@ -15,6 +15,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -114,6 +115,13 @@ type Options struct {
 	// VIPs, when not nil, reports the VIPs announced and the last error
 	// of their sync, for the status.
 	VIPs func() (vips []netip.Prefix, err string)
+	// Drain is the drain state to start in (LoadDrain); the zero value is
+	// not drained.
+	Drain agentapi.Drain
+	// VIPTagsApplied, when not nil, is called after an apply that changed
+	// the VIP tags BIRD runs (SetVIPTags), so VIPs that waited for their
+	// tag can be announced.
+	VIPTagsApplied func()
 }
 
 // Agent is the reconcile loop. Its setters may be called from any goroutine.
@@ -129,15 +137,22 @@ type Agent struct {
 	now     func() time.Time
 	render  func(birdconf.Input) ([]byte, error)
 
-	kick chan struct{}
+	kick           chan struct{}
+	drainKick      chan struct{}
+	vipTagsApplied func()
 
 	mu      sync.Mutex
-	cfg     config.Config
-	node    *k8swatch.NodeState // nil until the source reports
-	force   bool                // apply even when the render is unchanged
-	boot    time.Time           // BIRD's last reboot at the last poll
-	status  agentapi.Status
-	waiters []chan struct{}
+	drain   agentapi.Drain
+	vipTags []birdconf.VIPTag // what SetVIPTags asked for
+	// appliedTags are the metrics of the VIP tags in the config BIRD
+	// last confirmed.
+	appliedTags map[uint32]bool
+	cfg         config.Config
+	node        *k8swatch.NodeState // nil until the source reports
+	force       bool                // apply even when the render is unchanged
+	boot        time.Time           // BIRD's last reboot at the last poll
+	status      agentapi.Status
+	waiters     []chan struct{}
 
 	// Owned by the Run goroutine.
 	applied    []byte    // what BIRD confirmed it runs
@@ -175,8 +190,13 @@ func New(o Options) *Agent {
 	a := &Agent{
 		vips: o.VIPs, bird: o.Bird, poller: o.Poller, holes: o.Blackholes, check: o.Check, log: o.Log, metrics: o.Metrics,
 		poll: o.PollInterval, now: o.Now, render: o.Render, cfg: o.Config,
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), drainKick: make(chan struct{}, 1), vipTagsApplied: o.VIPTagsApplied,
+		drain: o.Drain,
 	}
+	if a.drain.State == "" {
+		a.drain.State = agentapi.DrainNone
+	}
+	a.metrics.setDrain(a.drain.State)
 	a.status = agentapi.Status{
 		Node: o.Config.Node, Source: sourceName(o.Config),
 		LastApply:       agentapi.Apply{Result: agentapi.ResultPending},
@@ -257,6 +277,7 @@ func (a *Agent) Status() agentapi.Status {
 	s.Peers = cloneOrEmpty(s.Peers)
 	s.LastApply.Applied = cloneOrEmpty(s.LastApply.Applied)
 	s.Blackholes = cloneOrEmpty(s.Blackholes)
+	s.Drain = a.drain
 	if a.vips != nil {
 		s.VIPs, s.VIPError = a.vips()
 		s.VIPs = cloneOrEmpty(s.VIPs)
@@ -281,14 +302,58 @@ func cloneOrEmpty[T any](s []T) []T {
 // callers that serve it redact them.
 func (a *Agent) Rendered() ([]byte, string, error) {
 	a.mu.Lock()
-	cfg, node := a.cfg, a.node
+	cfg, node, attrs := a.cfg, a.node, a.attrsLocked()
 	a.mu.Unlock()
 	prefixes, ok, _ := desired(cfg, node)
 	if !ok {
 		return nil, cfg.Bird.ConfigFile(), nil
 	}
-	out, err := a.render(cfg.BirdInput(prefixes))
+	out, err := a.render(attrs.input(cfg, prefixes))
 	return out, cfg.Bird.ConfigFile(), err
+}
+
+// attrs is what bird.conf depends on besides the configuration and the
+// prefixes: the VIP tags and the drain state.
+type attrs struct {
+	tags  []birdconf.VIPTag
+	drain birdconf.Drain
+}
+
+// attrsLocked returns the current attrs; a.mu must be held.
+func (a *Agent) attrsLocked() attrs {
+	return attrs{tags: a.vipTags, drain: birdDrain(a.drain)}
+}
+
+// input is BIRD's input for cfg and prefixes with these attrs.
+func (at attrs) input(cfg config.Config, prefixes []netip.Prefix) birdconf.Input {
+	in := cfg.BirdInput(prefixes)
+	in.VIPTags, in.Drain = at.tags, at.drain
+	return in
+}
+
+// SetVIPTags sets the VIP tags bird.conf carries (vips.Announcer asks for
+// those of the VIPs it announces or is about to), applying when they
+// change. AppliedVIPTags says when BIRD runs them.
+func (a *Agent) SetVIPTags(tags []birdconf.VIPTag) {
+	a.mu.Lock()
+	same := slices.EqualFunc(tags, a.vipTags, func(x, y birdconf.VIPTag) bool {
+		return x.Metric == y.Metric && slices.Equal(x.Communities, y.Communities)
+	})
+	if !same {
+		a.vipTags = slices.Clone(tags)
+	}
+	a.mu.Unlock()
+	if !same {
+		a.trigger()
+	}
+}
+
+// AppliedVIPTags returns the metrics of the VIP tags in the config BIRD
+// runs.
+func (a *Agent) AppliedVIPTags() map[uint32]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.appliedTags)
 }
 
 // Run reconciles until ctx ends. It applies once at start, again on every
@@ -323,6 +388,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
 	go a.pollLoop(pollCtx, polls)
+	go a.drainLoop(pollCtx)
 	schedule(a.now())
 	for {
 		select {

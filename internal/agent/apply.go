@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/roost-net/roost/internal/agentapi"
+	"github.com/roost-net/roost/internal/birdconf"
 	"github.com/roost-net/roost/internal/config"
 )
 
@@ -33,7 +35,7 @@ const sessionPoll = 100 * time.Millisecond
 // announcement would wait for the ToR's delayed ACK, about 40 ms).
 func (a *Agent) apply(ctx context.Context) error {
 	a.mu.Lock()
-	cfg, node, force := a.cfg, a.node, a.force
+	cfg, node, force, at := a.cfg, a.node, a.force, a.attrsLocked()
 	before := a.status.LastApply.Applied
 	a.force = false
 	a.mu.Unlock()
@@ -51,13 +53,14 @@ func (a *Agent) apply(ctx context.Context) error {
 	}
 	added, removed := diff(before, prefixes)
 	if len(added) > 0 && len(removed) > 0 {
-		if err := a.push(ctx, cfg, union(prefixes, before), force, start); err != nil {
+		if err := a.push(ctx, cfg, at, union(prefixes, before), force, start); err != nil {
 			return err
 		}
 	}
-	if err := a.push(ctx, cfg, prefixes, force, start); err != nil {
+	if err := a.push(ctx, cfg, at, prefixes, force, start); err != nil {
 		return err
 	}
+	a.tagsApplied(at.tags)
 	if len(added)+len(removed) > 0 || force {
 		a.log.WithFields(logrus.Fields{
 			fieldPrefixes: len(prefixes), fieldAdded: someOf(added), fieldRemoved: someOf(removed),
@@ -71,13 +74,13 @@ func (a *Agent) apply(ctx context.Context) error {
 // BIRD if it runs the render already → temp file → configure with timeout
 // → wait for the sessions → confirm → rename → blackholes → record. BIRD
 // parses the file once: a file it rejects never becomes bird.conf.
-func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Prefix, force bool, start time.Time) (err error) {
+func (a *Agent) push(ctx context.Context, cfg config.Config, at attrs, prefixes []netip.Prefix, force bool, start time.Time) (err error) {
 	defer func() {
 		if err != nil {
 			a.record(agentapi.ResultFailed, start, err, nil)
 		}
 	}()
-	rendered, err := a.render(cfg.BirdInput(prefixes))
+	rendered, err := a.render(at.input(cfg, prefixes))
 	if err != nil {
 		return err // "render bird config: …"
 	}
@@ -124,6 +127,22 @@ func (a *Agent) push(ctx context.Context, cfg config.Config, prefixes []netip.Pr
 	}
 	a.record(agentapi.ResultOK, start, nil, prefixes)
 	return nil
+}
+
+// tagsApplied records that BIRD runs the VIP tags tags, and tells the
+// VIP announcer when that changed.
+func (a *Agent) tagsApplied(tags []birdconf.VIPTag) {
+	m := make(map[uint32]bool, len(tags))
+	for _, t := range tags {
+		m[t.Metric] = true
+	}
+	a.mu.Lock()
+	changed := !maps.Equal(m, a.appliedTags)
+	a.appliedTags = m
+	a.mu.Unlock()
+	if changed && a.vipTagsApplied != nil {
+		a.vipTagsApplied()
+	}
 }
 
 // configure has BIRD load rendered from a temp file beside path with

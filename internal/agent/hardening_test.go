@@ -113,8 +113,13 @@ func (f *fakeBird) runningText() string {
 }
 
 func TestBlackholeFailureStaysFailedUntilFixed(t *testing.T) {
-	h := start(t, testConfig(t, "10.244.1.0/24"), &fakeBird{boot: "b1"})
-	h.holes.set(func(fh *fakeHoles) { fh.fail = errors.New("add blackhole 10.244.1.0/24: operation not permitted") })
+	// Failing from the first apply on: set after the start, the failure
+	// could miss a first apply that was quicker.
+	cfg := testConfig(t, "10.244.1.0/24")
+	h := &harness{t: t, bird: &fakeBird{boot: "b1"}, cfg: cfg,
+		holes: &fakeHoles{fail: errors.New("add blackhole 10.244.1.0/24: operation not permitted")}}
+	h.a = New(Options{Config: cfg, Bird: h.bird, Blackholes: h.holes, PollInterval: 20 * time.Millisecond})
+	runAgent(t, h.a)
 	h.waitStatus("failed", func(s agentapi.Status) bool { return s.LastApply.Result == agentapi.ResultFailed })
 	// The retry must fail again, not take the "unchanged" shortcut.
 	s := h.waitStatus("second failure", func(s agentapi.Status) bool { return s.LastApply.Failures >= 2 })

@@ -31,6 +31,7 @@ type Metrics struct {
 	rollbacks         prometheus.Counter
 	externalReconfigs prometheus.Counter
 	holeFailures      prometheus.Gauge
+	drain             *prometheus.GaugeVec
 }
 
 // families are the label values of the per-family gauges.
@@ -88,9 +89,13 @@ func NewMetrics() *Metrics {
 		holeFailures: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "roost_blackhole_sync_failures", Help: "Consecutive failed kernel blackhole route syncs.",
 		}),
+		drain: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "roost_drain_state",
+			Help: "1 for the node's drain state (none; draining: announced with GRACEFUL_SHUTDOWN; drained: withdrawn), else 0.",
+		}, []string{"state"}),
 	}
 	m.reg.MustRegister(m.session, m.state, m.exported, m.birdUp, m.ready, m.desired, m.announced, m.applies,
-		m.applyFailures, m.lastApply, m.applyHisto, m.rollbacks, m.externalReconfigs, m.holeFailures,
+		m.applyFailures, m.lastApply, m.applyHisto, m.rollbacks, m.externalReconfigs, m.holeFailures, m.drain,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{agentapi.ResultOK, agentapi.ResultFailed, agentapi.ResultWaiting} {
 		m.applies.WithLabelValues(r)
@@ -125,6 +130,13 @@ func setByFamily(g *prometheus.GaugeVec, ps []netip.Prefix) {
 	}
 	g.WithLabelValues("ipv4").Set(float64(n4))
 	g.WithLabelValues("ipv6").Set(float64(len(ps) - n4))
+}
+
+// setDrain sets the drain state's gauges: 1 for state, 0 for the others.
+func (m *Metrics) setDrain(state string) {
+	for _, s := range []string{agentapi.DrainNone, agentapi.DrainDraining, agentapi.DrainDrained} {
+		m.drain.WithLabelValues(s).Set(b2f(s == state))
+	}
 }
 
 func (m *Metrics) setApplyFailures(n int)     { m.applyFailures.Set(float64(n)) }

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"time"
 
 	"github.com/roost-net/roost/internal/agentapi"
 	"github.com/roost-net/roost/internal/inspect"
@@ -48,6 +51,38 @@ func (a *Agent) ControlHandler(reload func() error) http.Handler {
 			return
 		}
 		writeJSON(w, agentapi.Config{File: file, Rendered: string(inspect.RedactBirdConfig(out))})
+	})
+	mux.HandleFunc("POST "+agentapi.PathDrain, func(w http.ResponseWriter, r *http.Request) {
+		var req agentapi.DrainRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			http.Error(w, "drain: body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		wait := a.cfg.Drain.Wait
+		a.mu.Unlock()
+		if req.Wait != "" {
+			d, err := time.ParseDuration(req.Wait)
+			if err != nil || d < 0 || d > time.Hour {
+				http.Error(w, fmt.Sprintf("drain: wait %q is not a duration from 0 to 1h", req.Wait), http.StatusBadRequest)
+				return
+			}
+			wait = d
+		}
+		d, err := a.Drain(wait)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, d)
+	})
+	mux.HandleFunc("POST "+agentapi.PathUndrain, func(w http.ResponseWriter, r *http.Request) {
+		d, err := a.Undrain()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, d)
 	})
 	mux.HandleFunc("POST "+agentapi.PathReload, func(w http.ResponseWriter, r *http.Request) {
 		if reload != nil {

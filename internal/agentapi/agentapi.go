@@ -3,6 +3,7 @@
 package agentapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +26,10 @@ const (
 	PathStatus  = "/v1/status"
 	PathConfig  = "/v1/config"
 	PathReload  = "/v1/reload"
+	// PathDrain (POST, a DrainRequest) and PathUndrain (POST) take the
+	// node out of service and back, on the control socket only.
+	PathDrain   = "/v1/drain"
+	PathUndrain = "/v1/undrain"
 )
 
 // DefaultControlSocket is where roost-agent serves PathConfig and PathReload
@@ -81,6 +86,8 @@ type Status struct {
 	// VIPError is the last failed sync of them ("" after a good one).
 	VIPs     []netip.Prefix `json:"vips,omitempty"`
 	VIPError string         `json:"vipError,omitempty"`
+	// Drain is the node's drain state (roostctl drain).
+	Drain Drain `json:"drain"`
 }
 
 // Peer is one configured peer as the agent sees it.
@@ -133,6 +140,37 @@ type Bird struct {
 	// Repair says what the agent last did to bird.conf while BIRD was down
 	// (e.g. replaced a file BIRD could not parse); "" when nothing.
 	Repair string `json:"repair,omitempty"`
+}
+
+// Drain states.
+const (
+	// DrainNone: everything is announced as usual.
+	DrainNone = "none"
+	// DrainDraining: everything is announced with GRACEFUL_SHUTDOWN
+	// (65535:0) until WithdrawAt.
+	DrainDraining = "draining"
+	// DrainDrained: nothing is announced; the sessions stay up.
+	DrainDrained = "drained"
+)
+
+// Drain is the node's drain state, kept across restarts (config
+// drain.stateFile).
+type Drain struct {
+	State string `json:"state"` // DrainNone, DrainDraining or DrainDrained
+	// Since is when the drain began (zero for DrainNone).
+	Since time.Time `json:"since,omitzero"`
+	// WithdrawAt is when a draining node withdraws everything.
+	WithdrawAt time.Time `json:"withdrawAt,omitzero"`
+	// Error is the last failure to keep the state in its file ("" when
+	// none): the state holds in memory, but would not survive a restart.
+	Error string `json:"error,omitempty"`
+}
+
+// DrainRequest is the body of PathDrain.
+type DrainRequest struct {
+	// Wait overrides config drain.wait: how long the routes carry
+	// GRACEFUL_SHUTDOWN before they are withdrawn ("" for the config's).
+	Wait string `json:"wait,omitempty"`
 }
 
 // Config is the document served at PathConfig.
@@ -201,8 +239,26 @@ func (c *Client) Reload(ctx context.Context) (Status, error) {
 	return s, c.do(ctx, http.MethodPost, PathReload, &s)
 }
 
+// Drain asks the agent to drain the node (wait "" for its configured
+// wait) and returns the drain state it entered.
+func (c *Client) Drain(ctx context.Context, wait string) (Drain, error) {
+	var d Drain
+	body, _ := json.Marshal(DrainRequest{Wait: wait})
+	return d, c.send(ctx, http.MethodPost, PathDrain, bytes.NewReader(body), &d)
+}
+
+// Undrain asks the agent to announce everything again.
+func (c *Client) Undrain(ctx context.Context) (Drain, error) {
+	var d Drain
+	return d, c.send(ctx, http.MethodPost, PathUndrain, nil, &d)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, nil)
+	return c.send(ctx, method, path, nil, out)
+}
+
+func (c *Client) send(ctx context.Context, method, path string, in io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, in)
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", path, err)
 	}
