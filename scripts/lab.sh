@@ -3,7 +3,8 @@
 # with pods on the nodes and eBPF policy enforced on them.
 #
 #   scripts/lab.sh up       build (or complete) the lab, wait until both ToRs
-#                           hold both PodCIDRs and both roost-loaders enforce
+#                           hold both PodCIDRs of both families (IPv4 and
+#                           IPv6) and both roost-loaders enforce
 #                           the seed policy and serve the VIP at their
 #                           uplinks, then print what each side sees and run
 #                           the traffic checks; exits non-zero when one
@@ -15,29 +16,39 @@
 #
 # Topology (network namespaces; the root namespace is never touched, except
 # for what is mounted in the state directory: the two BPF filesystems and
-# the cgroup v2 hierarchy):
+# the cgroup v2 hierarchy). The lab is dual-stack: every link, node and
+# workload has an IPv6 address beside its IPv4 one, and every BGP session
+# has an IPv6 twin (a session per family, each carrying its own family):
 #
-#   link            subnet        ToR end    node end
-#   tor1 -- node1   10.0.1.0/30   .1         .2
-#   tor2 -- node1   10.0.2.0/30   .1         .2
-#   tor1 -- node2   10.0.3.0/30   .1         .2
-#   tor2 -- node2   10.0.4.0/30   .1         .2
+#   link            subnets                       ToR end    node end
+#   tor1 -- node1   10.0.1.0/30   fd00:0:1::/64   .1  ::1    .2  ::2
+#   tor2 -- node1   10.0.2.0/30   fd00:0:2::/64   .1  ::1    .2  ::2
+#   tor1 -- node2   10.0.3.0/30   fd00:0:3::/64   .1  ::1    .2  ::2
+#   tor2 -- node2   10.0.4.0/30   fd00:0:4::/64   .1  ::1    .2  ::2
 #
 #   tor1, tor2  FRR (zebra + bgpd, one instance per namespace with "-N <tor>"),
 #               AS 65000, router ids 10.0.1.1 and 10.0.2.1; they install what
 #               they learn into their own kernel FIB (ECMP allowed) and
-#               forward; they do not peer with each other. Both learn the
-#               VIP 192.0.2.10/32 from both nodes' roost-agents and install
-#               it with a next hop per node (ECMP)
+#               forward; they do not peer with each other. Each has two
+#               sessions with each node: IPv4 (address-family ipv4 unicast)
+#               and IPv6 (ipv6 unicast), between the link's addresses of
+#               that family. Both learn the VIP 192.0.2.10/32 from both
+#               nodes' roost-agents and install it with a next hop per node
+#               (ECMP)
 #   node1       BIRD + roost-agent + roost-loader, AS 65101, router id
-#               10.0.1.2, 10.244.1.0/24
+#               10.0.1.2, PodCIDRs 10.244.1.0/24 and fd00:244:1::/64
 #   node2       BIRD + roost-agent + roost-loader, AS 65102, router id
-#               10.0.3.2, 10.244.2.0/24
+#               10.0.3.2, PodCIDRs 10.244.2.0/24 and fd00:244:2::/64
 #
 # The veth interface at each end is named after the namespace at the other
 # end, except inside a pod, where it is eth0. Each node has a default route
-# via both ToRs (ECMP), learns nothing by BGP, and owns 10.244.<n>.1 on lo, so
-# "ip netns exec node1 ping -I 10.244.1.1 10.244.2.1" crosses the fabric.
+# of each family via both ToRs (ECMP), learns nothing by BGP, and owns
+# 10.244.<n>.1 and fd00:244:<n>::1 on lo, so "ip netns exec node1 ping -I
+# 10.244.1.1 10.244.2.1" (and -I fd00:244:1::1 fd00:244:2::1) crosses the
+# fabric. IPv6 duplicate address detection is off in every namespace
+# (accept_dad=0, and "nodad" on what the lab adds): FRR 8.4's zebra never
+# tells bgpd about a link-local address that was still tentative when zebra
+# started, and bgpd then never brings up the IPv6 sessions of that link.
 # Both ends of the four node-ToR links have MTU 1600: the uplink load
 # balancer sends a VIP's packets for a backend on the other node back to the
 # ToR encapsulated (IPIP, 20 bytes more than the 1500 they came with). The
@@ -45,38 +56,43 @@
 #
 # Workloads (one namespace each, named as in the endpoints file):
 #
-#   name       where            address         labels
-#   db         pod on node1     10.244.1.10/32  app=protected-db
-#   employee   pod on node1     10.244.1.11/32  app=employee
-#   guest      pod on node2     10.244.2.10/32  app=guest
-#   employee2  pod on node2     10.244.2.11/32  app=employee
-#   db2        pod on node2     10.244.2.12/32  app=protected-db
-#   vm1        behind tor1      10.0.9.10/24    app=employee (an external
-#                               workload, outside the cluster)
+#   name       where            addresses                      labels
+#   db         pod on node1     10.244.1.10/32 fd00:244:1::10  app=protected-db
+#   employee   pod on node1     10.244.1.11/32 fd00:244:1::11  app=employee
+#   guest      pod on node2     10.244.2.10/32 fd00:244:2::10  app=guest
+#   employee2  pod on node2     10.244.2.11/32 fd00:244:2::11  app=employee
+#   db2        pod on node2     10.244.2.12/32 fd00:244:2::12  app=protected-db
+#   vm1        behind tor1      10.0.9.10/24   fd00:0:9::10/64 app=employee (an
+#                               external workload, outside the cluster)
 #
-# A pod is wired as Calico and Cilium wire them: its eth0 holds its /32 and
-# routes everything via 169.254.1.1, an address of every host-side veth; the
-# node routes the pod's /32 to the host-side veth (the route roost-loader
-# finds a local endpoint by) and forwards. vm1 sits on 10.0.9.0/24, a subnet
-# of tor1 only (tor1 .1, vm1 .10, vm1's default via tor1): each node routes it
-# via its tor1 uplink, and tor2 does not know it. vm1 reaches the PodCIDRs
+# (The pods' IPv6 addresses are /128s.) A pod is wired as Calico and Cilium
+# wire them: its eth0 holds its /32 and /128 and routes everything via
+# 169.254.1.1 and fe80::1, addresses of every host-side veth; the node
+# routes the pod's /32 and /128 to the host-side veth (the /32 is the route
+# roost-loader finds a local endpoint by) and forwards. vm1 sits on
+# 10.0.9.0/24 and fd00:0:9::/64, subnets of tor1 only (tor1 .1 and ::1, vm1
+# .10 and ::10, vm1's default routes via tor1): each node routes them via
+# its tor1 uplink, and tor2 does not know them. vm1 reaches the PodCIDRs
 # through tor1, which learnt them by BGP. So pod traffic between the nodes,
-# and vm1's, really crosses the ToRs.
+# and vm1's, really crosses the ToRs, over either family.
 #
 # Policy: each node runs roost-loader (config <state>/nodeN/loader.yaml) on a
 # private BPF filesystem mounted at <state>/nodeN/bpffs, with the seed
 # policy (internal/endpoints/testdata/policies/seed.yaml, copied to
 # <state>/policies: only app=employee may reach app=protected-db, on TCP 6379)
-# and the six workloads in <state>/endpoints.yaml; the policy protects db and
-# db2 alike. db listens on TCP 6379 and 22, db2 on 6379 (netcat). The
-# traffic checks: employee, employee2 and vm1 reach db:6379, employee
+# and the six workloads in <state>/endpoints.yaml, each with its IPv4 and
+# IPv6 address (the datapath decides by the host-side veth, whatever the
+# family, and knows a source of either family by its address); the policy
+# protects db and db2 alike. db listens on TCP 6379 and 22, db2 on 6379
+# (netcat, one listener per family). The traffic checks, once over IPv4
+# and once over IPv6: employee, employee2 and vm1 reach db:6379, employee
 # db2:6379 (across the ToRs); guest's SYNs to db:6379 and db2:6379 and
 # employee's to db:22 are dropped, and the drops show in the "roostctl drops"
 # of the server's node.
 #
 # Services: <state>/services.yaml names db, with the backends db and db2 (one
 # on each node), behind cluster IP 10.96.0.10:6379 and VIP (externalIPs)
-# 192.0.2.10:6379.
+# 192.0.2.10:6379, IPv4 only (the service checks run over IPv4).
 #   - Each node's roost-loader attaches its socket load balancer to a cgroup
 #     of its own (<state>/cgroup/roost-lab-nodeN, on the cgroup v2 hierarchy
 #     mounted again at <state>/cgroup), and the checks run the clients of a
@@ -108,15 +124,16 @@
 #                       daemon
 #   ROOST_BIN           where roost-agent, roost-loader and roostctl are
 #                       (default <repo>/bin, built by "make build")
-#   ROOST_LAB_TIMEOUT   seconds "up" waits for the ToRs to converge, and then
-#                       for the loaders to enforce the policy and serve the
-#                       VIP (default 60)
+#   ROOST_LAB_TIMEOUT   seconds "up" waits for the ToRs to converge (both
+#                       families), and then for the loaders to enforce the
+#                       policy and serve the VIP (default 60)
 #   ROOST_LAB_NO_AGENT  1: "up" runs BIRD with a hand-written config
 #                       equivalent to what roost-agent renders, and no agent
 #                       (for testing the lab itself); "status" remembers it;
 #                       the loaders and the traffic checks run all the same
 #
 # Query a ToR:  vtysh --vty_socket /run/roost-lab/tor1/run -c 'show bgp summary'
+#               vtysh --vty_socket /run/roost-lab/tor1/run -c 'show ipv6 route bgp'
 # Query a node: ip netns exec node1 bin/roostctl --bird-socket \
 #                 /run/roost-lab/node1/run/bird.ctl peers
 #               ip netns exec node1 bin/roostctl drops   (the loader's API is
@@ -124,6 +141,7 @@
 #               ip netns exec node1 bin/roostctl -o json services   (its
 #                 "uplink" object is the uplink load balancer's state)
 # Try a flow:   ip netns exec guest nc -z -v -w 2 10.244.1.10 6379
+#               ip netns exec employee2 nc -z -v -w 2 fd00:244:1::10 6379
 #               ip netns exec vm1 nc -z -v -w 2 192.0.2.10 6379
 #
 # Packages (bird2, frr, iproute2, netcat-openbsd) come from scripts/deps.sh;
@@ -144,11 +162,13 @@ readonly AGENT_LISTEN=127.0.0.1:9479
 readonly LOADER_LISTEN=127.0.0.1:9480
 readonly TOR_ASN=65000
 readonly POD_GATEWAY=169.254.1.1 # on every host-side veth; the pods' next hop
+readonly POD_GATEWAY6=fe80::1     # the same for IPv6
 readonly SEED_POLICY="$REPO/internal/endpoints/testdata/policies/seed.yaml"
 
 readonly TORS=(tor1 tor2)
 readonly NODES=(node1 node2)
-# links: "<tor> <node> <n>" — subnet 10.0.<n>.0/30, ToR .1, node .2
+# links: "<tor> <node> <n>" — subnets 10.0.<n>.0/30 and fd00:0:<n>::/64,
+# ToR .1 and ::1, node .2 and ::2
 readonly LINKS=("tor1 node1 1" "tor2 node1 2" "tor1 node2 3" "tor2 node2 4")
 readonly PODS=(db employee guest employee2 db2)
 readonly VMS=(vm1)
@@ -157,12 +177,14 @@ readonly VMS=(vm1)
 # bytes more) and sends them back to the ToR, which must take 1500 + 20.
 # The pods' and vm1's links keep 1500.
 readonly UPLINK_MTU=1600
-# vm1's subnet, on tor1 only: tor1 holds .1, and each node routes the subnet
-# via its tor1 uplink ("<node> <tor1's address on that link>").
+# vm1's subnets, on tor1 only: tor1 holds .1 (::1), and each node routes
+# the subnet via its tor1 uplink ("<node> <tor1's address on that link>").
 readonly VM_NET=10.0.9.0/24 VM_GATEWAY=10.0.9.1 VM_TOR=tor1
 readonly VM_ROUTES=("node1 10.0.1.1" "node2 10.0.3.1")
-# TCP servers (netcat, accepting one connection after another): "<pod>
-# <port>...".
+readonly VM_NET6=fd00:0:9::/64 VM_GATEWAY6=fd00:0:9::1
+readonly VM_ROUTES6=("node1 fd00:0:1::1" "node2 fd00:0:3::1")
+# TCP servers (netcat, accepting one connection after another, one
+# listener per family): "<pod> <port>...".
 readonly SERVERS=("db 6379 22" "db2 6379")
 # Services (roost-loader's services file): "<name> <cluster IP> <external
 # IP (VIP), or -> <port> <backend workload>...". The socket load balancer of
@@ -189,22 +211,55 @@ readonly CHECKS=(
 	"vm1 vip:db 6379 allow"
 	"guest vip:db 6379 drop"
 )
+# The same checks over IPv6, between the workloads' IPv6 addresses (the
+# services are IPv4 only): the flows between the nodes, and vm1's, cross
+# the ToRs by the IPv6 PodCIDRs they learnt over the IPv6 sessions.
+readonly CHECKS6=(
+	"employee db 6379 allow"
+	"employee2 db 6379 allow"
+	"vm1 db 6379 allow"
+	"guest db 6379 drop"
+	"employee db 22 drop"
+	"employee db2 6379 allow"
+	"guest db2 6379 drop"
+)
 readonly TRIES_MIN=4 TRIES_MAX=16
 
-# node_asn, node_router_id, node_podcidr, node_lo print one node's settings.
+# node_asn, node_router_id, node_podcidr, node_lo print one node's settings;
+# node_podcidr and node_lo take a family, 4 (the default) or 6.
 node_asn() { case "$1" in node1) echo 65101 ;; node2) echo 65102 ;; esac; }
 node_router_id() { case "$1" in node1) echo 10.0.1.2 ;; node2) echo 10.0.3.2 ;; esac; }
-node_podcidr() { case "$1" in node1) echo 10.244.1.0/24 ;; node2) echo 10.244.2.0/24 ;; esac; }
-node_lo() { case "$1" in node1) echo 10.244.1.1 ;; node2) echo 10.244.2.1 ;; esac; }
+node_podcidr() {
+	case "$1/${2:-4}" in
+	node1/4) echo 10.244.1.0/24 ;; node2/4) echo 10.244.2.0/24 ;;
+	node1/6) echo fd00:244:1::/64 ;; node2/6) echo fd00:244:2::/64 ;;
+	esac
+}
+node_lo() {
+	case "$1/${2:-4}" in
+	node1/4) echo 10.244.1.1 ;; node2/4) echo 10.244.2.1 ;;
+	node1/6) echo fd00:244:1::1 ;; node2/6) echo fd00:244:2::1 ;;
+	esac
+}
 tor_router_id() { case "$1" in tor1) echo 10.0.1.1 ;; tor2) echo 10.0.2.1 ;; esac; }
+# link_addr N END FAMILY prints the address of END (tor or node) on link N.
+link_addr() {
+	local end=1
+	[[ $2 == tor ]] || end=2
+	if [[ $3 == 6 ]]; then echo "fd00:0:$1::$end"; else echo "10.0.$1.$end"; fi
+}
 
 # workload_ip, workload_app and pod_node print one workload's address, its
-# "app" label and (pods only) its node.
+# "app" label and (pods only) its node; workload_ip takes a family, 4 (the
+# default) or 6.
 workload_ip() {
-	case "$1" in
-	db) echo 10.244.1.10 ;; employee) echo 10.244.1.11 ;;
-	guest) echo 10.244.2.10 ;; employee2) echo 10.244.2.11 ;; db2) echo 10.244.2.12 ;;
-	vm1) echo 10.0.9.10 ;;
+	case "$1/${2:-4}" in
+	db/4) echo 10.244.1.10 ;; employee/4) echo 10.244.1.11 ;;
+	guest/4) echo 10.244.2.10 ;; employee2/4) echo 10.244.2.11 ;; db2/4) echo 10.244.2.12 ;;
+	vm1/4) echo 10.0.9.10 ;;
+	db/6) echo fd00:244:1::10 ;; employee/6) echo fd00:244:1::11 ;;
+	guest/6) echo fd00:244:2::10 ;; employee2/6) echo fd00:244:2::11 ;; db2/6) echo fd00:244:2::12 ;;
+	vm1/6) echo fd00:0:9::10 ;;
 	esac
 }
 workload_app() {
@@ -213,6 +268,13 @@ workload_app() {
 	esac
 }
 pod_node() { case "$1" in db | employee) echo node1 ;; guest | employee2 | db2) echo node2 ;; esac; }
+# addr_port IP PORT prints IP:PORT as roostctl does, an IPv6 address in
+# brackets; with PORT empty, what such a string starts with.
+addr_port() {
+	if [[ $1 == *:* ]]; then echo "[$1]:$2"; else echo "$1:$2"; fi
+}
+# ip_family IP prints ip(8)'s family option for IP (or a prefix): -4 or -6.
+ip_family() { if [[ $1 == *:* ]]; then echo -6; else echo -4; fi; }
 # service_ip, service_vip, service_port and service_backends print a
 # service's cluster IP, its external IP ("-" for none), its port and its
 # backend workloads (space-separated).
@@ -242,8 +304,8 @@ usage() {
 	cat >&2 <<EOF
 usage: $0 up|down|status
   up      create the lab (idempotent), wait until both ToRs hold both PodCIDRs
-          and both roost-loaders enforce the seed policy and serve the VIP,
-          then run the checks
+          (IPv4 and IPv6) and both roost-loaders enforce the seed policy and
+          serve the VIP, then run the checks
   status  show ToR RIBs, node peers/routes, the policy and the traffic checks
           without changing anything
   down    remove every namespace, process, mount and file the lab made
@@ -354,9 +416,9 @@ make_netns() {
 }
 
 # make_link TOR NODE N creates the veth between TOR and NODE directly inside
-# the two namespaces (never in the root namespace), addresses it, gives both
-# ends UPLINK_MTU and sets it up; each step is skipped or replaced when
-# already done.
+# the two namespaces (never in the root namespace), addresses it (IPv4 and
+# IPv6), gives both ends UPLINK_MTU and sets it up; each step is skipped or
+# replaced when already done.
 make_link() {
 	local tor=$1 node=$2 n=$3
 	if ! ip -n "$tor" link show "$node" >/dev/null 2>&1; then
@@ -365,67 +427,80 @@ make_link() {
 		ip -n "$node" link del "$tor" 2>/dev/null || true
 		ip -n "$tor" link add "$node" type veth peer name "$tor" netns "$node"
 	fi
-	ip -n "$tor" addr replace "10.0.$n.1/30" dev "$node"
-	ip -n "$node" addr replace "10.0.$n.2/30" dev "$tor"
+	ip -n "$tor" addr replace "$(link_addr "$n" tor 4)/30" dev "$node"
+	ip -n "$node" addr replace "$(link_addr "$n" node 4)/30" dev "$tor"
+	# nodad: usable at once (see the header: zebra and tentative addresses).
+	ip -n "$tor" addr replace "$(link_addr "$n" tor 6)/64" dev "$node" nodad
+	ip -n "$node" addr replace "$(link_addr "$n" node 6)/64" dev "$tor" nodad
 	ip -n "$tor" link set "$node" mtu "$UPLINK_MTU" up
 	ip -n "$node" link set "$tor" mtu "$UPLINK_MTU" up
 }
 
 # make_pod POD wires POD to its node: a veth named POD on the node and eth0
-# in the pod; the pod's /32 on eth0 and its default route via POD_GATEWAY,
-# which every host-side veth holds as a /32; on the node, a host route to
-# the pod's /32 through the veth. Each step is skipped or replaced when
-# already done.
+# in the pod; the pod's /32 and /128 on eth0 and its default routes via
+# POD_GATEWAY and POD_GATEWAY6, which every host-side veth holds (a /32 and
+# a link-local /64); on the node, host routes to the pod's /32 and /128
+# through the veth. Each step is skipped or replaced when already done.
 make_pod() {
-	local pod=$1 node ip
-	node=$(pod_node "$pod") ip=$(workload_ip "$pod")
+	local pod=$1 node ip ip6
+	node=$(pod_node "$pod") ip=$(workload_ip "$pod") ip6=$(workload_ip "$pod" 6)
 	if ! ip -n "$node" link show "$pod" >/dev/null 2>&1; then
 		ip -n "$pod" link del eth0 2>/dev/null || true
 		ip -n "$node" link add "$pod" type veth peer name eth0 netns "$pod"
 	fi
-	# The lab is IPv4 only: without this, the node's router solicitations
-	# into an enforced pod show up as drops.
-	[[ ! -d /proc/sys/net/ipv6 ]] || ip netns exec "$node" sysctl -qw "net.ipv6.conf.$pod.disable_ipv6=1"
+	# A lab made by an IPv4-only lab.sh had IPv6 off on the host-side veth.
+	ip netns exec "$node" sysctl -qw "net.ipv6.conf.$pod.disable_ipv6=0"
 	ip -n "$node" addr replace "$POD_GATEWAY/32" dev "$pod"
+	ip -n "$node" addr replace "$POD_GATEWAY6/64" dev "$pod" nodad
 	ip -n "$pod" addr replace "$ip/32" dev eth0
+	ip -n "$pod" addr replace "$ip6/128" dev eth0 nodad
 	ip -n "$node" link set "$pod" up
 	ip -n "$pod" link set eth0 up
 	ip -n "$pod" route replace "$POD_GATEWAY" dev eth0 scope link
 	ip -n "$pod" route replace default via "$POD_GATEWAY" dev eth0
+	ip -n "$pod" -6 route replace default via "$POD_GATEWAY6" dev eth0
 	ip -n "$node" route replace "$ip/32" dev "$pod"
+	ip -n "$node" -6 route replace "$ip6/128" dev "$pod"
 }
 
-# make_vm VM wires VM to VM_TOR on VM_NET: VM_TOR holds VM_GATEWAY, VM its
-# own address and a default route via VM_GATEWAY.
+# make_vm VM wires VM to VM_TOR on VM_NET and VM_NET6: VM_TOR holds
+# VM_GATEWAY and VM_GATEWAY6, VM its own addresses and default routes via
+# them.
 make_vm() {
-	local vm=$1 ip bits=${VM_NET#*/}
-	ip=$(workload_ip "$vm")
+	local vm=$1 ip ip6 bits=${VM_NET#*/} bits6=${VM_NET6#*/}
+	ip=$(workload_ip "$vm") ip6=$(workload_ip "$vm" 6)
 	if ! ip -n "$VM_TOR" link show "$vm" >/dev/null 2>&1; then
 		ip -n "$vm" link del "$VM_TOR" 2>/dev/null || true
 		ip -n "$VM_TOR" link add "$vm" type veth peer name "$VM_TOR" netns "$vm"
 	fi
 	ip -n "$VM_TOR" addr replace "$VM_GATEWAY/$bits" dev "$vm"
 	ip -n "$vm" addr replace "$ip/$bits" dev "$VM_TOR"
+	ip -n "$VM_TOR" addr replace "$VM_GATEWAY6/$bits6" dev "$vm" nodad
+	ip -n "$vm" addr replace "$ip6/$bits6" dev "$VM_TOR" nodad
 	ip -n "$VM_TOR" link set "$vm" up
 	ip -n "$vm" link set "$VM_TOR" up
 	ip -n "$vm" route replace default via "$VM_GATEWAY" dev "$VM_TOR"
+	ip -n "$vm" -6 route replace default via "$VM_GATEWAY6" dev "$VM_TOR"
 }
 
 # setup_network builds namespaces, links, sysctls and routes.
 setup_network() {
 	local ns link pod vm route node gw
-	for ns in "${TORS[@]}" "${NODES[@]}"; do
+	for ns in "${TORS[@]}" "${NODES[@]}" "${PODS[@]}" "${VMS[@]}"; do
 		make_netns "$ns"
-		# Hash flows by L4 ports so that ECMP spreads them.
-		ip netns exec "$ns" sysctl -qw net.ipv4.fib_multipath_hash_policy=1
-		ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+		# No duplicate address detection (see the header); "default"
+		# covers the veth ends made later. IPv6 on: a lab made by an
+		# IPv4-only lab.sh had it off in the pods and vm1.
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+			net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
 	done
-	for ns in "${PODS[@]}" "${VMS[@]}"; do
-		make_netns "$ns"
-		# IPv4 only (see make_pod); "default" covers the veth ends made
-		# later. (A kernel without IPv6 has nothing to turn off.)
-		[[ ! -d /proc/sys/net/ipv6 ]] ||
-			ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+	for ns in "${TORS[@]}" "${NODES[@]}"; do
+		# Hash flows by L4 ports so that ECMP spreads them.
+		ip netns exec "$ns" sysctl -qw net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1
+		ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+		# A router: it also sends no router solicitations (which, from a
+		# node into an enforced pod, would count as drops).
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.forwarding=1
 	done
 	for link in "${LINKS[@]}"; do
 		# shellcheck disable=SC2086 # split "tor node n"
@@ -433,14 +508,21 @@ setup_network() {
 	done
 	for ns in "${NODES[@]}"; do
 		ip -n "$ns" addr replace "$(node_lo "$ns")/32" dev lo
+		ip -n "$ns" addr replace "$(node_lo "$ns" 6)/128" dev lo
 	done
 	ip -n node1 route replace default nexthop via 10.0.1.1 dev tor1 nexthop via 10.0.2.1 dev tor2
 	ip -n node2 route replace default nexthop via 10.0.3.1 dev tor1 nexthop via 10.0.4.1 dev tor2
+	ip -n node1 -6 route replace default nexthop via fd00:0:1::1 dev tor1 nexthop via fd00:0:2::1 dev tor2
+	ip -n node2 -6 route replace default nexthop via fd00:0:3::1 dev tor1 nexthop via fd00:0:4::1 dev tor2
 	for pod in "${PODS[@]}"; do make_pod "$pod"; done
 	for vm in "${VMS[@]}"; do make_vm "$vm"; done
 	for route in "${VM_ROUTES[@]}"; do
 		read -r node gw <<<"$route"
 		ip -n "$node" route replace "$VM_NET" via "$gw" dev "$VM_TOR"
+	done
+	for route in "${VM_ROUTES6[@]}"; do
+		read -r node gw <<<"$route"
+		ip -n "$node" -6 route replace "$VM_NET6" via "$gw" dev "$VM_TOR"
 	done
 }
 
@@ -455,9 +537,10 @@ vips() {
 
 # --- ToRs (FRR) --------------------------------------------------------------
 
-# tor_bgpd_conf TOR prints bgpd's config for TOR: one neighbor per node link.
+# tor_bgpd_conf TOR prints bgpd's config for TOR: two neighbors per node
+# link, one per family, each activated in its own address family only.
 tor_bgpd_conf() {
-	local tor=$1 link t node n
+	local tor=$1 link t node n peer family
 	cat <<EOF
 frr defaults datacenter
 hostname $tor
@@ -469,20 +552,26 @@ router bgp $TOR_ASN
  ! a VIP announced by several nodes (different ASes) is installed as ECMP
  bgp bestpath as-path multipath-relax
 EOF
-	for link in "${LINKS[@]}"; do
-		read -r t node n <<<"$link"
-		[[ $t == "$tor" ]] || continue
-		printf ' neighbor 10.0.%s.2 remote-as %s\n' "$n" "$(node_asn "$node")"
-		printf ' neighbor 10.0.%s.2 description %s\n' "$n" "$node"
-		printf ' neighbor 10.0.%s.2 timers connect 5\n' "$n"
+	for family in 4 6; do
+		for link in "${LINKS[@]}"; do
+			read -r t node n <<<"$link"
+			[[ $t == "$tor" ]] || continue
+			peer=$(link_addr "$n" node "$family")
+			printf ' neighbor %s remote-as %s\n' "$peer" "$(node_asn "$node")"
+			printf ' neighbor %s description %s\n' "$peer" "$node"
+			printf ' neighbor %s timers connect 5\n' "$peer"
+		done
 	done
-	printf ' !\n address-family ipv4 unicast\n  maximum-paths 16\n'
-	for link in "${LINKS[@]}"; do
-		read -r t node n <<<"$link"
-		[[ $t == "$tor" ]] || continue
-		printf '  neighbor 10.0.%s.2 activate\n' "$n"
+	for family in 4 6; do
+		printf ' !\n address-family ipv%s unicast\n  maximum-paths 16\n' "$family"
+		for link in "${LINKS[@]}"; do
+			read -r t node n <<<"$link"
+			[[ $t == "$tor" ]] || continue
+			printf '  neighbor %s activate\n' "$(link_addr "$n" node "$family")"
+		done
+		printf ' exit-address-family\n'
 	done
-	printf ' exit-address-family\nexit\n'
+	printf 'exit\n'
 }
 
 # tor_vtysh TOR ARGS... runs vtysh against TOR's FRR.
@@ -530,15 +619,36 @@ start_tor() {
 	# bgpd -C exits 0 even on a bad line, but prints it.
 	out=$("$FRR_DIR/bgpd" -C -f "$dir/frr/bgpd.conf" 2>&1) || true
 	[[ -z $out ]] || die "$tor: bgpd rejects $dir/frr/bgpd.conf: $out"
+	# Only a zebra started after duplicate address detection ended knows
+	# the link-local addresses bgpd's IPv6 sessions need (see the header);
+	# with DAD off this is at once, but a veth's link-local address appears
+	# only once both ends are up.
+	if ! alive "$dir/run/zebra.pid" "$tor"; then
+		wait_for 15 no_tentative "$tor" ||
+			die "$tor: IPv6 addresses still tentative after 15s: $(ip -n "$tor" -6 -o addr show tentative)"
+	fi
 	start_frr_daemon "$tor" zebra
 	start_frr_daemon "$tor" bgpd
+}
+
+# no_tentative NS succeeds when no IPv6 address in NS is tentative (in
+# duplicate address detection) and every interface that is up has its
+# link-local address.
+no_tentative() {
+	local ns=$1 ifname
+	[[ -z $(ip -n "$ns" -6 -o addr show tentative) ]] || return 1
+	for ifname in $(ip -n "$ns" -o link show up | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+		[[ $ifname == lo ]] && continue
+		[[ -n $(ip -n "$ns" -6 -o addr show dev "$ifname" scope link) ]] || return 1
+	done
 }
 
 # --- nodes (BIRD + roost-agent) ----------------------------------------------
 
 # node_bird_conf NODE prints the config roost-agent would render for NODE:
-# its PodCIDR as a static blackhole, exported to both ToRs, nothing imported.
-# Used only with ROOST_LAB_NO_AGENT=1.
+# its PodCIDRs (and the VIPs) as static blackholes, one static protocol per
+# family, exported to both ToRs over the session of their family, nothing
+# imported. Used only with ROOST_LAB_NO_AGENT=1.
 node_bird_conf() {
 	local node=$1 link tor t n
 	cat <<EOF
@@ -547,8 +657,11 @@ router id $(node_router_id "$node");
 protocol device {}
 protocol static owned4 {
   ipv4;
-  route $(node_podcidr "$node") blackhole;
-$(vips | sed 's|.*|  route &/32 blackhole;|')
+$(owned_routes "$node" 4)
+}
+protocol static owned6 {
+  ipv6;
+$(owned_routes "$node" 6)
 }
 EOF
 	for link in "${LINKS[@]}"; do
@@ -556,16 +669,38 @@ EOF
 		[[ $t == "$node" ]] || continue
 		cat <<EOF
 protocol bgp $tor {
-  local 10.0.$n.2 as $(node_asn "$node");
-  neighbor 10.0.$n.1 as $TOR_ASN;
+  local $(link_addr "$n" node 4) as $(node_asn "$node");
+  neighbor $(link_addr "$n" tor 4) as $TOR_ASN;
   graceful restart on;
   ipv4 { import none; export where proto = "owned4"; };
+}
+protocol bgp ${tor}_v6 {
+  local $(link_addr "$n" node 6) as $(node_asn "$node");
+  neighbor $(link_addr "$n" tor 6) as $TOR_ASN;
+  graceful restart on;
+  ipv6 { import none; export where proto = "owned6"; };
 }
 EOF
 	done
 }
 
-# node_agent_conf NODE prints roost-agent's config for NODE.
+# owned_routes NODE FAMILY prints the static routes of node_bird_conf's
+# protocol for FAMILY: NODE's PodCIDR and the VIPs of that family.
+owned_routes() {
+	local vip
+	printf '  route %s blackhole;\n' "$(node_podcidr "$1" "$2")"
+	for vip in $(vips); do
+		case $2/$vip in
+		4/*:*) ;;
+		4/*) printf '  route %s/32 blackhole;\n' "$vip" ;;
+		6/*:*) printf '  route %s/128 blackhole;\n' "$vip" ;;
+		esac
+	done
+}
+
+# node_agent_conf NODE prints roost-agent's config for NODE: both
+# PodCIDRs, and two peers per ToR, one per family (the address's family
+# picks the session's channel; a PodCIDR goes to the peers of its family).
 node_agent_conf() {
 	local node=$1 link tor t n
 	cat <<EOF
@@ -573,20 +708,22 @@ node_agent_conf() {
 node: $node
 asn: $(node_asn "$node")
 routerID: $(node_router_id "$node")
-podCIDRs: [$(node_podcidr "$node")]
+podCIDRs: [$(node_podcidr "$node"), $(node_podcidr "$node" 6)]
 kubernetes: {enabled: false, kubeconfig: ""}
 peers:
 EOF
 	for link in "${LINKS[@]}"; do
 		read -r tor t n <<<"$link"
 		[[ $t == "$node" ]] || continue
-		printf '  - {name: %s, address: 10.0.%s.1, asn: %s}\n' "$tor" "$n" "$TOR_ASN"
+		printf '  - {name: %s, address: %s, asn: %s}\n' "$tor" "$(link_addr "$n" tor 4)" "$TOR_ASN"
+		printf '  - {name: %s-v6, address: %s, asn: %s}\n' "$tor" "$(link_addr "$n" tor 6)" "$TOR_ASN"
 	done
 	cat <<EOF
 bird: {socket: $STATE/$node/run/bird.ctl, configDir: $STATE/$node/bird}
 listen: $AGENT_LISTEN
 controlSocket: $STATE/$node/run/agent.sock
 vips: {servicesFile: $STATE/services.yaml}
+drain: {stateFile: $STATE/$node/drain.json}
 EOF
 }
 
@@ -609,6 +746,7 @@ start_node() {
 		# What roost-agent keeps in the kernel for an owned prefix, with its
 		# route protocol (167), so that an agent started later adopts it.
 		ip -n "$node" route replace blackhole "$(node_podcidr "$node")" proto 167
+		ip -n "$node" -6 route replace blackhole "$(node_podcidr "$node" 6)" proto 167
 		# An agent left from an earlier "up" would fight the hand-written config.
 		stop_pid "$dir/run/agent.pid" "$node"
 	else
@@ -659,29 +797,34 @@ update_file() {
 }
 
 # endpoints_conf prints roost-loader's endpoints file: every workload with
-# its address and labels (internal/endpoints/testdata/endpoints/lab.yaml,
-# plus db2).
+# its addresses, IPv4 and IPv6, and labels
+# (internal/endpoints/testdata/endpoints/lab.yaml, plus db2 and the IPv6
+# addresses). The loader locates a pod by its IPv4 address (the lowest),
+# and enforces on its veth whatever the family.
 endpoints_conf() {
 	local w
 	printf '# written by scripts/lab.sh: the pods and the external workload\nendpoints:\n'
 	for w in "${PODS[@]}" "${VMS[@]}"; do
-		printf '  - name: %s\n    ips: [%s]\n    labels: {app: %s}\n' "$w" "$(workload_ip "$w")" "$(workload_app "$w")"
+		printf '  - name: %s\n    ips: [%s, %s]\n    labels: {app: %s}\n' \
+			"$w" "$(workload_ip "$w")" "$(workload_ip "$w" 6)" "$(workload_app "$w")"
 	done
-	printf '# the nodes: their uplinks and lo address; to policy, a node is host on\n# itself and remote-node elsewhere\nnodes:\n'
+	printf '# the nodes: their uplinks and lo addresses; to policy, a node is host on\n# itself and remote-node elsewhere\nnodes:\n'
 	for node in "${NODES[@]}"; do
 		printf '  - name: %s\n    ips: [%s]\n' "$node" "$(node_ips "$node")"
 	done
 }
 
-# node_ips prints a node's addresses, ", "-separated: one per uplink, and
-# its lo address.
+# node_ips prints a node's addresses, ", "-separated: one per uplink and its
+# lo address, IPv4 then IPv6.
 node_ips() {
-	local link tor node n out=()
-	for link in "${LINKS[@]}"; do
-		read -r tor node n <<<"$link"
-		[[ $node == "$1" ]] && out+=("10.0.$n.2")
+	local link tor node n family out=()
+	for family in 4 6; do
+		for link in "${LINKS[@]}"; do
+			read -r tor node n <<<"$link"
+			[[ $node == "$1" ]] && out+=("$(link_addr "$n" node "$family")")
+		done
+		out+=("$(node_lo "$1" "$family")")
 	done
-	out+=("$(node_lo "$1")")
 	out=("${out[*]}")
 	echo "${out[0]// /, }"
 }
@@ -809,22 +952,29 @@ start_loader() {
 	log "$node: roost-loader started (pid $(<"$dir/run/loader.pid"))"
 }
 
-# listening NS PORT succeeds when something listens on TCP PORT in NS.
-listening() { [[ -n $(ip netns exec "$1" ss -Htln "sport = :$2") ]]; }
+# listening NS FAMILY PORT succeeds when something listens on TCP PORT in
+# NS over FAMILY (4 or 6).
+listening() { [[ -n $(ip netns exec "$1" ss -Htln "-$2" "sport = :$3") ]]; }
 
 # start_servers starts the SERVERS' TCP listeners (netcat, accepting one
-# connection after another) unless they run.
+# connection after another) unless they run: nc-PORT for IPv4 (OpenBSD's
+# netcat listens on 0.0.0.0 only), nc6-PORT for IPv6.
 start_servers() {
-	local server pod ports port dir
+	local server pod ports port dir family name over
 	for server in "${SERVERS[@]}"; do
 		read -r pod ports <<<"$server"
 		dir=$STATE/$pod
 		mkdir -p "$dir/run" "$dir/log"
 		for port in $ports; do
-			alive "$dir/run/nc-$port.pid" "$pod" && continue
-			spawn "$pod" "$dir/run/nc-$port.pid" "$dir/log/nc-$port.log" "$NC" -d -l -k "$port"
-			wait_for 5 listening "$pod" "$port" || die "$pod: nc does not listen on $port; see $dir/log/nc-$port.log"
-			log "$pod: nc listening on $port (pid $(<"$dir/run/nc-$port.pid"))"
+			for family in 4 6; do
+				name=nc-$port over=""
+				[[ $family == 4 ]] || name=nc6-$port over=" over IPv6"
+				alive "$dir/run/$name.pid" "$pod" && continue
+				spawn "$pod" "$dir/run/$name.pid" "$dir/log/$name.log" "$NC" "-$family" -d -l -k "$port"
+				wait_for 5 listening "$pod" "$family" "$port" ||
+					die "$pod: nc does not listen on $port$over; see $dir/log/$name.log"
+				log "$pod: nc listening on $port$over (pid $(<"$dir/run/$name.pid"))"
+			done
 		done
 	done
 }
@@ -949,7 +1099,8 @@ drops_after() {
 # count_drops SRC DST PORT counts the drop lines on stdin from SRC (any
 # port) to DST:PORT.
 count_drops() {
-	awk -v s="$1:" -v d="$2:$3" '$NF == d && $(NF-1) == "->" && index($(NF-2), s) == 1 { n++ } END { print n + 0 }'
+	awk -v s="$(addr_port "$1" "")" -v d="$(addr_port "$2" "$3")" \
+		'$NF == d && $(NF-1) == "->" && index($(NF-2), s) == 1 { n++ } END { print n + 0 }'
 }
 
 # probe CLIENT IP PORT tries a TCP connection from CLIENT's namespace to
@@ -975,53 +1126,76 @@ snmp() {
 			$1 == p { print $col; exit }'
 }
 
-# tor_forwarded TOR prints how many IPv4 packets TOR has forwarded (its BGP
-# sessions are its own traffic, not counted).
-tor_forwarded() { snmp "$1" Ip ForwDatagrams; }
+# snmp6 NS FIELD prints a counter of NS's /proc/net/snmp6
+# (Ip6OutForwDatagrams).
+snmp6() { ip netns exec "$1" cat /proc/net/snmp6 | awk -v f="$2" '$1 == f { print $2; exit }'; }
+
+# tor_forwarded TOR [FAMILY] prints how many IPv4 (FAMILY 4, the default)
+# or IPv6 (6) packets TOR has forwarded (its BGP sessions are its own
+# traffic, not counted).
+tor_forwarded() {
+	if [[ ${2:-4} == 6 ]]; then
+		snmp6 "$1" Ip6OutForwDatagrams
+	else
+		snmp "$1" Ip ForwDatagrams
+	fi
+}
 
 # accepted POD prints how many TCP connections POD has accepted (its own
 # count: each pod is a namespace).
 accepted() { snmp "$1" Tcp PassiveOpens; }
 
-# traffic runs CHECKS and prints a table of what each should give and what
-# it gave: an allowed flow connects and is never dropped; a dropped flow
-# gets no answer (not even a reset) and shows in the drops of its
-# backend's node ("roostctl drops"). BACKENDS says which backend each try
-# went to: the pod that accepted it, or whose node dropped it. VIA lists
-# the ToRs that forwarded packets meanwhile: a flow between the nodes, or
-# from vm1, must cross one, a flow within a node none. It returns non-zero
-# when a check fails, after running them all.
+# traffic FAMILY runs CHECKS (FAMILY 4) or CHECKS6 (6), between the
+# workloads' addresses of FAMILY, and prints a table of what each should
+# give and what it gave: an allowed flow connects and is never dropped; a
+# dropped flow gets no answer (not even a reset) and shows in the drops of
+# its backend's node ("roostctl drops"). BACKENDS says which backend each
+# try went to: the pod that accepted it, or whose node dropped it. VIA
+# lists the ToRs that forwarded packets of FAMILY meanwhile: a flow between
+# the nodes, or from vm1, must cross one, a flow within a node none. It
+# returns non-zero when a check fails, after running them all.
 traffic() {
-	local rc=0 check client server port expect target backends
-	printf '%-10s %-12s %-24s %-9s %-14s %-12s %-10s %-10s %s\n' \
-		CLIENT SOURCE DESTINATION EXPECTED RESULT BACKENDS VIA NEW-DROPS CHECK
-	for check in "${CHECKS[@]}"; do
+	local family=$1 rc=0 check client server port expect target backends checks=("${CHECKS[@]}")
+	[[ $family == 4 ]] || checks=("${CHECKS6[@]}")
+	traffic_row "$family" CLIENT SOURCE DESTINATION EXPECTED RESULT BACKENDS VIA NEW-DROPS CHECK
+	for check in "${checks[@]}"; do
 		read -r client server port expect <<<"$check"
 		case $server in
 		svc:*) target=$(service_ip "${server#svc:}") backends=$(service_backends "${server#svc:}") ;;
 		vip:*) target=$(service_vip "${server#vip:}") backends=$(service_backends "${server#vip:}") ;;
-		*) target=$(workload_ip "$server") backends=$server ;;
+		*) target=$(workload_ip "$server" "$family") backends=$server ;;
 		esac
 		# shellcheck disable=SC2086 # split the backends
-		check_flow "$client" "$server $target:$port" "$target" "$port" "$expect" $backends || rc=1
+		check_flow "$family" "$client" "$server $(addr_port "$target" "$port")" "$target" "$port" "$expect" $backends || rc=1
 	done
 	return "$rc"
 }
 
-# check_flow CLIENT SHOWN TARGET PORT EXPECT BACKEND... tries CLIENT's TCP
-# connection to TARGET:PORT, which reaches one of the BACKENDs (pods), and
-# prints its row of the traffic table; it fails when a try did not give
-# EXPECT (allow or drop). With one backend it tries once; with more,
-# TRIES_MIN times and then until every backend got a try (at most
-# TRIES_MAX times), and fails when one got none.
+# traffic_row FAMILY FIELD... prints a row of the traffic table of FAMILY:
+# IPv6 addresses take wider columns.
+traffic_row() {
+	local fmt='%-10s %-12s %-24s %-9s %-14s %-12s %-10s %-10s %s\n'
+	[[ $1 == 4 ]] || fmt='%-10s %-16s %-28s %-9s %-14s %-12s %-10s %-10s %s\n'
+	shift
+	# shellcheck disable=SC2059 # one of the two formats above
+	printf "$fmt" "$@"
+}
+
+# check_flow FAMILY CLIENT SHOWN TARGET PORT EXPECT BACKEND... tries
+# CLIENT's TCP connection, from its address of FAMILY, to TARGET:PORT,
+# which reaches one of the BACKENDs (pods), and prints its row of the
+# traffic table; it fails when a try did not give EXPECT (allow or drop).
+# With one backend it tries once; with more, TRIES_MIN times and then until
+# every backend got a try (at most TRIES_MAX times), and fails when one got
+# none.
 check_flow() {
-	local client=$1 shown=$2 target=$3 port=$4 expect=$5
-	shift 5
+	local family=$1 client=$2 shown=$3 target=$4 port=$5 expect=$6
+	shift 6
 	local backends=("$@")
 	local src min=1 max=1 try i b node tor out got hit n tdrops drops=0 unknown=0 ok=ok fail this
 	local via="" result="" served="" want=allowed
 	local -A fwd last listed opens new results hits
-	src=$(workload_ip "$client")
+	src=$(workload_ip "$client" "$family")
 	if [[ $expect == drop ]]; then want=dropped; fi
 	if ((${#backends[@]} > 1)); then min=$TRIES_MIN max=$TRIES_MAX; fi
 	for ((try = 0; try < max; try++)); do
@@ -1030,7 +1204,7 @@ check_flow() {
 			for b in "${backends[@]}"; do ((${hits[$b]:-0})) && n=$((n + 1)); done
 			((n < ${#backends[@]})) || break
 		fi
-		for tor in "${TORS[@]}"; do fwd[$tor]=$(tor_forwarded "$tor"); done
+		for tor in "${TORS[@]}"; do fwd[$tor]=$(tor_forwarded "$tor" "$family"); done
 		# Without the loader's API the flow is still tried (the pinned
 		# programs enforce on), but its drops cannot be counted.
 		last=() listed=()
@@ -1052,7 +1226,7 @@ check_flow() {
 			for b in "${backends[@]}"; do
 				node=$(pod_node "$b") new[$b]=0
 				if ((listed[$node])) && out=$(drops_after "$node" "${last[$node]}" 2>/dev/null); then
-					new[$b]=$(count_drops "$src" "$(workload_ip "$b")" "$port" <<<"$out")
+					new[$b]=$(count_drops "$src" "$(workload_ip "$b" "$family")" "$port" <<<"$out")
 					tdrops=$((tdrops + new[$b]))
 				else
 					fail=1
@@ -1072,7 +1246,7 @@ check_flow() {
 		hits[$hit]=$((${hits[$hit]:-0} + 1))
 		this=""
 		for tor in "${TORS[@]}"; do
-			if [[ $(tor_forwarded "$tor") != "${fwd[$tor]}" ]]; then
+			if [[ $(tor_forwarded "$tor" "$family") != "${fwd[$tor]}" ]]; then
 				this+=${this:++}$tor
 				[[ +$via+ == *+$tor+* ]] || via+=${via:++}$tor
 			fi
@@ -1105,8 +1279,7 @@ check_flow() {
 		done
 	fi
 	((unknown)) && drops="?"
-	printf '%-10s %-12s %-24s %-9s %-14s %-12s %-10s %-10s %s\n' \
-		"$client" "$src" "$shown" "$want" "$result" "${served:--}" "${via:--}" "$drops" "$ok"
+	traffic_row "$family" "$client" "$src" "$shown" "$want" "$result" "${served:--}" "${via:--}" "$drops" "$ok"
 	[[ $ok == ok ]]
 }
 
@@ -1114,14 +1287,16 @@ check_flow() {
 
 # tor_holds TOR PREFIX succeeds when TOR's zebra has installed PREFIX, learned
 # by BGP, into TOR's kernel.
-tor_holds() { [[ -n $(ip -n "$1" -o route show "$2" proto bgp 2>/dev/null) ]]; }
+tor_holds() { [[ -n $(ip -n "$1" "$(ip_family "$2")" -o route show "$2" proto bgp 2>/dev/null) ]]; }
 
-# converged succeeds when both ToRs hold both PodCIDRs.
+# converged succeeds when both ToRs hold both PodCIDRs of both families (the
+# IPv6 ones learnt over the IPv6 sessions) and every VIP over both nodes.
 converged() {
 	local tor node vip
 	for tor in "${TORS[@]}"; do
 		for node in "${NODES[@]}"; do
 			tor_holds "$tor" "$(node_podcidr "$node")" || return 1
+			tor_holds "$tor" "$(node_podcidr "$node" 6)" || return 1
 		done
 		for vip in $(vips); do
 			tor_holds_ecmp "$tor" "$vip/32" "${#NODES[@]}" || return 1
@@ -1133,7 +1308,7 @@ converged() {
 # (learnt by BGP) over N next hops.
 tor_holds_ecmp() {
 	local hops
-	hops=$(ip -n "$1" -o route show "$2" proto bgp 2>/dev/null | grep -o 'nexthop via' | wc -l)
+	hops=$(ip -n "$1" "$(ip_family "$2")" -o route show "$2" proto bgp 2>/dev/null | grep -o 'nexthop via' | wc -l)
 	((hops == $3))
 }
 
@@ -1151,6 +1326,10 @@ report() {
 		tor_vtysh "$tor" -c 'show ip route bgp' || rc=1
 		section "$tor: show bgp summary"
 		tor_vtysh "$tor" -c 'show bgp ipv4 unicast summary' || rc=1
+		section "$tor: show ipv6 route bgp"
+		tor_vtysh "$tor" -c 'show ipv6 route bgp' || rc=1
+		section "$tor: show bgp ipv6 unicast summary"
+		tor_vtysh "$tor" -c 'show bgp ipv6 unicast summary' || rc=1
 	done
 	for node in "${NODES[@]}"; do
 		if [[ $NO_AGENT == 1 ]]; then
@@ -1171,16 +1350,19 @@ report() {
 		done
 	done
 	section "fabric"
-	local from to
-	from=$(node_lo node1) to=$(node_lo node2)
-	if ! command -v ping >/dev/null; then
-		echo "check skipped: ping is not installed (iputils-ping)"
-	elif ip netns exec node1 ping -c 1 -W 2 -I "$from" "$to" >/dev/null 2>&1; then
-		echo "node1 $from -> node2 $to: reachable through the ToRs"
-	else
-		echo "node1 $from -> node2 $to: NOT reachable"
-		rc=1
-	fi
+	local from to family
+	for family in 4 6; do
+		from=$(node_lo node1 "$family") to=$(node_lo node2 "$family")
+		if ! command -v ping >/dev/null; then
+			echo "check skipped: ping is not installed (iputils-ping)"
+			break
+		elif ip netns exec node1 ping "-$family" -c 1 -W 2 -I "$from" "$to" >/dev/null 2>&1; then
+			echo "node1 $from -> node2 $to: reachable through the ToRs"
+		else
+			echo "node1 $from -> node2 $to: NOT reachable"
+			rc=1
+		fi
+	done
 	return "$rc"
 }
 
@@ -1226,6 +1408,27 @@ paths() {
 	echo "  the reply leaves the backend's node directly (its uplinks' TC egress sets the VIP as source):"
 	hop node1 10.0.9.10 10.244.1.10 db
 	hop node2 10.0.9.10 10.244.2.12 db2
+	paths6
+}
+
+# paths6 prints the hops of the same flows over IPv6 (no VIP: the services
+# are IPv4 only): the nodes' IPv6 default routes, and the routes the ToRs
+# learnt over their IPv6 sessions.
+paths6() {
+	local db employee2 vm1
+	db=$(workload_ip db 6) employee2=$(workload_ip employee2 6) vm1=$(workload_ip vm1 6)
+	echo "employee2 -> db over IPv6 (node2 -> ToR -> node1):"
+	hop node2 "$db" "$employee2" employee2
+	hop tor1 "$db" "$(link_addr 3 node 6)" node2
+	hop tor2 "$db" "$(link_addr 4 node 6)" node2
+	hop node1 "$db" "$employee2" tor1
+	echo "db -> employee2 over IPv6 (node1 -> ToR -> node2):"
+	hop node1 "$employee2" "$db" db
+	hop tor1 "$employee2" "$(link_addr 1 node 6)" node1
+	hop tor2 "$employee2" "$(link_addr 2 node 6)" node1
+	echo "vm1 -> db over IPv6 (tor1 -> node1), and back (node1 -> tor1):"
+	hop tor1 "$db" "$vm1" vm1
+	hop node1 "$vm1" "$db" db
 }
 
 # report_policy prints the paths, runs the traffic checks, then prints for
@@ -1238,7 +1441,9 @@ report_policy() {
 	section "paths"
 	paths
 	section "traffic (seed policy: only app=employee may reach app=protected-db, on TCP 6379; svc:db is service db's cluster IP, vip:db its VIP)"
-	traffic || rc=1
+	traffic 4 || rc=1
+	section "traffic over IPv6 (the same seed policy, the workloads' IPv6 addresses)"
+	traffic 6 || rc=1
 	local args
 	for args in "node1 drops" "node1 endpoints" "node1 policy db" "node1 services" \
 		"node2 drops" "node2 endpoints" "node2 policy db2" "node2 services"; do
@@ -1271,6 +1476,7 @@ report_policy() {
 
 cmd_up() {
 	find_programs
+	[[ -d /proc/sys/net/ipv6 ]] || die "the kernel has no IPv6 (no /proc/sys/net/ipv6): the lab is dual-stack"
 	mkdir -p "$STATE"
 	chmod 0755 "$STATE"
 	touch "$MARKER"
@@ -1283,10 +1489,10 @@ cmd_up() {
 	setup_cgroups
 	for ns in "${NODES[@]}"; do start_loader "$ns"; done
 	start_servers
-	log "waiting up to ${TIMEOUT}s for both ToRs to hold both PodCIDRs"
+	log "waiting up to ${TIMEOUT}s for both ToRs to hold both PodCIDRs (IPv4 and IPv6)"
 	if ! wait_for "$TIMEOUT" converged; then
 		report || true
-		die "ToRs did not learn both PodCIDRs within ${TIMEOUT}s; logs are in $STATE/*/log"
+		die "ToRs did not learn both PodCIDRs of both families within ${TIMEOUT}s; logs are in $STATE/*/log"
 	fi
 	log "converged"
 	log "waiting up to ${TIMEOUT}s for both roost-loaders to enforce the seed policy on their pods and serve the VIP at their uplinks"
