@@ -47,6 +47,9 @@ type agentProc struct {
 	conf string // its config file
 	log  string
 	cmd  *exec.Cmd
+	// drainFile is the drain state file given to a config that names
+	// none.
+	drainFile string
 }
 
 const agentYAML = `node: node1
@@ -83,6 +86,7 @@ func (f *fabric) startAgentProc(yaml string) *agentProc {
 	f.t.Helper()
 	dir := f.t.TempDir()
 	p := &agentProc{f: f, bin: binDir(f.t), conf: filepath.Join(dir, "agent.yaml"), log: filepath.Join(dir, "agent.log")}
+	p.drainFile = filepath.Join(dir, "drain.json")
 	p.writeConfig(yaml)
 	logf, err := os.Create(p.log)
 	if err != nil {
@@ -117,6 +121,10 @@ func (p *agentProc) kill() {
 // renamed into place.
 func (p *agentProc) writeConfig(yaml string) {
 	p.f.t.Helper()
+	if !strings.Contains(yaml, "\ndrain:") {
+		// Never the host's drain state (the default file).
+		yaml += fmt.Sprintf("drain: {stateFile: %s}\n", p.drainFile)
+	}
 	tmp := p.conf + ".tmp"
 	if err := os.WriteFile(tmp, []byte(yaml), 0o644); err != nil {
 		p.f.t.Fatal(err)

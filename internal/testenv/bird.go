@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -108,6 +109,42 @@ func (b *Bird) Kill() {
 	_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 	_ = b.cmd.Wait()
 	b.cmd = nil
+}
+
+// StopGraceful stops BIRD the way roost's BIRD image does when its
+// container stops (compose/bird/bird-entrypoint): "birdc graceful restart",
+// after which BIRD closes its BGP sessions without a NOTIFICATION, so that
+// peers acting as graceful-restart helpers keep its routes as stale, and
+// exits. It waits up to timeout for the process to end; when birdc fails
+// or BIRD outlives timeout it kills BIRD and fails the test. Start brings
+// BIRD back in graceful-restart recovery (-R), as the image does.
+func (b *Bird) StopGraceful(timeout time.Duration) {
+	b.tb.Helper()
+	if b.cmd == nil || b.cmd.Process == nil {
+		b.tb.Fatal("stop bird gracefully: bird is not running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, Binary(b.tb, "birdc"), "-s", b.Socket, "graceful", "restart").CombinedOutput()
+	if err != nil {
+		b.Kill()
+		b.tb.Fatalf("stop bird gracefully: birdc -s %s graceful restart: %v: %s", b.Socket, err, bytes.TrimSpace(out))
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = b.cmd.Wait() // BIRD's exit status after a graceful restart says nothing more
+		close(exited)
+	}()
+	select {
+	case <-exited:
+		b.cmd = nil
+	case <-ctx.Done():
+		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		b.cmd = nil
+		b.tb.Fatalf("stop bird gracefully: bird still running %v after birdc said %q; killed it; log:\n%s",
+			timeout, bytes.TrimSpace(out), b.LogText())
+	}
 }
 
 // Signal sends sig to BIRD (e.g. SIGSTOP and SIGCONT, to make it stop

@@ -32,6 +32,10 @@ type FRRConfig struct {
 	// BFD runs bfdd too, with a BFD session to every neighbor (100 ms
 	// intervals, multiplier 3: down after 300 ms of silence).
 	BFD bool
+	// GracefulShutdown makes the ToR a receiver of GRACEFUL_SHUTDOWN as
+	// RFC 8326 asks: a path with 65535:0 gets local preference 0, so a
+	// prefix with another path moves to it (route-map on every neighbor).
+	GracefulShutdown bool
 }
 
 // frrBFDConfig is bfdd's config: the profile every neighbor's session uses.
@@ -321,6 +325,30 @@ func (f *FRR) Neighbors() (map[netip.Addr]FRRNeighbor, error) {
 	return neighbors, nil
 }
 
+// GRModes returns bgpd's graceful-restart modes for its session with
+// neighbor, from "show bgp neighbors NEIGHBOR json": local is its own,
+// "Helper*" by default (the star: inherited from the global mode); remote
+// is what the neighbor's last OPEN announced, "Restart" from one that can
+// restart gracefully and "NotApplicable" from one that cannot, or before
+// any OPEN.
+func (f *FRR) GRModes(neighbor netip.Addr) (local, remote string, err error) {
+	var raw map[string]struct {
+		GracefulRestartInfo struct {
+			LocalGRMode  string `json:"localGrMode"`
+			RemoteGRMode string `json:"remoteGrMode"`
+		} `json:"gracefulRestartInfo"`
+	}
+	cmd := fmt.Sprintf("show bgp neighbors %s json", neighbor)
+	if err := f.vtyshJSON(cmd, &raw); err != nil {
+		return "", "", err
+	}
+	n, ok := raw[neighbor.String()]
+	if !ok {
+		return "", "", fmt.Errorf("%s in %s: %s is not a neighbor", cmd, f.NS, neighbor)
+	}
+	return n.GracefulRestartInfo.LocalGRMode, n.GracefulRestartInfo.RemoteGRMode, nil
+}
+
 // BGPRoutes returns bgpd's IPv4 and IPv6 unicast tables: each prefix with
 // the next hops of its valid paths, sorted. A path's global next hop is
 // used; its link-local one only when it has no other. Every valid path is
@@ -552,11 +580,24 @@ func frrBGPConfig(hostname string, cfg FRRConfig) (string, error) {
 		for _, p := range peers {
 			if p.Address.Is6() == family.is6 {
 				w("  neighbor %s activate", p.Address)
+				if cfg.GracefulShutdown {
+					w("  neighbor %s route-map roost-gshut in", p.Address)
+				}
 			}
 		}
 		w(" exit-address-family")
 	}
 	w("exit")
+	if cfg.GracefulShutdown {
+		w("!")
+		w("bgp community-list standard roost-gshut permit graceful-shutdown")
+		w("route-map roost-gshut permit 10")
+		w(" match community roost-gshut")
+		w(" set local-preference 0")
+		w("exit")
+		w("route-map roost-gshut permit 20")
+		w("exit")
+	}
 	return b.String(), nil
 }
 
