@@ -49,6 +49,12 @@ func newFabric(t testing.TB) *fabric { return newFabricWith(t, testenv.FRRConfig
 // (BFD); its ASN, router id and neighbors are the fabric's.
 func newFabricWith(t testing.TB, tor testenv.FRRConfig) *fabric {
 	t.Helper()
+	return newFabricASN(t, tor, 65101)
+}
+
+// newFabricASN is newFabricWith for a node of AS nodeASN.
+func newFabricASN(t testing.TB, tor testenv.FRRConfig, nodeASN uint32) *fabric {
+	t.Helper()
 	testenv.Privileged(t)
 	f := &fabric{t: t, node: testenv.NetNS(t, "node")}
 	for i := range 2 {
@@ -62,7 +68,7 @@ func newFabricWith(t testing.TB, tor testenv.FRRConfig) *fabric {
 	for i := range 2 {
 		cfg := tor
 		cfg.ASN, cfg.RouterID = 65000, f.torAddr[i]
-		cfg.Neighbors = []testenv.FRRPeer{{Address: f.uplinks[i], ASN: 65101}}
+		cfg.Neighbors = []testenv.FRRPeer{{Address: f.uplinks[i], ASN: nodeASN}}
 		f.tors[i] = testenv.StartFRR(t, f.torNS[i], cfg)
 	}
 	f.bird = testenv.StartBird(t, f.node, testenv.MinimalConfig)

@@ -737,7 +737,7 @@ func (c Config) problems() fieldcheck.Problems {
 		}
 		seenPrefix[p] = i
 		if !hasPeerOfFamily(c.Peers, p.Addr().Is4()) {
-			bad(field, "%s cannot be announced: no peer has an address of its family", p)
+			bad(field, "%s cannot be announced: no peer has an address of its family (or, for IPv4, extendedNextHop)", p)
 		}
 	}
 	if len(c.Peers) == 0 {
@@ -883,9 +883,12 @@ func optionField(err error) string {
 	return "options"
 }
 
+// hasPeerOfFamily reports whether a peer carries prefixes of the family:
+// one of its address family, or for IPv4 an IPv6 peer with extended next
+// hop.
 func hasPeerOfFamily(peers []Peer, v4 bool) bool {
 	for _, p := range peers {
-		if p.Address.IsValid() && p.Address.Unmap().Is4() == v4 {
+		if p.Address.IsValid() && (p.Address.Unmap().Is4() == v4 || v4 && p.ExtendedNextHop) {
 			return true
 		}
 	}

@@ -22,6 +22,10 @@ import (
 type FRRPeer struct {
 	Address netip.Addr
 	ASN     uint32
+	// ExtendedNextHop, for an IPv6 neighbor, also takes IPv4 prefixes
+	// from it with IPv6 next hops (RFC 8950: capability extended-nexthop,
+	// activated in the IPv4 family too).
+	ExtendedNextHop bool
 }
 
 // FRRConfig is the BGP setup of an FRR ToR started by StartFRR.
@@ -569,6 +573,9 @@ func frrBGPConfig(hostname string, cfg FRRConfig) (string, error) {
 		if cfg.BFD {
 			w(" neighbor %s bfd profile roost", p.Address)
 		}
+		if p.ExtendedNextHop {
+			w(" neighbor %s capability extended-nexthop", p.Address)
+		}
 	}
 	for _, family := range []struct {
 		name string
@@ -578,7 +585,7 @@ func frrBGPConfig(hostname string, cfg FRRConfig) (string, error) {
 		w(" address-family %s unicast", family.name)
 		w("  maximum-paths 16")
 		for _, p := range peers {
-			if p.Address.Is6() == family.is6 {
+			if p.Address.Is6() == family.is6 || p.ExtendedNextHop && !family.is6 {
 				w("  neighbor %s activate", p.Address)
 				if cfg.GracefulShutdown {
 					w("  neighbor %s route-map roost-gshut in", p.Address)
