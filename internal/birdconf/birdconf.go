@@ -12,11 +12,18 @@
 //   - every owned prefix is a blackhole route in one of two static
 //     protocols, StaticProtocol4 and StaticProtocol6, both always rendered,
 //     even when empty, so the set of protocols never changes with prefixes;
-//   - the export filter, ExportFilter, is constant: it passes only blackhole
-//     routes of those two static protocols;
+//   - what is announced is decided by one function, AnnounceFunction, that
+//     every export filter calls: it passes only blackhole routes of those
+//     two static protocols (and of the VIPs' kernel protocols), adds the
+//     communities of their prefix class and of tagged VIPs (VIPTag), adds
+//     GRACEFUL_SHUTDOWN while the node drains and passes nothing once it is
+//     drained. It changes with none of the prefixes; when it changes, BIRD
+//     re-exports through it without restarting a session;
 //   - every "protocol bgp" block depends only on the router's ASN and the
-//     peer's own settings: "import none", "export filter ExportFilter",
-//     graceful restart, the channel of the neighbor's address family.
+//     peer's own settings: "import none", its export filter (ExportFilter,
+//     or PeerFilter for a peer with a MED or communities of its own), its
+//     timers, graceful restart, the channels of the neighbor's address
+//     family (and IPv4 with extended next hop).
 //
 // BIRD exports nothing to the kernel and imports nothing from the peers.
 // With Input.VIPTable set, two kernel protocols learn the VIPs roost-agent
