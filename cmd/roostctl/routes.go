@@ -135,7 +135,11 @@ func printRoutes(w io.Writer, rows []inspect.Route, f inspect.Facts) error {
 		default:
 			bh = yesNo(*r.Blackhole)
 		}
-		cols = append(cols, bh, dash(strings.Join(r.Problems, "; ")))
+		problems := strings.Join(r.Problems, "; ")
+		if problems == "" && r.Note != "" {
+			problems = "(" + r.Note + ")"
+		}
+		cols = append(cols, bh, dash(problems))
 		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
 	if len(rows) == 0 {

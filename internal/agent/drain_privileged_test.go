@@ -333,6 +333,10 @@ func TestPrivilegedAgentDrain(t *testing.T) {
 	if out, err := p.roostctl("status"); err != nil || !strings.Contains(out, "Drain:") || !strings.Contains(out, "drained since") {
 		t.Errorf("roostctl status: %v\n%s", err, out)
 	}
+	// Withdrawn on purpose: not a problem for roostctl routes.
+	if out, err := p.roostctl("routes"); err != nil || !strings.Contains(out, "the node is drained") {
+		t.Errorf("roostctl routes on a drained node: %v\n%s", err, out)
+	}
 
 	// The state survives a restart of the agent, and of BIRD.
 	p.kill()

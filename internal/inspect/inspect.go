@@ -124,6 +124,9 @@ type Route struct {
 	OK bool `json:"ok"`
 	// Problems say, in words, what is wrong and why.
 	Problems []string `json:"problems,omitempty"`
+	// Note says why a desired prefix is not sent on purpose: the node is
+	// drained (roostctl drain).
+	Note string `json:"note,omitempty"`
 }
 
 // Routes builds the rows of `roostctl routes`: one per desired prefix, and
@@ -165,6 +168,8 @@ func Routes(f Facts) []Route {
 	slices.SortFunc(prefixes, func(a, b netip.Prefix) int { return a.Compare(b) })
 	sessions := slices.Clone(f.Sessions)
 	sort.Slice(sessions, func(i, j int) bool { return sessions[i].Name < sessions[j].Name })
+	// A drained node sends nothing, on purpose.
+	drained := f.Status.Drain.State == agentapi.DrainDrained
 
 	rows := make([]Route, 0, len(prefixes))
 	for _, p := range prefixes {
@@ -180,6 +185,10 @@ func Routes(f Facts) []Route {
 				r.ExpectedOn = append(r.ExpectedOn, s.Name)
 			}
 			switch {
+			case r.Desired && expected && !ex && drained && r.InBird:
+				r.Note = "withdrawn: the node is drained (roostctl undrain)"
+			case r.Desired && expected && ex && drained:
+				r.Problems = append(r.Problems, fmt.Sprintf("sent to %s although the node is drained (apply pending? see roostctl status)", s.Name))
 			case r.Desired && expected && !ex:
 				missing++
 				r.Problems = append(r.Problems, whyNotExported(f, s, r.InBird, r.VIP))

@@ -81,6 +81,25 @@ func TestRoutes(t *testing.T) {
 			ok: true,
 		},
 		{
+			name: "drained: nothing sent, on purpose",
+			facts: Facts{
+				Status: agentapi.Status{Desired: []netip.Prefix{p1}, Drain: agentapi.Drain{State: agentapi.DrainDrained}},
+				InBird: yes, Sessions: sessions("Established", "Established"),
+				Exported: map[string]map[netip.Prefix]bool{"bgp_tor1": {}, "bgp_tor2": {}},
+			},
+			ok: true,
+		},
+		{
+			name: "drained but still sent",
+			facts: Facts{
+				Status: agentapi.Status{Desired: []netip.Prefix{p1}, Drain: agentapi.Drain{State: agentapi.DrainDrained}},
+				InBird: yes, Sessions: sessions("Established", "Established"),
+				Exported: map[string]map[netip.Prefix]bool{"bgp_tor1": yes, "bgp_tor2": {}},
+			},
+			problems:  []string{"sent to tor1 although the node is drained"},
+			nProblems: 1,
+		},
+		{
 			name: "v4-only prefix not expected on v6 peer",
 			facts: Facts{
 				Status: agentapi.Status{Desired: []netip.Prefix{p1}}, InBird: set(p1), Sessions: dualStack(),
