@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -90,10 +92,11 @@ controlSocket: %s
 	}
 }
 
-// TestPrivilegedAgentExtendedNextHop announces an IPv4 PodCIDR over an
-// IPv6 session only (extendedNextHop, RFC 8950) to an FRR ToR that takes
-// IPv4 routes with IPv6 next hops: the ToR learns it and installs it in
-// its kernel, via the node's IPv6 address.
+// TestPrivilegedAgentExtendedNextHop announces a dual-stack node's
+// prefixes over one IPv6 session (extendedNextHop, RFC 8950) to an FRR ToR
+// that takes IPv4 routes with IPv6 next hops: the IPv4 PodCIDR is
+// installed in the ToR's kernel via an IPv6 next hop, and the IPv6
+// PodCIDR, the IPv6 VIP and the IPv4 VIP all arrive.
 func TestPrivilegedAgentExtendedNextHop(t *testing.T) {
 	testenv.Privileged(t)
 	node, torNS := testenv.NetNS(t, "xnode"), testenv.NetNS(t, "xtor")
@@ -108,6 +111,10 @@ func TestPrivilegedAgentExtendedNextHop(t *testing.T) {
 	})
 	b := testenv.StartBird(t, node, testenv.MinimalConfig)
 	fab := &fabric{t: t, node: node, bird: b}
+	svcFile := filepath.Join(t.TempDir(), "services.yaml")
+	if err := os.WriteFile(svcFile, []byte("services:\n  - name: web\n    externalIPs: [192.0.2.10, \"2001:db8::10\"]\n    ports: [{port: 80}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	fab.startAgentProc(fmt.Sprintf(`node: node1
 asn: 65101
 routerID: 10.0.1.2
@@ -116,7 +123,8 @@ peers: [{name: tor1, address: "2001:db8:0:1::1", asn: 65000, extendedNextHop: tr
 bird: {socket: %s, configDir: %s}
 listen: 127.0.0.1:9479
 controlSocket: %s
-`, b.Socket, b.Dir, fab.controlSocket()))
+vips: {servicesFile: %s, table: 4245}
+`, b.Socket, b.Dir, fab.controlSocket(), svcFile))
 	tor.WaitEstablished(t, waitLimit, nodeAddr)
 	pod := netip.MustParsePrefix("10.244.1.0/24")
 	tor.WaitFor(t, waitLimit, "the IPv4 PodCIDR over the IPv6 session, in the ToR's kernel", func() (bool, string) {
@@ -127,5 +135,11 @@ controlSocket: %s
 		out, err := exec.Command("ip", "-n", torNS, "-4", "route", "show", pod.String()).CombinedOutput()
 		return err == nil && strings.Contains(string(out), "via inet6 "), fmt.Sprintf("path %+v; kernel %q", paths[0], out)
 	})
-	tor.WaitBGPRoute(t, waitLimit, netip.MustParsePrefix("2001:db8:244:1::/64"), nodeAddr)
+	// The IPv6 PodCIDR and both VIPs, each over the one session.
+	for _, p := range []string{"2001:db8:244:1::/64", "2001:db8::10/128", "192.0.2.10/32"} {
+		tor.WaitFor(t, waitLimit, p+" at the ToR", func() (bool, string) {
+			paths, err := tor.Paths(netip.MustParsePrefix(p))
+			return err == nil && len(paths) == 1, fmt.Sprintf("%+v %v", paths, err)
+		})
+	}
 }
