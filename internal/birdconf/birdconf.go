@@ -184,6 +184,13 @@ type Peer struct {
 	// BFD, when not nil, runs a BFD session beside the BGP session: BGP
 	// goes down when BFD does (BIRD's protocol bfd, BFDProtocol).
 	BFD *BFD
+	// Options are the session's other settings.
+	Options
+}
+
+// Options are a peer's settings besides its identity, password, hold time
+// and BFD. The zero value is BIRD's defaults with graceful restart on.
+type Options struct {
 	// KeepaliveTime is the keepalive interval in seconds (0: BIRD's
 	// default, a third of the hold time); it must be less than the hold
 	// time.

@@ -165,12 +165,14 @@ var goldenCases = []struct {
 			RouterID: addr("10.0.1.2"), ASN: 4200000101,
 			Peers: []Peer{
 				{
-					Name: "tor1", Address: addr("10.0.1.1"), ASN: 4200000000, HoldTime: 9, KeepaliveTime: 3,
-					ConnectRetryTime: 5, Multihop: 2, SourceAddress: addr("10.0.1.2"), Port: 1179, Passive: true,
-					GracefulRestartTime: 300, MED: new(uint32(50)),
-					Communities: []community.Community{{A: 65000, B: 7}, {Large: true, A: 4200000101, B: 9, C: 9}},
+					Name: "tor1", Address: addr("10.0.1.1"), ASN: 4200000000, HoldTime: 9,
+					Options: Options{
+						KeepaliveTime: 3, ConnectRetryTime: 5, Multihop: 2, SourceAddress: addr("10.0.1.2"), Port: 1179, Passive: true,
+						GracefulRestartTime: 300, MED: new(uint32(50)),
+						Communities: []community.Community{{A: 65000, B: 7}, {Large: true, A: 4200000101, B: 9, C: 9}},
+					},
 				},
-				{Name: "tor1-v6", Address: addr("2001:db8:0:1::1"), ASN: 65000, ExtendedNextHop: true, NoGracefulRestart: true},
+				{Name: "tor1-v6", Address: addr("2001:db8:0:1::1"), ASN: 65000, Options: Options{ExtendedNextHop: true, NoGracefulRestart: true}},
 				{Name: "tor2", Address: addr("10.0.2.1"), ASN: 65000},
 			},
 			Prefixes: prefixes("10.244.1.0/24", "2001:db8:244:1::/64"),

@@ -142,16 +142,10 @@ type Peer struct {
 	HoldTime int
 	// BFD, when not nil, runs BFD beside the session (birdconf.BFD).
 	BFD *birdconf.BFD
-	// The session's other options, as birdconf.Peer has them.
-	KeepaliveTime, ConnectRetryTime, Multihop int
-	SourceAddress                             netip.Addr
-	Port                                      uint16
-	Passive                                   bool
-	NoGracefulRestart                         bool
-	GracefulRestartTime                       int
-	ExtendedNextHop                           bool
-	MED                                       *uint32
-	Communities                               []community.Community
+	// Options are the session's other settings (timers, multihop, source
+	// address, port, passive, graceful restart, extended next hop, MED,
+	// communities), as birdconf takes them.
+	birdconf.Options
 }
 
 // Defaults of a peer's bfd section.
@@ -633,10 +627,7 @@ func (c Config) BirdInput(prefixes []netip.Prefix) birdconf.Input {
 	in.PodCIDRCommunities, in.VIPCommunities = c.Communities.PodCIDR, c.Communities.VIP
 	for _, p := range c.Peers {
 		in.Peers = append(in.Peers, birdconf.Peer{
-			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime, BFD: p.BFD,
-			KeepaliveTime: p.KeepaliveTime, ConnectRetryTime: p.ConnectRetryTime, Multihop: p.Multihop,
-			SourceAddress: p.SourceAddress, Port: p.Port, Passive: p.Passive, NoGracefulRestart: p.NoGracefulRestart,
-			GracefulRestartTime: p.GracefulRestartTime, ExtendedNextHop: p.ExtendedNextHop, MED: p.MED, Communities: p.Communities,
+			Name: p.Name, Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime, BFD: p.BFD, Options: p.Options,
 		})
 	}
 	return in

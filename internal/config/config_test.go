@@ -432,10 +432,12 @@ drain: {wait: 5s, stateFile: /run/roost/drain.json}
 	}
 	in := c.BirdInput(c.PodCIDRs)
 	want := birdconf.Peer{
-		Name: "tor1", Address: netip.MustParseAddr("10.0.1.1"), ASN: 4200000000, HoldTime: 9, KeepaliveTime: 3,
-		ConnectRetryTime: 5, Multihop: 2, SourceAddress: netip.MustParseAddr("10.0.1.2"), Port: 1179, Passive: true,
-		GracefulRestartTime: 300, MED: new(uint32(4294967295)),
-		Communities: []community.Community{{A: 65000, B: 7}, {Large: true, A: 4200000101, B: 9, C: 9}},
+		Name: "tor1", Address: netip.MustParseAddr("10.0.1.1"), ASN: 4200000000, HoldTime: 9,
+		Options: birdconf.Options{
+			KeepaliveTime: 3, ConnectRetryTime: 5, Multihop: 2, SourceAddress: netip.MustParseAddr("10.0.1.2"), Port: 1179, Passive: true,
+			GracefulRestartTime: 300, MED: new(uint32(4294967295)),
+			Communities: []community.Community{{A: 65000, B: 7}, {Large: true, A: 4200000101, B: 9, C: 9}},
+		},
 	}
 	cmpAddr := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
 	if diff := cmp.Diff(want, in.Peers[0], cmpAddr); diff != "" {
