@@ -140,6 +140,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if svcs != nil {
 			svcs.SetNodes(ips)
 		}
+	}, NotReady: func() string {
+		// Services served from a file that no longer loads, or not yet
+		// synced: what is served may not be what should be.
+		if svcs == nil {
+			return ""
+		}
+		if e := svcs.SyncError(); e != "" {
+			return "services: " + e
+		}
+		return ""
 	}})
 	handler := d.Handler(l, cfg.BPFFS)
 

@@ -121,15 +121,20 @@ type Options struct {
 	// addresses of the cluster's nodes: this one's (host) and the others'
 	// (remote-node).
 	OnNodes func([]netip.Addr)
+	// NotReady, when not nil, gives a reason the loader is not ready
+	// besides the policy ("" for none): the load balancers' last sync
+	// failed, or has not happened.
+	NotReady func() string
 }
 
 // Daemon is the loop. Its setters may be called from any goroutine.
 type Daemon struct {
-	onNodes func([]netip.Addr)
-	enf     Enforcer
-	inputs  Inputs
-	log     logrus.FieldLogger
-	kick    chan struct{}
+	onNodes  func([]netip.Addr)
+	notReady func() string
+	enf      Enforcer
+	inputs   Inputs
+	log      logrus.FieldLogger
+	kick     chan struct{}
 
 	mu       sync.Mutex
 	cfg      loaderconfig.Config
@@ -159,7 +164,7 @@ func New(o Options) *Daemon {
 		o.Log = l
 	}
 	d := &Daemon{
-		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config, onNodes: o.OnNodes,
+		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config, onNodes: o.OnNodes, notReady: o.NotReady,
 		kick:    make(chan struct{}, 1),
 		drops:   newDropRing(o.KeepDrops),
 		metrics: prometheus.NewRegistry(),

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -290,7 +291,10 @@ func TestRunDebouncesAndRetries(t *testing.T) {
 func TestHTTP(t *testing.T) {
 	var inErr error
 	enf := &fakeEnforcer{}
-	d := New(Options{Config: loaderconfig.Config{Node: "node1"}, Enforcer: enf, Inputs: testInputs(&inErr), KeepDrops: 2})
+	var svcErr atomic.Value
+	svcErr.Store("")
+	d := New(Options{Config: loaderconfig.Config{Node: "node1"}, Enforcer: enf, Inputs: testInputs(&inErr), KeepDrops: 2,
+		NotReady: func() string { return svcErr.Load().(string) }})
 	srv := httptest.NewServer(d.Handler(enf, "/sys/fs/bpf/roost"))
 	defer srv.Close()
 	get := func(path string) (int, string) {
@@ -313,6 +317,12 @@ func TestHTTP(t *testing.T) {
 	if code, _ := get(loaderapi.PathReadyz); code != 200 {
 		t.Errorf("readyz after apply = %d", code)
 	}
+	// Another part's reason (the load balancers' sync) makes it unready.
+	svcErr.Store("services: services.yaml:3: bad")
+	if code, body := get(loaderapi.PathReadyz); code != 503 || !strings.Contains(body, "not ready: services: services.yaml:3: bad") {
+		t.Errorf("readyz with a services error = %d %q", code, body)
+	}
+	svcErr.Store("")
 	// The loader's other parts register their collectors after Handler.
 	if err := d.RegisterMetrics(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roost_other_part", Help: "A part of the loader besides policy."},
 		func() float64 { return 4 })); err != nil {

@@ -39,6 +39,12 @@ func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
 			http.Error(w, "not ready: last apply "+s.LastApply.Result+": "+s.LastApply.Error, http.StatusServiceUnavailable)
 			return
 		}
+		if d.notReady != nil {
+			if msg := d.notReady(); msg != "" {
+				http.Error(w, "not ready: "+msg, http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET "+loaderapi.PathMetrics, promhttp.HandlerFor(prometheus.Gatherers{reg, d.metrics}, promhttp.HandlerOpts{}))

@@ -263,6 +263,14 @@ func frontends(es []socklb.Entry) []loaderapi.ServiceFrontend {
 	return out
 }
 
+// SyncError is the last sync's error, "" after a good one: cheap, for
+// readiness (Status reads the datapaths too).
+func (d *Daemon) SyncError() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status.Error
+}
+
 // Status returns the daemon's status, with fresh counters.
 func (d *Daemon) Status() loaderapi.Services {
 	st, _ := d.read()
