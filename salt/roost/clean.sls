@@ -4,8 +4,8 @@
 # node's routes at the ToRs, the containers, the kernel blackhole routes
 # roost-agent keeps (route protocol 167), the loader's pins (which detaches
 # its programs), the images the formula loaded, and every file and directory
-# it wrote; the host's own bird.conf, kept aside at the first run, is put
-# back. The bpffs mount and the Docker packages stay: other programs share
+# it wrote or mounted (/var/lib/roost holds the agent's drain state too);
+# the host's own bird.conf, kept aside at the first run, is put back. The bpffs mount and the Docker packages stay: other programs share
 # them.
 
 # Withdraw the node's routes first: stopping BIRD is a graceful restart,

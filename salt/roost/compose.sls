@@ -35,9 +35,10 @@ roost-loader-restart:
       - file: roost-loader.yaml
 
 # roost-agent refuses a reload that changes a setting it reads only at start
-# (its node, the Kubernetes source, blackhole routes; listen goes through
-# .env and recreates it anyway): when one of them changes, it is restarted,
-# after the new agent.yaml is in place. BIRD and its sessions stay.
+# (its node, the Kubernetes source, blackhole routes, the VIPs' sources and
+# table; listen goes through .env and recreates it anyway): when one of them
+# changes, it is restarted, after the new agent.yaml is in place. BIRD and
+# its sessions stay, and so does a drain (the agent's state file).
 roost-agent-start-settings:
   file.managed:
     - name: {{ roost.paths.state }}/agent-start-settings
@@ -48,6 +49,7 @@ roost-agent-start-settings:
         node: {{ roost.node | json }}
         kubernetes: {{ roost.kubernetes | json }}
         blackhole_routes: {{ roost.agent.blackhole_routes | json }}
+        vips: {{ {'services': roost.vips.services, 'kubernetes': roost.vips.kubernetes, 'table': roost.vips.table} | json }}
     - require:
       - file: roost-agent.yaml
 
@@ -75,6 +77,7 @@ roost-compose-up:
       - file: roost-agent.yaml
       - file: roost-loader.yaml
       - file: roost-endpoints.yaml
+      - file: roost-services.yaml
       - file: roost-policies
       - file: roost-bird-conf
       - file: roost-bird-run

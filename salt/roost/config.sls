@@ -8,6 +8,7 @@
       'agent.yaml': 'agent.yaml.jinja',
       'loader.yaml': 'loader.yaml.jinja',
       'endpoints.yaml': 'endpoints.yaml.jinja',
+      'services.yaml': 'services.yaml.jinja',
     } %}
 {%- from "roost/hostcheck.jinja" import host_conflicts with context %}
 {#- A BIRD (or any BGP speaker) of the host's own on TCP port 179, or one
