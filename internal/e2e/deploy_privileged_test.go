@@ -246,6 +246,46 @@ func deploySalt(t *testing.T, composeCmd string) {
 		t.Errorf("containers restarted: before %v, after %v", started, got)
 	}
 
+	// 4b. roost.drain (with a short wait, given for this run only): the
+	// ToRs lose the PodCIDR, the sessions stay; the formula applied again
+	// leaves the node drained, roost.drain again does nothing, and
+	// roost.undrain announces it again.
+	withdrawn := func(what string, gone bool) {
+		t.Helper()
+		for _, tor := range tors {
+			tor.WaitFor(t, 60*time.Second, what, func() (bool, string) {
+				rs, err := tor.BGPRoutes()
+				if err != nil {
+					return false, err.Error()
+				}
+				_, has := rs[moved]
+				return has != gone, fmt.Sprint(rs)
+			})
+		}
+	}
+	r = s.apply(t, "state.apply", "roost.drain", `pillar={"roost": {"drain": {"wait": "2s"}}}`)
+	if r.err != nil || len(r.failed()) > 0 || len(r.changed()) != 1 {
+		t.Fatalf("roost.drain: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
+	}
+	withdrawn("PodCIDR withdrawn by the drain", true)
+	for _, sls := range []string{"roost", "roost.drain"} {
+		if r = s.apply(t, "state.apply", sls); r.err != nil || len(r.changed()) > 0 {
+			t.Fatalf("%s on a drained node: %v; changed %v\n%s", sls, r.err, r.changed(), r.out)
+		}
+	}
+	if out, err := d.run("exec", "roost-agent", "roostctl", "status"); err != nil || !strings.Contains(out, "drained since") {
+		t.Errorf("roostctl status on a drained node: %v\n%s", err, out)
+	}
+	withdrawn("PodCIDR still withdrawn after the formula ran again", true)
+	r = s.apply(t, "state.apply", "roost.undrain")
+	if r.err != nil || len(r.failed()) > 0 || len(r.changed()) != 1 {
+		t.Fatalf("roost.undrain: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
+	}
+	withdrawn("PodCIDR announced again", false)
+	if after := sessions(t, tors, hostAddr); !maps.Equal(after, before) {
+		t.Errorf("sessions (established, dropped) per peer: before %v, after %v: the drain reset a session", before, after)
+	}
+
 	// 5. An image upgrade through the pillar: new tags (the same content,
 	// handed over as tarballs), every container recreated; BIRD's graceful
 	// restart keeps the PodCIDR in tor1's FIB throughout, and the loader
