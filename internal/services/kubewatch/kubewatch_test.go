@@ -206,14 +206,17 @@ func TestWatchKubernetesForbidden(t *testing.T) {
 // context ends before the first list says so.
 func TestWatchKubernetesCancelledBeforeSync(t *testing.T) {
 	cs := fake.NewClientset()
-	block := make(chan struct{})
-	defer close(block)
-	cs.PrependReactor("list", "endpointslices", func(k8stesting.Action) (bool, runtime.Object, error) {
-		<-block
-		return true, &discoveryv1.EndpointSliceList{}, nil
-	})
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
+	// The list answers only once the watch's context has ended. It must
+	// answer then: the fake clientset holds one lock while a reactor
+	// runs, so a list blocked for good would also block the services
+	// informer's watch, and WatchKubernetes, which waits for both
+	// informers to stop, would never return (it did, once in CI).
+	cs.PrependReactor("list", "endpointslices", func(k8stesting.Action) (bool, runtime.Object, error) {
+		<-ctx.Done()
+		return true, &discoveryv1.EndpointSliceList{}, nil
+	})
 	err := WatchKubernetes(ctx, clientsOf(cs), 0, func([]services.Service, []string) { t.Error("a report before the first sync") })
 	if err == nil || !strings.Contains(err.Error(), "stopped before the first list") {
 		t.Errorf("WatchKubernetes = %v, want an error saying it stopped before the first list", err)
