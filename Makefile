@@ -22,9 +22,11 @@ deps:
 deps-test:
 	./scripts/deps.sh test
 
+# labspec reads the lab's description file (scripts/lab/lab.yaml) for
+# scripts/lab.sh; it is not part of the release.
 build: deps
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES)) ./scripts/labspec
 
 # generate rebuilds the eBPF objects and their Go bindings (bpf/) with
 # Debian's clang-19; bpf's TestGeneratedCurrent checks the committed ones.

@@ -14,6 +14,15 @@
 #   scripts/lab.sh down     remove every namespace, process, mount and file it
 #                           made
 #
+# The topology is data: the description file scripts/lab/lab.yaml
+# (ROOST_LAB_FILE) names the ToRs, nodes, links, pods, external workloads
+# (vms), services and traffic checks with their addresses, ASNs, labels and
+# ports; scripts/labspec (bin/labspec, built by "make build") validates it
+# and prints it as the bash arrays this script evaluates, so that adding a
+# node or a workload is a change of that file. "up" keeps what it built
+# from in <state>/lab.env, which "status" and "down" read. Below is the
+# default file's lab.
+#
 # Topology (network namespaces; the root namespace is never touched, except
 # for what is mounted in the state directory: the two BPF filesystems and
 # the cgroup v2 hierarchy). The lab is dual-stack: every link, node and
@@ -123,7 +132,12 @@
 #                       sockets, pid files, logs and BPF filesystems of every
 #                       daemon
 #   ROOST_BIN           where roost-agent, roost-loader and roostctl are
-#                       (default <repo>/bin, built by "make build")
+#                       (default <repo>/bin, built by "make build"); also
+#                       labspec, else <repo>/bin/labspec, else "go run"
+#   ROOST_LAB_FILE      the lab's description file (default
+#                       <repo>/scripts/lab/lab.yaml; "bin/labspec check FILE"
+#                       validates one); "status" and "down" of a lab that is
+#                       up use the one "up" read, as <state>/lab.env
 #   ROOST_LAB_TIMEOUT   seconds "up" waits for the ToRs to converge (both
 #                       families), and then for the loaders to enforce the
 #                       policy and serve the VIP (default 60)
@@ -160,114 +174,91 @@ readonly FRR_DIR=/usr/lib/frr
 readonly CGROUP_DIR="$STATE/cgroup" # the cgroup v2 hierarchy, mounted again for the lab
 readonly AGENT_LISTEN=127.0.0.1:9479
 readonly LOADER_LISTEN=127.0.0.1:9480
-readonly TOR_ASN=65000
 readonly POD_GATEWAY=169.254.1.1 # on every host-side veth; the pods' next hop
 readonly POD_GATEWAY6=fe80::1     # the same for IPv6
 readonly SEED_POLICY="$REPO/internal/endpoints/testdata/policies/seed.yaml"
+LAB_FILE="${ROOST_LAB_FILE:-$REPO/scripts/lab/lab.yaml}"
+[[ $LAB_FILE == /* ]] || LAB_FILE=$PWD/$LAB_FILE
+readonly LAB_FILE
+readonly LAB_ENV="$STATE/lab.env" # the description "up" built the lab from, as bash
 
-readonly TORS=(tor1 tor2)
-readonly NODES=(node1 node2)
-# links: "<tor> <node> <n>" — subnets 10.0.<n>.0/30 and fd00:0:<n>::/64,
-# ToR .1 and ::1, node .2 and ::2
-readonly LINKS=("tor1 node1 1" "tor2 node1 2" "tor1 node2 3" "tor2 node2 4")
-readonly PODS=(db employee guest employee2 db2)
-readonly VMS=(vm1)
-# The MTU of both ends of every node-ToR link: the uplink load balancer
-# encapsulates a VIP's packets for a backend on another node (IPIP, 20
-# bytes more) and sends them back to the ToR, which must take 1500 + 20.
-# The pods' and vm1's links keep 1500.
-readonly UPLINK_MTU=1600
-# vm1's subnets, on tor1 only: tor1 holds .1 (::1), and each node routes
-# the subnet via its tor1 uplink ("<node> <tor1's address on that link>").
-readonly VM_NET=10.0.9.0/24 VM_GATEWAY=10.0.9.1 VM_TOR=tor1
-readonly VM_ROUTES=("node1 10.0.1.1" "node2 10.0.3.1")
-readonly VM_NET6=fd00:0:9::/64 VM_GATEWAY6=fd00:0:9::1
-readonly VM_ROUTES6=("node1 fd00:0:1::1" "node2 fd00:0:3::1")
-# TCP servers (netcat, accepting one connection after another, one
-# listener per family): "<pod> <port>...".
-readonly SERVERS=("db 6379 22" "db2 6379")
-# Services (roost-loader's services file): "<name> <cluster IP> <external
-# IP (VIP), or -> <port> <backend workload>...". The socket load balancer of
-# each node serves the cluster and external IPs to the processes in that
-# node's cgroup (<state>/cgroup/roost-lab-<node>), which the lab's clients
-# of that node's pods run in; the uplink load balancer (xdpLB) of each node
-# serves the external IPs to what arrives from the ToRs.
-readonly SERVICES=("db 10.96.0.10 192.0.2.10 6379 db db2")
-# traffic checks: "<client> <server> <port> <expectation: allow|drop>"; a
-# server "svc:NAME" is service NAME's cluster IP, "vip:NAME" its external
-# IP. A check of a service is tried TRIES_MIN times, and more until every
-# backend got a try (at most TRIES_MAX): each try must give what the
-# check expects, whichever backend it went to.
-readonly CHECKS=(
-	"employee db 6379 allow"
-	"employee2 db 6379 allow"
-	"vm1 db 6379 allow"
-	"guest db 6379 drop"
-	"employee db 22 drop"
-	"employee db2 6379 allow"
-	"guest db2 6379 drop"
-	"employee2 svc:db 6379 allow"
-	"guest svc:db 6379 drop"
-	"vm1 vip:db 6379 allow"
-	"guest vip:db 6379 drop"
-)
-# The same checks over IPv6, between the workloads' IPv6 addresses (the
-# services are IPv4 only): the flows between the nodes, and vm1's, cross
-# the ToRs by the IPv6 PodCIDRs they learnt over the IPv6 sessions.
-readonly CHECKS6=(
-	"employee db 6379 allow"
-	"employee2 db 6379 allow"
-	"vm1 db 6379 allow"
-	"guest db 6379 drop"
-	"employee db 22 drop"
-	"employee db2 6379 allow"
-	"guest db2 6379 drop"
-)
+# The lab's topology is data: LAB_FILE, which scripts/labspec validates and
+# prints as read-only bash arrays (load_lab evaluates them; labspec's
+# WriteBash documents each): TORS, NODES, PODS and VMS (names); LINKS
+# ("<tor> <node> <n>", n numbering the links from 1); SERVERS ("<workload>
+# <port>...": TCP servers, netcat, accepting one connection after another,
+# one listener per family); SERVICES (roost-loader's services file: "<name>
+# <cluster IP> <external IP (VIP), or -> <port> <backend workload>..."; the
+# socket load balancer of each node serves the cluster and external IPs to
+# the processes in that node's cgroup (<state>/cgroup/roost-lab-<node>),
+# which the lab's clients of that node's pods run in; the uplink load
+# balancer (xdpLB) of each node serves the external IPs to what arrives
+# from the ToRs); CHECKS and CHECKS6 (the traffic checks over IPv4 and over
+# IPv6: "<client> <server> <port> <expectation: allow|drop>"; a server
+# "svc:NAME" is service NAME's cluster IP, "vip:NAME" its external IP, both
+# IPv4 only); UPLINK_MTU (both ends of every node-ToR link); and the
+# associative arrays the lookups below read.
+#
+# A check of a service is tried TRIES_MIN times, and more until every
+# backend got a try (at most TRIES_MAX): each try must give what the check
+# expects, whichever backend it went to.
 readonly TRIES_MIN=4 TRIES_MAX=16
 
-# node_asn, node_router_id, node_podcidr, node_lo print one node's settings;
-# node_podcidr and node_lo take a family, 4 (the default) or 6.
-node_asn() { case "$1" in node1) echo 65101 ;; node2) echo 65102 ;; esac; }
-node_router_id() { case "$1" in node1) echo 10.0.1.2 ;; node2) echo 10.0.3.2 ;; esac; }
-node_podcidr() {
-	case "$1/${2:-4}" in
-	node1/4) echo 10.244.1.0/24 ;; node2/4) echo 10.244.2.0/24 ;;
-	node1/6) echo fd00:244:1::/64 ;; node2/6) echo fd00:244:2::/64 ;;
-	esac
+# labspec_env prints labspec's bash for LAB_FILE: by bin/labspec (ROOST_BIN,
+# then the repository's bin, built by "make build"), else by "go run".
+labspec_env() {
+	local b
+	for b in "$BIN/labspec" "$REPO/bin/labspec"; do
+		if [[ -x $b ]]; then
+			"$b" env "$LAB_FILE"
+			return
+		fi
+	done
+	command -v go >/dev/null || die "labspec not found in $BIN or $REPO/bin, and no go to run it: run 'make build'"
+	(cd "$REPO" && go run ./scripts/labspec env "$LAB_FILE")
 }
-node_lo() {
-	case "$1/${2:-4}" in
-	node1/4) echo 10.244.1.1 ;; node2/4) echo 10.244.2.1 ;;
-	node1/6) echo fd00:244:1::1 ;; node2/6) echo fd00:244:2::1 ;;
-	esac
+
+# load_lab CMD evaluates the lab's description: for "status" and "down" of
+# a lab that is up, the one "up" saved in LAB_ENV (so that they find what
+# was built, whatever LAB_FILE says now), else LAB_FILE's.
+load_lab() {
+	local env
+	if [[ $1 != up && -f $MARKER && -f $LAB_ENV ]]; then
+		env=$(<"$LAB_ENV")
+	else
+		env=$(labspec_env) || die "$LAB_FILE: not a valid lab description (see above)"
+	fi
+	eval "$env"
+	LAB_ENV_TEXT=$env
 }
-tor_router_id() { case "$1" in tor1) echo 10.0.1.1 ;; tor2) echo 10.0.2.1 ;; esac; }
-# link_addr N END FAMILY prints the address of END (tor or node) on link N.
-link_addr() {
-	local end=1
-	[[ $2 == tor ]] || end=2
-	if [[ $3 == 6 ]]; then echo "fd00:0:$1::$end"; else echo "10.0.$1.$end"; fi
-}
+
+# tor_asn, tor_router_id, node_asn, node_router_id, node_podcidr and
+# node_lo print one ToR's or node's settings; node_podcidr and node_lo take
+# a family, 4 (the default) or 6.
+tor_asn() { echo "${TOR_ASN[$1]-}"; }
+tor_router_id() { echo "${TOR_ROUTER_ID[$1]-}"; }
+node_asn() { echo "${NODE_ASN[$1]-}"; }
+node_router_id() { echo "${NODE_ROUTER_ID[$1]-}"; }
+node_podcidr() { echo "${NODE_PODCIDR[$1/${2:-4}]-}"; }
+node_lo() { echo "${NODE_LO[$1/${2:-4}]-}"; }
+# link_addr N END FAMILY prints the address of END (tor or node) on link N;
+# link_bits N FAMILY the prefix length of link N's subnet of FAMILY;
+# link_id TOR NODE the N of the link between TOR and NODE.
+link_addr() { echo "${LINK_ADDR[$1/$2/$3]-}"; }
+link_bits() { echo "${LINK_BITS[$1/$2]-}"; }
+link_id() { echo "${LINK_ID[$1/$2]-}"; }
 
 # workload_ip, workload_app and pod_node print one workload's address, its
 # "app" label and (pods only) its node; workload_ip takes a family, 4 (the
 # default) or 6.
-workload_ip() {
-	case "$1/${2:-4}" in
-	db/4) echo 10.244.1.10 ;; employee/4) echo 10.244.1.11 ;;
-	guest/4) echo 10.244.2.10 ;; employee2/4) echo 10.244.2.11 ;; db2/4) echo 10.244.2.12 ;;
-	vm1/4) echo 10.0.9.10 ;;
-	db/6) echo fd00:244:1::10 ;; employee/6) echo fd00:244:1::11 ;;
-	guest/6) echo fd00:244:2::10 ;; employee2/6) echo fd00:244:2::11 ;; db2/6) echo fd00:244:2::12 ;;
-	vm1/6) echo fd00:0:9::10 ;;
-	esac
-}
-workload_app() {
-	case "$1" in
-	db | db2) echo protected-db ;; employee | employee2 | vm1) echo employee ;; guest) echo guest ;;
-	esac
-}
-pod_node() { case "$1" in db | employee) echo node1 ;; guest | employee2 | db2) echo node2 ;; esac; }
+workload_ip() { echo "${WORKLOAD_IP[$1/${2:-4}]-}"; }
+workload_app() { echo "${WORKLOAD_APP[$1]-}"; }
+pod_node() { echo "${POD_NODE[$1]-}"; }
+# vm_tor, vm_net and vm_gateway print a vm's ToR, its subnet of a family
+# (4, the default, or 6) and its gateway (the ToR's address) on it.
+vm_tor() { echo "${VM_TOR[$1]-}"; }
+vm_net() { echo "${VM_NET[$1/${2:-4}]-}"; }
+vm_gateway() { echo "${VM_GATEWAY[$1/${2:-4}]-}"; }
 # addr_port IP PORT prints IP:PORT as roostctl does, an IPv6 address in
 # brackets; with PORT empty, what such a string starts with.
 addr_port() {
@@ -427,11 +418,11 @@ make_link() {
 		ip -n "$node" link del "$tor" 2>/dev/null || true
 		ip -n "$tor" link add "$node" type veth peer name "$tor" netns "$node"
 	fi
-	ip -n "$tor" addr replace "$(link_addr "$n" tor 4)/30" dev "$node"
-	ip -n "$node" addr replace "$(link_addr "$n" node 4)/30" dev "$tor"
+	ip -n "$tor" addr replace "$(link_addr "$n" tor 4)/$(link_bits "$n" 4)" dev "$node"
+	ip -n "$node" addr replace "$(link_addr "$n" node 4)/$(link_bits "$n" 4)" dev "$tor"
 	# nodad: usable at once (see the header: zebra and tentative addresses).
-	ip -n "$tor" addr replace "$(link_addr "$n" tor 6)/64" dev "$node" nodad
-	ip -n "$node" addr replace "$(link_addr "$n" node 6)/64" dev "$tor" nodad
+	ip -n "$tor" addr replace "$(link_addr "$n" tor 6)/$(link_bits "$n" 6)" dev "$node" nodad
+	ip -n "$node" addr replace "$(link_addr "$n" node 6)/$(link_bits "$n" 6)" dev "$tor" nodad
 	ip -n "$tor" link set "$node" mtu "$UPLINK_MTU" up
 	ip -n "$node" link set "$tor" mtu "$UPLINK_MTU" up
 }
@@ -463,29 +454,43 @@ make_pod() {
 	ip -n "$node" -6 route replace "$ip6/128" dev "$pod"
 }
 
-# make_vm VM wires VM to VM_TOR on VM_NET and VM_NET6: VM_TOR holds
-# VM_GATEWAY and VM_GATEWAY6, VM its own addresses and default routes via
-# them.
+# make_vm VM wires VM to its ToR on its subnets (vm_net): the ToR holds the
+# gateways (vm_gateway), VM its own addresses and default routes via them.
 make_vm() {
-	local vm=$1 ip ip6 bits=${VM_NET#*/} bits6=${VM_NET6#*/}
-	ip=$(workload_ip "$vm") ip6=$(workload_ip "$vm" 6)
-	if ! ip -n "$VM_TOR" link show "$vm" >/dev/null 2>&1; then
-		ip -n "$vm" link del "$VM_TOR" 2>/dev/null || true
-		ip -n "$VM_TOR" link add "$vm" type veth peer name "$VM_TOR" netns "$vm"
+	local vm=$1 tor ip ip6 gw gw6 bits bits6
+	tor=$(vm_tor "$vm") ip=$(workload_ip "$vm") ip6=$(workload_ip "$vm" 6)
+	gw=$(vm_gateway "$vm") gw6=$(vm_gateway "$vm" 6)
+	bits=$(vm_net "$vm") bits6=$(vm_net "$vm" 6)
+	bits=${bits#*/} bits6=${bits6#*/}
+	if ! ip -n "$tor" link show "$vm" >/dev/null 2>&1; then
+		ip -n "$vm" link del "$tor" 2>/dev/null || true
+		ip -n "$tor" link add "$vm" type veth peer name "$tor" netns "$vm"
 	fi
-	ip -n "$VM_TOR" addr replace "$VM_GATEWAY/$bits" dev "$vm"
-	ip -n "$vm" addr replace "$ip/$bits" dev "$VM_TOR"
-	ip -n "$VM_TOR" addr replace "$VM_GATEWAY6/$bits6" dev "$vm" nodad
-	ip -n "$vm" addr replace "$ip6/$bits6" dev "$VM_TOR" nodad
-	ip -n "$VM_TOR" link set "$vm" up
-	ip -n "$vm" link set "$VM_TOR" up
-	ip -n "$vm" route replace default via "$VM_GATEWAY" dev "$VM_TOR"
-	ip -n "$vm" -6 route replace default via "$VM_GATEWAY6" dev "$VM_TOR"
+	ip -n "$tor" addr replace "$gw/$bits" dev "$vm"
+	ip -n "$vm" addr replace "$ip/$bits" dev "$tor"
+	ip -n "$tor" addr replace "$gw6/$bits6" dev "$vm" nodad
+	ip -n "$vm" addr replace "$ip6/$bits6" dev "$tor" nodad
+	ip -n "$tor" link set "$vm" up
+	ip -n "$vm" link set "$tor" up
+	ip -n "$vm" route replace default via "$gw" dev "$tor"
+	ip -n "$vm" -6 route replace default via "$gw6" dev "$tor"
+}
+
+# node_default_route NODE FAMILY sets NODE's default route of FAMILY: a
+# next hop via each ToR it is linked to (ECMP).
+node_default_route() {
+	local link tor node n hops=()
+	for link in "${LINKS[@]}"; do
+		read -r tor node n <<<"$link"
+		[[ $node == "$1" ]] && hops+=(nexthop via "$(link_addr "$n" tor "$2")" dev "$tor")
+	done
+	((${#hops[@]})) || return 0
+	ip -n "$1" "-$2" route replace default "${hops[@]}"
 }
 
 # setup_network builds namespaces, links, sysctls and routes.
 setup_network() {
-	local ns link pod vm route node gw
+	local ns link pod vm node tor n family
 	for ns in "${TORS[@]}" "${NODES[@]}" "${PODS[@]}" "${VMS[@]}"; do
 		make_netns "$ns"
 		# No duplicate address detection (see the header); "default"
@@ -510,19 +515,20 @@ setup_network() {
 		ip -n "$ns" addr replace "$(node_lo "$ns")/32" dev lo
 		ip -n "$ns" addr replace "$(node_lo "$ns" 6)/128" dev lo
 	done
-	ip -n node1 route replace default nexthop via 10.0.1.1 dev tor1 nexthop via 10.0.2.1 dev tor2
-	ip -n node2 route replace default nexthop via 10.0.3.1 dev tor1 nexthop via 10.0.4.1 dev tor2
-	ip -n node1 -6 route replace default nexthop via fd00:0:1::1 dev tor1 nexthop via fd00:0:2::1 dev tor2
-	ip -n node2 -6 route replace default nexthop via fd00:0:3::1 dev tor1 nexthop via fd00:0:4::1 dev tor2
+	for family in 4 6; do
+		for node in "${NODES[@]}"; do node_default_route "$node" "$family"; done
+	done
 	for pod in "${PODS[@]}"; do make_pod "$pod"; done
 	for vm in "${VMS[@]}"; do make_vm "$vm"; done
-	for route in "${VM_ROUTES[@]}"; do
-		read -r node gw <<<"$route"
-		ip -n "$node" route replace "$VM_NET" via "$gw" dev "$VM_TOR"
-	done
-	for route in "${VM_ROUTES6[@]}"; do
-		read -r node gw <<<"$route"
-		ip -n "$node" -6 route replace "$VM_NET6" via "$gw" dev "$VM_TOR"
+	# Each node linked to a vm's ToR routes the vm's subnets via that link.
+	for vm in "${VMS[@]}"; do
+		for family in 4 6; do
+			for link in "${LINKS[@]}"; do
+				read -r tor node n <<<"$link"
+				[[ $tor == "$(vm_tor "$vm")" ]] || continue
+				ip -n "$node" "-$family" route replace "$(vm_net "$vm" "$family")" via "$(link_addr "$n" tor "$family")" dev "$tor"
+			done
+		done
 	done
 }
 
@@ -545,7 +551,7 @@ tor_bgpd_conf() {
 frr defaults datacenter
 hostname $tor
 !
-router bgp $TOR_ASN
+router bgp $(tor_asn "$tor")
  bgp router-id $(tor_router_id "$tor")
  no bgp ebgp-requires-policy
  no bgp default ipv4-unicast
@@ -670,13 +676,13 @@ EOF
 		cat <<EOF
 protocol bgp $tor {
   local $(link_addr "$n" node 4) as $(node_asn "$node");
-  neighbor $(link_addr "$n" tor 4) as $TOR_ASN;
+  neighbor $(link_addr "$n" tor 4) as $(tor_asn "$tor");
   graceful restart on;
   ipv4 { import none; export where proto = "owned4"; };
 }
 protocol bgp ${tor}_v6 {
   local $(link_addr "$n" node 6) as $(node_asn "$node");
-  neighbor $(link_addr "$n" tor 6) as $TOR_ASN;
+  neighbor $(link_addr "$n" tor 6) as $(tor_asn "$tor");
   graceful restart on;
   ipv6 { import none; export where proto = "owned6"; };
 }
@@ -715,8 +721,8 @@ EOF
 	for link in "${LINKS[@]}"; do
 		read -r tor t n <<<"$link"
 		[[ $t == "$node" ]] || continue
-		printf '  - {name: %s, address: %s, asn: %s}\n' "$tor" "$(link_addr "$n" tor 4)" "$TOR_ASN"
-		printf '  - {name: %s-v6, address: %s, asn: %s}\n' "$tor" "$(link_addr "$n" tor 6)" "$TOR_ASN"
+		printf '  - {name: %s, address: %s, asn: %s}\n' "$tor" "$(link_addr "$n" tor 4)" "$(tor_asn "$tor")"
+		printf '  - {name: %s-v6, address: %s, asn: %s}\n' "$tor" "$(link_addr "$n" tor 6)" "$(tor_asn "$tor")"
 	done
 	cat <<EOF
 bird: {socket: $STATE/$node/run/bird.ctl, configDir: $STATE/$node/bird}
@@ -1350,18 +1356,23 @@ report() {
 		done
 	done
 	section "fabric"
-	local from to family
+	# From the first node's lo to every other node's.
+	local first=${NODES[0]} from to family
 	for family in 4 6; do
-		from=$(node_lo node1 "$family") to=$(node_lo node2 "$family")
 		if ! command -v ping >/dev/null; then
 			echo "check skipped: ping is not installed (iputils-ping)"
 			break
-		elif ip netns exec node1 ping "-$family" -c 1 -W 2 -I "$from" "$to" >/dev/null 2>&1; then
-			echo "node1 $from -> node2 $to: reachable through the ToRs"
-		else
-			echo "node1 $from -> node2 $to: NOT reachable"
-			rc=1
 		fi
+		from=$(node_lo "$first" "$family")
+		for node in "${NODES[@]:1}"; do
+			to=$(node_lo "$node" "$family")
+			if ip netns exec "$first" ping "-$family" -c 1 -W 2 -I "$from" "$to" >/dev/null 2>&1; then
+				echo "$first $from -> $node $to: reachable through the ToRs"
+			else
+				echo "$first $from -> $node $to: NOT reachable"
+				rc=1
+			fi
+		done
 	done
 	return "$rc"
 }
@@ -1380,34 +1391,54 @@ hop() {
 	printf '  %-6s %s\n' "$ns" "${out% }"
 }
 
+# default_shape succeeds when the lab has what paths describes: the
+# default file's tor1 and tor2, both linked to node1 and node2, db on node1,
+# employee2 and db2 on node2, vm1 behind tor1, and service db's VIP.
+default_shape() {
+	local tor node
+	for tor in tor1 tor2; do
+		for node in node1 node2; do [[ -n $(link_id "$tor" "$node") ]] || return 1; done
+	done
+	[[ $(pod_node db) == node1 && $(pod_node employee2) == node2 && $(pod_node db2) == node2 ]] &&
+		[[ $(vm_tor vm1) == tor1 && -n $(service_vip db) && $(service_vip db) != - ]]
+}
+
 # paths prints the hops of the flows between the nodes and from vm1: each
 # node sends other nodes' pods and vm1 to a ToR (by its default route, and
 # the route to vm1's subnet via tor1), and the ToRs send each PodCIDR to its
-# node (by what that node's roost-agent announced).
+# node (by what that node's roost-agent announced). It describes the
+# default file's workloads (default_shape), and says so in another lab.
 paths() {
+	if ! default_shape; then
+		echo "(described for the workloads of the default lab, scripts/lab/lab.yaml, only)"
+		return 0
+	fi
+	local db employee2 db2 vm1 vip
+	db=$(workload_ip db) employee2=$(workload_ip employee2) db2=$(workload_ip db2) vm1=$(workload_ip vm1)
+	vip=$(service_vip db)
 	echo "employee2 -> db (node2 -> ToR -> node1):"
-	hop node2 10.244.1.10 10.244.2.11 employee2
-	hop tor1 10.244.1.10 10.0.3.2 node2
-	hop tor2 10.244.1.10 10.0.4.2 node2
-	hop node1 10.244.1.10 10.244.2.11 tor1
+	hop node2 "$db" "$employee2" employee2
+	hop tor1 "$db" "$(link_addr "$(link_id tor1 node2)" node 4)" node2
+	hop tor2 "$db" "$(link_addr "$(link_id tor2 node2)" node 4)" node2
+	hop node1 "$db" "$employee2" tor1
 	echo "db -> employee2 (node1 -> ToR -> node2):"
-	hop node1 10.244.2.11 10.244.1.10 db
-	hop tor1 10.244.2.11 10.0.1.2 node1
-	hop tor2 10.244.2.11 10.0.2.2 node1
+	hop node1 "$employee2" "$db" db
+	hop tor1 "$employee2" "$(link_addr "$(link_id tor1 node1)" node 4)" node1
+	hop tor2 "$employee2" "$(link_addr "$(link_id tor2 node1)" node 4)" node1
 	echo "vm1 -> db (tor1 -> node1), and back (node1 -> tor1):"
-	hop tor1 10.244.1.10 10.0.9.10 vm1
-	hop node1 10.0.9.10 10.244.1.10 db
-	echo "vm1 -> VIP 192.0.2.10 (tor1 -> either node, by ECMP over both nodes' announcements; that node's XDP picks the backend):"
+	hop tor1 "$db" "$vm1" vm1
+	hop node1 "$vm1" "$db" db
+	echo "vm1 -> VIP $vip (tor1 -> either node, by ECMP over both nodes' announcements; that node's XDP picks the backend):"
 	local tor
 	for tor in "${TORS[@]}"; do
-		printf '  %-6s %s\n' "$tor" "$(ip -n "$tor" -o route show 192.0.2.10 | sed 's/\\\s*/ /g; s/ *$//' | tr -s ' ')"
+		printf '  %-6s %s\n' "$tor" "$(ip -n "$tor" -o route show "$vip" | sed 's/\\\s*/ /g; s/ *$//' | tr -s ' ')"
 	done
 	echo "  a backend on the other node: encapsulated (IPIP) back to tor1, which routes it to that node:"
-	hop tor1 10.244.2.12 10.0.1.2 node1
-	hop tor1 10.244.1.10 10.0.3.2 node2
+	hop tor1 "$db2" "$(link_addr "$(link_id tor1 node1)" node 4)" node1
+	hop tor1 "$db" "$(link_addr "$(link_id tor1 node2)" node 4)" node2
 	echo "  the reply leaves the backend's node directly (its uplinks' TC egress sets the VIP as source):"
-	hop node1 10.0.9.10 10.244.1.10 db
-	hop node2 10.0.9.10 10.244.2.12 db2
+	hop node1 "$vm1" "$db" db
+	hop node2 "$vm1" "$db2" db2
 	paths6
 }
 
@@ -1419,13 +1450,13 @@ paths6() {
 	db=$(workload_ip db 6) employee2=$(workload_ip employee2 6) vm1=$(workload_ip vm1 6)
 	echo "employee2 -> db over IPv6 (node2 -> ToR -> node1):"
 	hop node2 "$db" "$employee2" employee2
-	hop tor1 "$db" "$(link_addr 3 node 6)" node2
-	hop tor2 "$db" "$(link_addr 4 node 6)" node2
+	hop tor1 "$db" "$(link_addr "$(link_id tor1 node2)" node 6)" node2
+	hop tor2 "$db" "$(link_addr "$(link_id tor2 node2)" node 6)" node2
 	hop node1 "$db" "$employee2" tor1
 	echo "db -> employee2 over IPv6 (node1 -> ToR -> node2):"
 	hop node1 "$employee2" "$db" db
-	hop tor1 "$employee2" "$(link_addr 1 node 6)" node1
-	hop tor2 "$employee2" "$(link_addr 2 node 6)" node1
+	hop tor1 "$employee2" "$(link_addr "$(link_id tor1 node1)" node 6)" node1
+	hop tor2 "$employee2" "$(link_addr "$(link_id tor2 node1)" node 6)" node1
 	echo "vm1 -> db over IPv6 (tor1 -> node1), and back (node1 -> tor1):"
 	hop tor1 "$db" "$vm1" vm1
 	hop node1 "$vm1" "$db" db
@@ -1444,9 +1475,17 @@ report_policy() {
 	traffic 4 || rc=1
 	section "traffic over IPv6 (the same seed policy, the workloads' IPv6 addresses)"
 	traffic 6 || rc=1
-	local args
-	for args in "node1 drops" "node1 endpoints" "node1 policy db" "node1 services" \
-		"node2 drops" "node2 endpoints" "node2 policy db2" "node2 services"; do
+	# Per node: its drops, endpoints, the policy of each of its enforced
+	# pods, and its services.
+	local args node pod all=()
+	for node in "${NODES[@]}"; do
+		all+=("$node drops" "$node endpoints")
+		for pod in "${PODS[@]}"; do
+			if [[ $(pod_node "$pod") == "$node" ]] && enforced_pod "$pod"; then all+=("$node policy $pod"); fi
+		done
+		all+=("$node services")
+	done
+	for args in "${all[@]}"; do
 		section "${args%% *}: roostctl ${args#* }"
 		if [[ $args == *drops ]]; then
 			if out=$(roostctl_loader "${args%% *}" drops); then
@@ -1480,6 +1519,8 @@ cmd_up() {
 	mkdir -p "$STATE"
 	chmod 0755 "$STATE"
 	touch "$MARKER"
+	# What "status" and "down" will read (load_lab).
+	printf '%s\n' "$LAB_ENV_TEXT" >"$LAB_ENV"
 	if [[ $NO_AGENT == 1 ]]; then touch "$NO_AGENT_FLAG"; else rm -f "$NO_AGENT_FLAG"; fi
 	setup_network
 	local ns
@@ -1610,6 +1651,8 @@ main() {
 	# or it would hold the lock for as long as it runs.
 	exec 9<"${BASH_SOURCE[0]}"
 	flock 9
+	case "$1" in up | status | down) ;; *) usage ;; esac
+	load_lab "$1"
 	case "$1" in
 	up) cmd_up ;;
 	status) cmd_status ;;
