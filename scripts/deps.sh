@@ -9,8 +9,10 @@
 #                            # a venv at /opt/roost-test/salt, and Compose v2
 #                            # built from the Go module proxy into
 #                            # /opt/roost-test/bin/docker-compose-v2, and
-#                            # a Kubernetes API server: Debian's etcd-server
-#                            # and kube-apiserver built from the Go module
+#                            # Debian's etcd-server (the store of the
+#                            # global endpoint view's tests, and of
+#                            # kube-apiserver), and a Kubernetes API server:
+#                            # kube-apiserver built from the Go module
 #                            # proxy into /opt/roost-test/bin/kube-apiserver,
 #                            # and promtool (Debian's prometheus, server
 #                            # kept stopped) for the alerting rules' tests
@@ -64,7 +66,9 @@ if [ "$with_test" = 1 ]; then
 		# so that Salt's apt states can import python3-apt.
 		[python3-venv]=/usr/lib/python3.11/ensurepip/_uninstall.py
 		[python3-apt]=/usr/lib/python3/dist-packages/apt_pkg.cpython-311-x86_64-linux-gnu.so
-		# The store behind the tests' kube-apiserver (internal/testenv).
+		# The store behind the tests' kube-apiserver (internal/testenv),
+		# and the global endpoint view's store in internal/globalview's
+		# tests (testenv.StartEtcd: one to three members per test).
 		[etcd-server]=/usr/bin/etcd
 		[openssl]=/usr/bin/openssl
 		# promtool checks and unit-tests the alerting rules

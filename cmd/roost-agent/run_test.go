@@ -92,5 +92,9 @@ func TestRestartOnlySettingsRefused(t *testing.T) {
 // TestAgentDeps keeps client-go's clientset and informers out of the
 // roost-agent binary: it links internal/services for the VIPs, and the
 // Kubernetes conversion of services once brought the clientset along,
-// which took the binary from 33 to 56 MB.
-func TestAgentDeps(t *testing.T) { testenv.NoClientset(t) }
+// which took the binary from 33 to 56 MB. The etcd client of the global
+// endpoint view (gRPC, zap) is the loader's business, not the agent's.
+func TestAgentDeps(t *testing.T) {
+	testenv.NoClientset(t)
+	testenv.NoEtcdClient(t)
+}
