@@ -44,6 +44,9 @@ run "BenchmarkPrivilegedChangeToToR" -benchtime=40x -timeout 30m ./internal/agen
 # One VIP change -> its UPDATE on a ToR's wire: the kernel-table path beside
 # the static protocol's reconfiguration.
 run "BenchmarkPrivilegedVIPChange" -benchtime=100x -timeout 30m ./internal/agent
+# The global endpoint view's write load at 10,000 endpoints on a real etcd
+# (docs/benchmarks.md, issue 12).
+run "BenchmarkPublish10k" -benchtime=1x ./internal/globalview
 # Resident memory of the roost-agent binary.
 run "BenchmarkPrivilegedAgentRSS" -benchtime=1x ./internal/agent
 # eBPF verdict cost per packet (BPF_PROG_TEST_RUN) beside an empty program.
