@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/roost-net/roost/internal/testenv"
 )
 
 // servicesCommunities is a services file with a VIP whose service asks for
@@ -107,5 +105,4 @@ communities: {podCIDR: [%q, "4200000101:1:1"], vip: ["65000:200"]}
 	if len(status.VIPs) != 2 || !slices.Contains(status.VIPs, web) {
 		t.Errorf("status VIPs %v", status.VIPs)
 	}
-	_ = testenv.Name
 }

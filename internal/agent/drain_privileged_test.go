@@ -211,26 +211,6 @@ func (tr *traffic) end() (ok, failed int64, errs []string) {
 	return tr.ok.Load(), tr.failed.Load(), tr.errs
 }
 
-// serveEcho echoes every TCP connection on addr inside ns until the test
-// ends.
-func serveEcho(t *testing.T, ns, addr string) {
-	t.Helper()
-	var ln net.Listener
-	if err := testenv.InNetNS(ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-}
-
 // TestPrivilegedAgentDrain drains a node that shares a VIP with another,
 // under continuous traffic through the ToR: roostctl drain announces the
 // VIP (and the PodCIDR) with GRACEFUL_SHUTDOWN, the ToR moves the VIP's
@@ -243,7 +223,7 @@ func serveEcho(t *testing.T, ns, addr string) {
 func TestPrivilegedAgentDrain(t *testing.T) {
 	d := newDrainFabric(t)
 	testenv.ServeHello(t, d.svc, drainVIP+":80")
-	serveEcho(t, d.svc, drainVIP+":81")
+	testenv.ServeEcho(t, d.svc, drainVIP+":81")
 	d.waitVIPVia(t, "10.0.1.2", "10.0.2.2")
 	d.frr.WaitEstablished(t, waitLimit, netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("10.0.2.2"))
 	sessionsBefore, err := d.frr.Neighbors()

@@ -440,23 +440,7 @@ func slicesEqual(a, b []netip.AddrPort) bool {
 // connection still carries data.
 func (h *harness) echoConn(t *testing.T, addr netip.AddrPort) func() {
 	t.Helper()
-	var ln net.Listener
-	if err := testenv.InNetNS(h.ns, func() (err error) {
-		ln, err = net.Listen("tcp", addr.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(c, c)
-		}
-	}()
+	testenv.ServeEcho(t, h.ns, addr.String())
 	var c net.Conn
 	if err := testenv.InNetNS(h.ns, func() (err error) {
 		c, err = net.Dial("tcp", addr.String())

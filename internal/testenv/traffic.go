@@ -33,6 +33,29 @@ func ServeHello(tb testing.TB, ns, addr string) {
 	}()
 }
 
+// ServeEcho accepts TCP connections on addr ("tcp": either family)
+// inside namespace ns and echoes back what each sends, until the test ends.
+func ServeEcho(tb testing.TB, ns, addr string) {
+	tb.Helper()
+	var ln net.Listener
+	if err := InNetNS(ns, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+}
+
 // ErrDropped is a connection attempt that timed out, as one does when its
 // SYN is dropped.
 var ErrDropped = errors.New("timed out (dropped)")
