@@ -141,12 +141,7 @@ func (p *parser) file(n *yaml.Node) {
 		}
 	}
 	if f["uplinkMTU"] != nil {
-		if v, ok := p.Integer(f["uplinkMTU"], "uplinkMTU", "an MTU (1280 to 65535)"); ok {
-			if v < 1280 || v > 65535 {
-				p.Failf(f["uplinkMTU"], "uplinkMTU", "%d is not an MTU (1280 to 65535)", v)
-			}
-			p.lab.UplinkMTU = v
-		}
+		p.lab.UplinkMTU = p.inRange(f["uplinkMTU"], "uplinkMTU", "an MTU", 1280, 65535)
 	}
 	// In the order of their references, whatever the file's order.
 	for i, t := range p.List(f["tors"], "tors") {
@@ -246,23 +241,22 @@ func (p *parser) required(obj map[string]*yaml.Node, parent *yaml.Node, path, ke
 }
 
 func (p *parser) asn(n *yaml.Node, path string) int64 {
-	if n == nil {
-		return 0
-	}
-	v, ok := p.Integer(n, path, "an AS number (1 to 4294967295)")
-	if ok && (v < 1 || v > 4294967295) {
-		p.Failf(n, path, "%d is not an AS number (1 to 4294967295)", v)
-	}
-	return v
+	return p.inRange(n, path, "an AS number", 1, 4294967295)
 }
 
 func (p *parser) port(n *yaml.Node, path string) int64 {
+	return p.inRange(n, path, "a port number", 1, 65535)
+}
+
+// inRange reads an integer from lo to hi, what it is called in errors; 0
+// when n is nil.
+func (p *parser) inRange(n *yaml.Node, path, what string, lo, hi int64) int64 {
 	if n == nil {
 		return 0
 	}
-	v, ok := p.Integer(n, path, "a port number (1 to 65535)")
-	if ok && (v < 1 || v > 65535) {
-		p.Failf(n, path, "%d is not a port number (1 to 65535)", v)
+	v, ok := p.Integer(n, path, fmt.Sprintf("%s (%d to %d)", what, lo, hi))
+	if ok && (v < lo || v > hi) {
+		p.Failf(n, path, "%d is not %s (%d to %d)", v, what, lo, hi)
 	}
 	return v
 }
