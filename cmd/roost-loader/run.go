@@ -136,7 +136,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The uplink load balancer decapsulates only what the cluster's nodes
 	// encapsulated: policy knows them (svcs is set before anything runs).
 	var svcs *servicesd.Daemon
-	d := policyd.New(policyd.Options{Config: cfg, Enforcer: l, Log: log, OnNodes: func(ips []netip.Addr) {
+	gv, err := newGlobalView(cfg, log)
+	if err != nil {
+		return err
+	}
+	if gv != nil {
+		defer gv.client.Close()
+	}
+	d := policyd.New(policyd.Options{Config: cfg, Enforcer: l, Log: log, GlobalView: gv.hooks(), OnNodes: func(ips []netip.Addr) {
 		if svcs != nil {
 			svcs.SetNodes(ips)
 		}
@@ -232,6 +239,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		start("endpoints watch", func() error { return filewatch.Watch(ctx, cfg.EndpointsFile, d.Changed) })
 	}
 	start("drops", func() error { return l.ReadDrops(ctx, d.RecordDrop) })
+	if gv != nil {
+		gv.start(ctx, d, start)
+	}
 	start("address watch", func() error {
 		return l.WatchAddresses(ctx, func() {
 			d.Changed()

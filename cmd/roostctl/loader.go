@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,10 +37,18 @@ func ownLabels(labels map[string]string, cluster string) map[string]string {
 }
 
 func newEndpointsCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	var origin string
+	cmd := &cobra.Command{
 		Use:   "endpoints",
-		Short: "Show the endpoints roost-loader knows: namespace, IPs, identity, local, ingress enforced, own labels",
-		Args:  cobra.NoArgs,
+		Short: "Show the endpoints roost-loader knows: origin, namespace, IPs, identity, local, ingress enforced, own labels",
+		Long: `Show the endpoints roost-loader knows and enforces policy with. ORIGIN is
+where it learnt of each: "file" (its endpoints file), "kubernetes" (a pod of
+its cluster), or, from the global view on etcd, "cluster:NAME" (a pod of
+another cluster, named cluster:NAME/NAMESPACE/POD) and "sync:NAME" (an
+outside workload that roost-sync NAME registered). Below the table: the
+global view's state, and the endpoints of the view that were skipped
+because another endpoint holds one of their addresses.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
 			defer cancel()
@@ -46,30 +56,80 @@ func newEndpointsCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			eps := s.Endpoints
+			if origin != "" {
+				eps = slices.DeleteFunc(slices.Clone(eps), func(e loaderapi.Endpoint) bool { return e.Origin != origin })
+			}
 			if o.output == "json" {
-				return printJSON(cmd.OutOrStdout(), s.Endpoints)
+				return printJSON(cmd.OutOrStdout(), eps)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tNAMESPACE\tIPS\tIDENTITY\tLOCAL\tINGRESS\tLABELS")
-			for _, e := range s.Endpoints {
-				ingress := "open"
-				if e.Enforced {
-					ingress = "enforced"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Name, dash(e.Labels[policy.NamespaceLabel]), addrList(e.IPs), e.Identity,
-					yesNo(e.Local), ingress, labelList(ownLabels(e.Labels, s.Cluster)))
-			}
-			for _, sk := range s.Skipped {
-				fmt.Fprintf(tw, "%s\t\t\t\tskipped\t\t%s\n", sk.Name, sk.Reason)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if s.LastApply.Result != loaderapi.ResultOK {
-				fmt.Fprintf(cmd.OutOrStdout(), "last apply %s: %s\n", s.LastApply.Result, s.LastApply.Error)
-			}
-			return nil
+			return printEndpoints(cmd.OutOrStdout(), s, eps, origin == "")
 		},
+	}
+	cmd.Flags().StringVar(&origin, "origin", "", `only the endpoints of this origin: file, kubernetes, cluster:NAME or sync:NAME`)
+	return cmd
+}
+
+// printEndpoints prints eps as a table; with all, also the skipped
+// endpoints and the global view's state.
+func printEndpoints(w io.Writer, s loaderapi.Status, eps []loaderapi.Endpoint, all bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tORIGIN\tNAMESPACE\tIPS\tIDENTITY\tLOCAL\tINGRESS\tLABELS")
+	for _, e := range eps {
+		ingress := "open"
+		if e.Enforced {
+			ingress = "enforced"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Name, dash(e.Origin), dash(e.Labels[policy.NamespaceLabel]), addrList(e.IPs), e.Identity,
+			yesNo(e.Local), ingress, labelList(ownLabels(e.Labels, s.Cluster)))
+	}
+	if all {
+		for _, sk := range s.Skipped {
+			fmt.Fprintf(tw, "%s\t\t\t\t\tskipped\t\t%s\n", sk.Name, sk.Reason)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if s.LastApply.Result != loaderapi.ResultOK {
+		fmt.Fprintf(w, "last apply %s: %s\n", s.LastApply.Result, s.LastApply.Error)
+	}
+	if g := s.GlobalView; g != nil && all {
+		printGlobalView(w, g)
+	}
+	return nil
+}
+
+// printGlobalView prints the global view's state in a few lines.
+func printGlobalView(w io.Writer, g *loaderapi.GlobalView) {
+	state := "connected"
+	if !g.Connected {
+		state = "NOT connected (enforcing the last view)"
+		if !g.Listed {
+			state = "NOT connected (no view yet)"
+		}
+	}
+	var origins []string
+	for _, o := range slices.Sorted(maps.Keys(g.Origins)) {
+		origins = append(origins, fmt.Sprintf("%s=%d", o, g.Origins[o]))
+	}
+	fmt.Fprintf(w, "global view: %s, revision %d, age %s; from the view: %s; own cluster's (from local sources): %d\n",
+		state, g.Revision, g.ViewAge.Round(time.Millisecond), dash(strings.Join(origins, " ")), g.Own)
+	if g.LastError != "" {
+		fmt.Fprintf(w, "global view: last error at %s: %s\n", g.LastErrorTime.Format(time.RFC3339), g.LastError)
+	}
+	if p := g.Publisher; p != nil {
+		role := "standby"
+		if p.Leader {
+			role = "leader"
+		}
+		fmt.Fprintf(w, "publisher of %s: %s, %d endpoints, generation %d published %d\n", p.Origin, role, p.Endpoints, p.Generation, p.Published)
+	}
+	for _, c := range g.Conflicts {
+		fmt.Fprintf(w, "conflict: %s\n", c)
+	}
+	for _, p := range g.Problems {
+		fmt.Fprintf(w, "bad key: %s\n", p)
 	}
 }
 

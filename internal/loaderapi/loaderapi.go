@@ -60,6 +60,54 @@ type Status struct {
 	// Notes say what the Kubernetes sources lack, such as a CRD that is not
 	// installed.
 	Notes []string `json:"notes,omitempty"`
+	// GlobalView is the state of the global endpoint view on etcd; nil
+	// when it is not configured.
+	GlobalView *GlobalView `json:"globalView,omitempty"`
+}
+
+// GlobalView is what the loader knows of the global endpoint view.
+type GlobalView struct {
+	// Connected is whether etcd answered lately; Listed whether the
+	// loader has had a first complete view (before it, it applies no
+	// policy).
+	Connected bool `json:"connected"`
+	Listed    bool `json:"listed"`
+	// Revision is etcd's revision of the view enforced; ViewAge how long
+	// ago etcd last confirmed it current.
+	Revision int64         `json:"revision"`
+	ViewAge  time.Duration `json:"viewAgeNs"`
+	// Origins counts the view's endpoints enforced, by origin
+	// ("cluster:c2", "sync:vms").
+	Origins map[string]int `json:"origins"`
+	// Own counts the view's endpoints of this loader's cluster, which it
+	// takes from its local sources instead.
+	Own int `json:"own"`
+	// Conflicts are the view's endpoints skipped because an address of
+	// theirs is a local endpoint's or another view endpoint's.
+	Conflicts []string `json:"conflicts,omitempty"`
+	// Problems are the keys whose values were skipped, with why.
+	Problems      []string  `json:"problems,omitempty"`
+	LastError     string    `json:"lastError,omitempty"`
+	LastErrorTime time.Time `json:"lastErrorTime,omitzero"`
+	// Publisher is this loader's publisher of its cluster's endpoints;
+	// nil when it does not publish.
+	Publisher *Publisher `json:"publisher,omitempty"`
+}
+
+// Publisher is the state of the loader's publisher of its cluster's
+// endpoints. One loader of a cluster, elected, is the leader and writes.
+type Publisher struct {
+	Origin string `json:"origin"`
+	Leader bool   `json:"leader"`
+	// Endpoints is how many endpoints it was last given; Generation
+	// counts the sets given, and Published is the generation etcd holds
+	// once this loader wrote it as the leader.
+	Endpoints     int       `json:"endpoints"`
+	Generation    uint64    `json:"generation"`
+	Published     uint64    `json:"published"`
+	Terms         int       `json:"terms"`
+	LastError     string    `json:"lastError,omitempty"`
+	LastErrorTime time.Time `json:"lastErrorTime,omitzero"`
 }
 
 // Node is another node of the cluster, as the loader knows it.
@@ -87,7 +135,11 @@ type Apply struct {
 
 // Endpoint is one known endpoint.
 type Endpoint struct {
-	Name     string            `json:"name"`
+	Name string `json:"name"`
+	// Origin is where the loader learnt of it: "file" (the endpoints
+	// file), "kubernetes" (a pod), or the global view's origin
+	// ("cluster:c2", "sync:vms").
+	Origin   string            `json:"origin"`
 	IPs      []netip.Addr      `json:"ips"`
 	Labels   map[string]string `json:"labels"`
 	Identity uint32            `json:"identity"`

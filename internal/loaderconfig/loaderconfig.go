@@ -13,8 +13,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/roost-net/roost/internal/fieldcheck"
+	"github.com/roost-net/roost/internal/globalview"
 	"github.com/roost-net/roost/internal/maglev"
 )
 
@@ -58,6 +60,27 @@ type Config struct {
 	// identity, so rules with fromEntities host (and the implicit
 	// allow-localhost) match traffic from them.
 	HostIPs []netip.Addr
+	// GlobalView is the global endpoint view on etcd: every cluster's
+	// endpoints and every outside workload, enforced with the local ones.
+	GlobalView GlobalView
+}
+
+// GlobalView configures the global endpoint view (docs/globalview.md).
+type GlobalView struct {
+	// Enabled is true when loader.yaml has a globalView section: the
+	// loader then follows every origin's endpoints, and waits for its
+	// first view of them before it applies a policy.
+	Enabled bool
+	// Etcd is how to reach etcd and where the view lives.
+	Etcd globalview.Config
+	// Publish has this loader campaign to publish its cluster's local
+	// endpoints (the endpoints file's and Kubernetes' workloads) as the
+	// origin cluster:<cluster>; one loader of the cluster, elected, writes.
+	Publish bool
+	// PublishTTL is the lease of the published endpoints: when every
+	// publisher of the cluster is gone, they expire this long after the
+	// last keepalive.
+	PublishTTL time.Duration
 }
 
 // SocketLB configures the socket-level load balancer.
@@ -112,23 +135,31 @@ func Default() Config {
 		ServicesFile:  "/etc/roost/services.yaml",
 		Listen:        "127.0.0.1:9480",
 		Cluster:       "default",
+		GlobalView:    GlobalView{Etcd: globalview.Default(), Publish: true, PublishTTL: 30 * time.Second},
 	}
 }
 
 // file is the YAML form of Config: plain strings, so that one bad value does
 // not stop the others from being checked.
 type file struct {
-	Node          *string       `yaml:"node"`
-	BPFFS         *string       `yaml:"bpffs"`
-	PolicyDir     *string       `yaml:"policyDir"`
-	EndpointsFile *string       `yaml:"endpointsFile"`
-	ServicesFile  *string       `yaml:"servicesFile"`
-	Kubernetes    *kubeFile     `yaml:"kubernetes"`
-	SocketLB      *socketLBFile `yaml:"socketLB"`
-	XDPLB         *xdpLBFile    `yaml:"xdpLB"`
-	Listen        *string       `yaml:"listen"`
-	Cluster       *string       `yaml:"cluster"`
-	HostIPs       []string      `yaml:"hostIPs"`
+	Node          *string         `yaml:"node"`
+	BPFFS         *string         `yaml:"bpffs"`
+	PolicyDir     *string         `yaml:"policyDir"`
+	EndpointsFile *string         `yaml:"endpointsFile"`
+	ServicesFile  *string         `yaml:"servicesFile"`
+	Kubernetes    *kubeFile       `yaml:"kubernetes"`
+	SocketLB      *socketLBFile   `yaml:"socketLB"`
+	XDPLB         *xdpLBFile      `yaml:"xdpLB"`
+	Listen        *string         `yaml:"listen"`
+	Cluster       *string         `yaml:"cluster"`
+	HostIPs       []string        `yaml:"hostIPs"`
+	GlobalView    *globalViewFile `yaml:"globalView"`
+}
+
+type globalViewFile struct {
+	Etcd       *globalview.File `yaml:"etcd"`
+	Publish    *bool            `yaml:"publish"`
+	PublishTTL *string          `yaml:"publishTTL"`
 }
 
 type socketLBFile struct {
@@ -214,6 +245,25 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 	if f.Cluster != nil {
 		c.Cluster = *f.Cluster
 	}
+	if g := f.GlobalView; g != nil {
+		c.GlobalView.Enabled = true
+		if g.Etcd != nil {
+			var ps fieldcheck.Problems
+			c.GlobalView.Etcd, ps = g.Etcd.Apply(c.GlobalView.Etcd, "globalView.etcd")
+			errs = append(errs, ps...)
+		}
+		if g.Publish != nil {
+			c.GlobalView.Publish = *g.Publish
+		}
+		if g.PublishTTL != nil {
+			d, err := time.ParseDuration(*g.PublishTTL)
+			if err != nil {
+				bad("globalView.publishTTL", "%q is not a duration (e.g. 30s)", *g.PublishTTL)
+			} else {
+				c.GlobalView.PublishTTL = d
+			}
+		}
+	}
 	if f.HostIPs != nil {
 		// A bad entry stays as the zero Addr, so that the indices
 		// Validate reports are those of the file.
@@ -285,6 +335,12 @@ func (c Config) problems() fieldcheck.Problems {
 	}
 	if !clusterName.MatchString(c.Cluster) {
 		bad("cluster", "%q must be 1-32 lower-case letters, digits and '-', starting with a letter and not ending with '-' (a Cilium cluster name)", c.Cluster)
+	}
+	if c.GlobalView.Enabled {
+		errs = append(errs, c.GlobalView.Etcd.Problems("globalView.etcd")...)
+		if c.GlobalView.PublishTTL < 3*time.Second || c.GlobalView.PublishTTL%time.Second != 0 {
+			bad("globalView.publishTTL", "%v must be whole seconds, at least 3s (a standby publisher takes over within a third of it)", c.GlobalView.PublishTTL)
+		}
 	}
 	seen := map[netip.Addr]int{}
 	for i, a := range c.HostIPs {

@@ -5,8 +5,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/roost-net/roost/internal/globalview"
 )
 
 func defaults() Config {
@@ -37,6 +40,7 @@ func TestLoadExample(t *testing.T) {
 		Listen:        "127.0.0.1:9480",
 		Cluster:       "dc1",
 		HostIPs:       []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("fd00:1::2")},
+		GlobalView:    GlobalView{Etcd: globalview.Default(), Publish: true, PublishTTL: 30 * time.Second},
 	}
 	if diff := cmp.Diff(want, got, cmpAddr); diff != "" {
 		t.Errorf("Load mismatch (-want +got):\n%s", diff)
@@ -72,6 +76,15 @@ func TestLoad(t *testing.T) {
 		{name: "listen on v6", yaml: "listen: '[::1]:9480'\n", want: func(c *Config) { c.Listen = "[::1]:9480" }},
 		{name: "empty host ips", yaml: "hostIPs: []\n", want: func(c *Config) {}},
 		{name: "cluster", yaml: "cluster: dc-2\n", want: func(c *Config) { c.Cluster = "dc-2" }},
+		{name: "global view", yaml: "globalView: {etcd: {endpoints: ['http://10.0.8.10:2379'], requestTimeout: 2s}}\n", want: func(c *Config) {
+			c.GlobalView.Enabled = true
+			c.GlobalView.Etcd.Endpoints = []string{"http://10.0.8.10:2379"}
+			c.GlobalView.Etcd.RequestTimeout = 2 * time.Second
+		}},
+		{name: "global view, not publishing", yaml: "globalView: {etcd: {endpoints: ['https://etcd:2379']}, publish: false, publishTTL: 1m}\n", want: func(c *Config) {
+			c.GlobalView = GlobalView{Enabled: true, Etcd: globalview.Default(), PublishTTL: time.Minute}
+			c.GlobalView.Etcd.Endpoints = []string{"https://etcd:2379"}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +145,11 @@ func TestLoadErrors(t *testing.T) {
 		{"loopback host ip", "hostIPs: ['::1']\n", []string{"hostIPs[0]: ::1 is not a unicast address"}},
 		{"multicast host ip", "hostIPs: [224.0.0.5]\n", []string{"hostIPs[0]: 224.0.0.5 is not a unicast address"}},
 		{"mapped host ip", "hostIPs: ['::ffff:10.0.1.2']\n", []string{"hostIPs[0]: ::ffff:10.0.1.2 is IPv4-mapped; write 10.0.1.2"}},
+		{"global view without etcd", "globalView: {publish: true}\n", []string{"globalView.etcd.endpoints: at least one etcd client URL"}},
+		{"global view, bad etcd", "globalView: {etcd: {endpoints: ['etcd:2379'], dialTimeout: 5}}\n", []string{`globalView.etcd.endpoints[0]: "etcd:2379" must be a URL`, `globalView.etcd.dialTimeout: "5" is not a duration`}},
+		{"global view, unknown key", "globalView: {etcd: {endpoints: ['http://e:2379'], ca: x}}\n", []string{"field ca not found"}},
+		{"global view, short TTL", "globalView: {etcd: {endpoints: ['http://e:2379']}, publishTTL: 1s}\n", []string{"globalView.publishTTL: 1s must be whole seconds, at least 3s"}},
+		{"global view, bad TTL", "globalView: {etcd: {endpoints: ['http://e:2379']}, publishTTL: long}\n", []string{`globalView.publishTTL: "long" is not a duration`}},
 		{"zoned host ip", "hostIPs: ['fe80::1%eth0']\n", []string{"hostIPs[0]: fe80::1%eth0 must not have a zone"}},
 		{
 			name: "many at once",

@@ -25,6 +25,7 @@ import (
 
 	"github.com/roost-net/roost/internal/datapath"
 	"github.com/roost-net/roost/internal/endpoints"
+	"github.com/roost-net/roost/internal/globalview"
 	"github.com/roost-net/roost/internal/loader"
 	"github.com/roost-net/roost/internal/loaderapi"
 	"github.com/roost-net/roost/internal/loaderconfig"
@@ -125,12 +126,16 @@ type Options struct {
 	// besides the policy ("" for none): the load balancers' last sync
 	// failed, or has not happened.
 	NotReady func() string
+	// GlobalView are the hooks of the global view, when
+	// Config.GlobalView is enabled; views come through SetView.
+	GlobalView GlobalView
 }
 
 // Daemon is the loop. Its setters may be called from any goroutine.
 type Daemon struct {
 	onNodes  func([]netip.Addr)
 	notReady func() string
+	gv       GlobalView
 	enf      Enforcer
 	inputs   Inputs
 	log      logrus.FieldLogger
@@ -148,6 +153,18 @@ type Daemon struct {
 	// metrics are the collectors of the loader's other parts
 	// (RegisterMetrics), served on /metrics beside the policy's.
 	metrics *prometheus.Registry
+
+	// view is the latest global view; nil before the first.
+	view *globalview.View
+	// What the last reconcile found of the view: endpoints enforced by
+	// origin, this cluster's own, and those skipped.
+	viewCounts    map[string]int
+	viewOwn       int
+	viewConflicts []string
+	// lastPublished is what the publisher was last given, and what it
+	// refused of it.
+	lastPublished []globalview.Endpoint
+	publishNotes  []string
 }
 
 // New returns a Daemon.
@@ -164,7 +181,7 @@ func New(o Options) *Daemon {
 		o.Log = l
 	}
 	d := &Daemon{
-		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config, onNodes: o.OnNodes, notReady: o.NotReady,
+		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config, onNodes: o.OnNodes, notReady: o.NotReady, gv: o.GlobalView,
 		kick:    make(chan struct{}, 1),
 		drops:   newDropRing(o.KeepDrops),
 		metrics: prometheus.NewRegistry(),
@@ -244,8 +261,9 @@ func (d *Daemon) Reconcile() error {
 		k := *d.kube
 		kube = &k
 	}
+	view := d.view
 	d.mu.Unlock()
-	waiting, err := d.reconcile(cfg, kube)
+	waiting, err := d.reconcile(cfg, kube, view)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	la := &d.status.LastApply
@@ -272,10 +290,13 @@ type inputs struct {
 	warnings  []string
 	refused   []loaderapi.PolicyError
 	notes     []string
+	// origins are the endpoints' origins by name.
+	origins map[string]string
+	view    viewMerge
 }
 
 // gather reads the files and combines them with what Kubernetes says.
-func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube) (inputs, error) {
+func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube, view *globalview.View) (inputs, error) {
 	var in inputs
 	files, err := d.inputs(cfg)
 	if err != nil {
@@ -321,6 +342,29 @@ func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube) (inputs, error) {
 		return in, err
 	}
 	in.endpoints = endpoints.Derive(ws, nsLabels, cfg.Cluster)
+	in.origins = make(map[string]string, len(ws))
+	namespaces := make(map[string]string, len(ws))
+	local := make(map[netip.Addr]string)
+	for _, w := range ws {
+		in.origins[w.Name], namespaces[w.Name] = OriginFile, w.Namespace
+		for _, ip := range w.IPs {
+			local[ip] = w.Name
+		}
+	}
+	var podNodes map[string]string
+	for _, w := range pods {
+		in.origins[w.Name] = OriginKubernetes
+	}
+	if kube != nil {
+		podNodes = kube.Pods.Nodes
+	}
+	if cfg.GlobalView.Enabled {
+		in.notes = append(in.notes, d.publish(published(in.endpoints, namespaces, podNodes, globalview.ClusterOrigin(cfg.Cluster)))...)
+		in.view = mergeView(view, globalview.ClusterOrigin(cfg.Cluster), local)
+		for name, o := range in.view.origins {
+			in.origins[name] = o
+		}
+	}
 	for _, p := range in.policies {
 		in.warnings = append(in.warnings, p.Warnings...)
 	}
@@ -363,13 +407,16 @@ func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube) (inputs, error) {
 
 // reconcile reads, compiles and applies; it returns why it waits, if it
 // does.
-func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube) (string, error) {
+func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube, view *globalview.View) (string, error) {
 	if kube != nil {
 		if w := kube.waiting(); w != "" {
 			return w, nil
 		}
 	}
-	in, err := d.gather(cfg, kube)
+	if cfg.GlobalView.Enabled && view == nil {
+		return "waiting for the first global view from etcd", nil
+	}
+	in, err := d.gather(cfg, kube, view)
 	if err != nil {
 		return "", err
 	}
@@ -377,6 +424,9 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("locate endpoints: %w", err)
 	}
+	// The global view's endpoints run elsewhere: another cluster's pods,
+	// outside workloads. They only feed identities and the ipcache.
+	eps = append(eps, in.view.endpoints...)
 	var nodeIPs []netip.Addr
 	for _, n := range in.nodes {
 		nodeIPs = append(nodeIPs, n.IPs...)
@@ -404,7 +454,8 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube) (string, error) 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.resolved = res
-	d.status.Endpoints = endpointStatus(eps, res)
+	d.status.Endpoints = endpointStatus(eps, res, in.origins)
+	d.viewCounts, d.viewOwn, d.viewConflicts = in.view.counts, in.view.own, in.view.conflicts
 	d.status.Skipped = nil
 	for _, s := range rep.Skipped {
 		d.status.Skipped = append(d.status.Skipped, loaderapi.SkippedEndpoint{Name: s.Name, Reason: s.Reason})
@@ -421,7 +472,7 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube) (string, error) 
 // logInputs logs the ignored fields and the refused policy objects once,
 // when they change.
 func (d *Daemon) logInputs(in inputs) {
-	key := fmt.Sprint(in.warnings, in.refused, in.notes)
+	key := fmt.Sprint(in.warnings, in.refused, in.notes, in.view.conflicts)
 	d.mu.Lock()
 	same := key == d.logged
 	d.logged = key
@@ -437,20 +488,23 @@ func (d *Daemon) logInputs(in inputs) {
 			Warn("policy object refused; the rest stays enforced")
 	}
 	for _, n := range in.notes {
-		d.log.WithField("note", n).Warn("kubernetes source")
+		d.log.WithField("note", n).Warn("endpoint source")
+	}
+	for _, c := range in.view.conflicts {
+		d.log.WithField("conflict", c).Warn("global view endpoint skipped")
 	}
 }
 
 // endpointStatus lists every known endpoint with its identity and whether
 // it is local and enforced.
-func endpointStatus(eps []policy.Endpoint, res policy.Resolved) []loaderapi.Endpoint {
+func endpointStatus(eps []policy.Endpoint, res policy.Resolved, origins map[string]string) []loaderapi.Endpoint {
 	enforced := map[string]bool{}
 	for _, ep := range res.Endpoints {
 		enforced[ep.Name] = ep.Enforced
 	}
 	out := make([]loaderapi.Endpoint, 0, len(eps))
 	for _, ep := range eps {
-		e := loaderapi.Endpoint{Name: ep.Name, IPs: ep.IPs, Labels: ep.Labels, Local: ep.Local, Enforced: enforced[ep.Name]}
+		e := loaderapi.Endpoint{Name: ep.Name, Origin: origins[ep.Name], IPs: ep.IPs, Labels: ep.Labels, Local: ep.Local, Enforced: enforced[ep.Name]}
 		if len(ep.IPs) > 0 {
 			e.Identity = uint32(res.Lookup(ep.IPs[0]))
 		}
@@ -480,6 +534,7 @@ func (d *Daemon) Status() loaderapi.Status {
 	s.Warnings = slices.Clone(s.Warnings)
 	s.PolicyErrors = slices.Clone(s.PolicyErrors)
 	s.Notes = slices.Clone(s.Notes)
+	s.GlobalView = d.globalViewStatus()
 	return s
 }
 

@@ -29,6 +29,9 @@ func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&verdictCollector{obs: obs}, &applyCollector{d: d})
+	if d.cfg.GlobalView.Enabled {
+		reg.MustRegister(&viewCollector{d: d})
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+loaderapi.PathHealthz, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -261,4 +264,51 @@ func (c *applyCollector) Collect(ch chan<- prometheus.Metric) {
 func monoToWall(mono time.Duration) time.Time {
 	now := time.Now()
 	return now.Add(mono - monotonicNow())
+}
+
+var (
+	viewConnectedDesc = prometheus.NewDesc("roost_globalview_connected",
+		"1 when etcd answered the global view's subscriber lately.", nil, nil)
+	viewEndpointsDesc = prometheus.NewDesc("roost_globalview_endpoints",
+		"Endpoints of the global view enforced, by origin.", []string{"origin"}, nil)
+	viewConflictsDesc = prometheus.NewDesc("roost_globalview_conflicts",
+		"Endpoints of the global view skipped because another endpoint holds an address of theirs.", nil, nil)
+	viewAgeDesc = prometheus.NewDesc("roost_globalview_view_age_seconds",
+		"How long ago etcd last confirmed the view current.", nil, nil)
+	viewRevisionDesc = prometheus.NewDesc("roost_globalview_revision",
+		"etcd's revision of the view enforced.", nil, nil)
+	viewLeaderDesc = prometheus.NewDesc("roost_globalview_publisher_leader",
+		"1 when this loader is its cluster's elected publisher.", nil, nil)
+)
+
+// viewCollector reports the global view's state.
+type viewCollector struct{ d *Daemon }
+
+func (c *viewCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{viewConnectedDesc, viewEndpointsDesc, viewConflictsDesc, viewAgeDesc, viewRevisionDesc, viewLeaderDesc} {
+		ch <- d
+	}
+}
+
+func (c *viewCollector) Collect(ch chan<- prometheus.Metric) {
+	g := c.d.Status().GlobalView
+	if g == nil {
+		return
+	}
+	one := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	ch <- prometheus.MustNewConstMetric(viewConnectedDesc, prometheus.GaugeValue, one(g.Connected))
+	for _, o := range sortedOrigins(g.Origins) {
+		ch <- prometheus.MustNewConstMetric(viewEndpointsDesc, prometheus.GaugeValue, float64(g.Origins[o]), o)
+	}
+	ch <- prometheus.MustNewConstMetric(viewConflictsDesc, prometheus.GaugeValue, float64(len(g.Conflicts)))
+	ch <- prometheus.MustNewConstMetric(viewAgeDesc, prometheus.GaugeValue, g.ViewAge.Seconds())
+	ch <- prometheus.MustNewConstMetric(viewRevisionDesc, prometheus.GaugeValue, float64(g.Revision))
+	if g.Publisher != nil {
+		ch <- prometheus.MustNewConstMetric(viewLeaderDesc, prometheus.GaugeValue, one(g.Publisher.Leader))
+	}
 }

@@ -1,0 +1,181 @@
+package policyd
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/roost-net/roost/internal/globalview"
+	"github.com/roost-net/roost/internal/loaderapi"
+	"github.com/roost-net/roost/internal/policy"
+)
+
+// Origins of the endpoints the loader enforces with, as the status and
+// roostctl show them. An endpoint of the global view has its view origin
+// ("cluster:prod", "sync:vms").
+const (
+	OriginFile       = "file"
+	OriginKubernetes = "kubernetes"
+)
+
+// GlobalView is what the loop needs of the global endpoint view besides
+// the views themselves (SetView).
+type GlobalView struct {
+	// Publish, when not nil, is given the cluster's local endpoints
+	// whenever they change (globalview.Publisher.Set).
+	Publish func(eps []globalview.Endpoint) error
+	// Status, when not nil, reports the subscriber's and, when
+	// publishing, the publisher's state for the status API.
+	Status func() (globalview.SubscriberStatus, *globalview.PublisherStatus)
+}
+
+// SetView records the latest global view and asks for a reconcile. The
+// view's map becomes the daemon's.
+func (d *Daemon) SetView(v globalview.View) {
+	d.mu.Lock()
+	d.view = &v
+	d.mu.Unlock()
+	d.Changed()
+}
+
+// viewMerge is what merging the global view with the local endpoints
+// found.
+type viewMerge struct {
+	endpoints []policy.Endpoint
+	// origins are the endpoints' origins by name.
+	origins map[string]string
+	// counts are the view's endpoints enforced, by origin.
+	counts map[string]int
+	// own counts the view's endpoints of this cluster's own origin, which
+	// the local sources stand for.
+	own       int
+	conflicts []string
+}
+
+// mergeView returns the endpoints of v to enforce beside the local ones,
+// named by their view ID ("cluster:c2/ns/name"), which no local name can
+// be. The local sources are this cluster's authority: the view's
+// endpoints of own are skipped, and a view endpoint that claims an address
+// of a local endpoint (local: address → name) is skipped whole, as is
+// every view endpoint of an address that several of them claim, on every
+// node alike. Each skip is a conflict, reported. A skipped endpoint's
+// traffic is then seen as the world's, which allow rules do not select.
+func mergeView(v *globalview.View, own globalview.Origin, local map[netip.Addr]string) viewMerge {
+	m := viewMerge{origins: map[string]string{}, counts: map[string]int{}}
+	claims := make(map[netip.Addr][]string)
+	var ids []string
+	for id, e := range v.Endpoints {
+		if e.Origin == own {
+			m.own++
+			continue
+		}
+		ids = append(ids, id)
+		for _, ip := range e.IPs {
+			claims[ip] = append(claims[ip], id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		e := v.Endpoints[id]
+		var why []string
+		for _, ip := range e.IPs {
+			if name, ok := local[ip]; ok {
+				why = append(why, fmt.Sprintf("%s is the local endpoint %q's", ip, name))
+			} else if c := claims[ip]; len(c) > 1 {
+				others := slices.DeleteFunc(slices.Clone(c), func(o string) bool { return o == id })
+				slices.Sort(others)
+				why = append(why, fmt.Sprintf("%s is also claimed by %s", ip, strings.Join(others, ", ")))
+			}
+		}
+		if len(why) > 0 {
+			m.conflicts = append(m.conflicts, fmt.Sprintf("%s skipped: %s", id, strings.Join(why, "; ")))
+			continue
+		}
+		m.endpoints = append(m.endpoints, policy.Endpoint{Name: id, IPs: e.IPs, Labels: e.Labels})
+		m.origins[id] = e.Origin.String()
+		m.counts[e.Origin.String()]++
+	}
+	return m
+}
+
+// published converts the local endpoints to the cluster's published ones.
+// A pod ("namespace/name") is published under its name; nodes are the
+// pods' nodes by endpoint name.
+func published(eps []policy.Endpoint, namespaces map[string]string, nodes map[string]string, origin globalview.Origin) []globalview.Endpoint {
+	out := make([]globalview.Endpoint, 0, len(eps))
+	for _, ep := range eps {
+		name := ep.Name
+		if _, after, ok := strings.Cut(name, "/"); ok {
+			name = after
+		}
+		out = append(out, globalview.Endpoint{Origin: origin, Namespace: namespaces[ep.Name], Name: name,
+			IPs: ep.IPs, Labels: ep.Labels, Node: nodes[ep.Name]})
+	}
+	return out
+}
+
+// samePublished reports whether a and b are the same endpoints in the same
+// order.
+func samePublished(a, b []globalview.Endpoint) bool {
+	return slices.EqualFunc(a, b, func(x, y globalview.Endpoint) bool {
+		return x.Origin == y.Origin && x.Namespace == y.Namespace && x.Name == y.Name && x.Node == y.Node &&
+			slices.Equal(x.IPs, y.IPs) && maps.Equal(x.Labels, y.Labels)
+	})
+}
+
+// publish hands eps to the publisher when they differ from what it was
+// last given. A refused endpoint is a note; the others are published.
+func (d *Daemon) publish(eps []globalview.Endpoint) []string {
+	if d.gv.Publish == nil {
+		return nil
+	}
+	d.mu.Lock()
+	same := d.lastPublished != nil && samePublished(d.lastPublished, eps)
+	notes := d.publishNotes
+	d.mu.Unlock()
+	if same {
+		return notes
+	}
+	notes = nil
+	if err := d.gv.Publish(eps); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			notes = append(notes, "not published: "+line)
+		}
+	}
+	d.mu.Lock()
+	d.lastPublished, d.publishNotes = eps, notes
+	d.mu.Unlock()
+	return notes
+}
+
+// globalViewStatus is the status API's part on the global view.
+func (d *Daemon) globalViewStatus() *loaderapi.GlobalView {
+	if !d.cfg.GlobalView.Enabled {
+		return nil
+	}
+	out := &loaderapi.GlobalView{Origins: maps.Clone(d.viewCounts), Own: d.viewOwn, Conflicts: slices.Clone(d.viewConflicts)}
+	if d.view != nil {
+		out.Revision = d.view.Revision
+		for _, p := range d.view.Problems {
+			out.Problems = append(out.Problems, p.Key+": "+p.Err)
+		}
+	}
+	if d.gv.Status == nil {
+		return out
+	}
+	s, p := d.gv.Status()
+	out.Connected, out.Listed, out.ViewAge, out.LastError, out.LastErrorTime = s.Connected, s.Listed, s.ViewAge, s.LastError, s.LastErrorTime
+	if p != nil {
+		out.Publisher = &loaderapi.Publisher{Origin: p.Origin, Leader: p.Leader, Endpoints: p.Endpoints, Generation: p.Generation,
+			Published: p.Published, Terms: p.Terms, LastError: p.LastError, LastErrorTime: p.LastErrorTime}
+	}
+	return out
+}
+
+// sortedOrigins returns the keys of counts in order.
+func sortedOrigins(counts map[string]int) []string {
+	return slices.SortedFunc(maps.Keys(counts), cmp.Compare[string])
+}

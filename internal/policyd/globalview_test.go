@@ -1,0 +1,176 @@
+package policyd
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/roost-net/roost/internal/globalview"
+	"github.com/roost-net/roost/internal/loaderapi"
+	"github.com/roost-net/roost/internal/loaderconfig"
+	"github.com/roost-net/roost/internal/policy"
+)
+
+// viewOf returns a view of eps, keyed as the subscriber keys them.
+func viewOf(rev int64, eps ...globalview.Endpoint) globalview.View {
+	v := globalview.View{Revision: rev, Endpoints: map[string]globalview.Endpoint{}}
+	for _, e := range eps {
+		v.Endpoints[e.ID()] = e
+	}
+	return v
+}
+
+func viewEndpoint(origin globalview.Origin, ns, name, app string, ips ...string) globalview.Endpoint {
+	e := globalview.Endpoint{Origin: origin, Namespace: ns, Name: name}
+	for _, ip := range ips {
+		e.IPs = append(e.IPs, netip.MustParseAddr(ip))
+	}
+	cluster := origin.Name
+	if origin.Kind == globalview.KindSync {
+		cluster = ""
+	}
+	e.Labels = policy.EndpointLabels(map[string]string{"app": app}, ns, map[string]string{"kubernetes.io/metadata.name": ns}, "", cluster)
+	if cluster == "" {
+		delete(e.Labels, policy.ClusterLabel)
+	}
+	return e
+}
+
+func TestMergeView(t *testing.T) {
+	own, c2, vms := globalview.ClusterOrigin("dc1"), globalview.ClusterOrigin("dc2"), globalview.SyncOrigin("vms")
+	v := viewOf(7,
+		viewEndpoint(own, "default", "db", "protected-db", "10.244.1.10"),         // this cluster's: the local sources stand for it
+		viewEndpoint(c2, "default", "employee3", "employee", "10.244.3.11"),       // enforced
+		viewEndpoint(c2, "default", "thief", "employee", "10.244.1.10"),           // claims a local address
+		viewEndpoint(vms, "default", "vm2", "employee", "10.0.10.10", "fd00::10"), // enforced
+		viewEndpoint(vms, "default", "twin-a", "employee", "10.0.11.1"),           // both claim 10.0.11.1
+		viewEndpoint(c2, "prod", "twin-b", "guest", "10.0.11.1", "10.0.11.2"),     // (and both are skipped)
+	)
+	local := map[netip.Addr]string{netip.MustParseAddr("10.244.1.10"): "local-db"}
+	m := mergeView(&v, own, local)
+	var names []string
+	for _, e := range m.endpoints {
+		names = append(names, e.Name)
+	}
+	if want := []string{"cluster:dc2/default/employee3", "sync:vms/default/vm2"}; !slices.Equal(names, want) {
+		t.Errorf("enforced %q, want %q", names, want)
+	}
+	if diff := cmp.Diff(map[string]int{"cluster:dc2": 1, "sync:vms": 1}, m.counts); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+	if m.own != 1 || m.origins["sync:vms/default/vm2"] != "sync:vms" {
+		t.Errorf("own %d, origins %v", m.own, m.origins)
+	}
+	want := []string{
+		`cluster:dc2/default/thief skipped: 10.244.1.10 is the local endpoint "local-db"'s`,
+		`cluster:dc2/prod/twin-b skipped: 10.0.11.1 is also claimed by sync:vms/default/twin-a`,
+		`sync:vms/default/twin-a skipped: 10.0.11.1 is also claimed by cluster:dc2/prod/twin-b`,
+	}
+	if diff := cmp.Diff(want, m.conflicts); diff != "" {
+		t.Errorf("conflicts (-want +got):\n%s", diff)
+	}
+	// Every node merges alike: the same view gives the same result.
+	if again := mergeView(&v, own, local); !cmp.Equal(again, m, cmp.AllowUnexported(viewMerge{}), cmpAddr) {
+		t.Error("merge is not deterministic")
+	}
+}
+
+// recordingPublisher records the sets given to Publish.
+type recordingPublisher struct {
+	mu   sync.Mutex
+	sets [][]globalview.Endpoint
+}
+
+func (r *recordingPublisher) publish(eps []globalview.Endpoint) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sets = append(r.sets, eps)
+	return nil
+}
+
+// TestGlobalView checks that a loader with a global view waits for its
+// first view, enforces the view's endpoints of other origins with their
+// labels, shows their origins, publishes its local endpoints only when
+// they change, and keeps the last view when none comes.
+func TestGlobalView(t *testing.T) {
+	var inErr error
+	enf := &fakeEnforcer{}
+	pub := &recordingPublisher{}
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", GlobalView: loaderconfig.GlobalView{Enabled: true, Publish: true}}
+	d := New(Options{Config: cfg, Enforcer: enf, Inputs: testInputs(&inErr), GlobalView: GlobalView{Publish: pub.publish}})
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Status(); s.Ready || s.LastApply.Result != loaderapi.ResultWaiting || !strings.Contains(s.LastApply.Error, "global view") {
+		t.Fatalf("before the first view: %+v", s.LastApply)
+	}
+	if len(enf.applied) != 0 || len(pub.sets) != 0 {
+		t.Fatal("applied or published before the first view")
+	}
+
+	d.SetView(viewOf(3,
+		viewEndpoint(globalview.ClusterOrigin("dc1"), "default", "stale", "employee", "10.244.1.99"),
+		viewEndpoint(globalview.ClusterOrigin("dc2"), "default", "employee3", "employee", "10.244.3.11"),
+		viewEndpoint(globalview.ClusterOrigin("dc2"), "default", "guest3", "guest", "10.244.4.10"),
+		viewEndpoint(globalview.SyncOrigin("vms"), "default", "vm2", "employee", "10.0.10.10"),
+	))
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Status()
+	if !s.Ready {
+		t.Fatalf("not ready: %+v", s.LastApply)
+	}
+	origins := map[string]string{}
+	ids := map[string]uint32{}
+	for _, e := range s.Endpoints {
+		origins[e.Name] = e.Origin
+		ids[e.Name] = e.Identity
+	}
+	wantOrigins := map[string]string{"local-db": "file", "employee": "file",
+		"cluster:dc2/default/employee3": "cluster:dc2", "cluster:dc2/default/guest3": "cluster:dc2", "sync:vms/default/vm2": "sync:vms"}
+	if diff := cmp.Diff(wantOrigins, origins); diff != "" {
+		t.Errorf("origins (-want +got):\n%s", diff)
+	}
+	// The db admits employees of every cluster and the VM, not the guest.
+	res := enf.applied[len(enf.applied)-1]
+	db := res.Endpoints[slices.IndexFunc(res.Endpoints, func(e policy.EndpointPolicy) bool { return e.Name == "local-db" })]
+	for ip, want := range map[string]policy.Verdict{"10.244.3.11": policy.Allow, "10.0.10.10": policy.Allow,
+		"10.244.4.10": policy.Deny, "10.244.1.99": policy.Deny} {
+		if got := db.Decide(res.Lookup(netip.MustParseAddr(ip)), policy.ProtoTCP, 6379); got != want {
+			t.Errorf("%s → db:6379 = %v, want %v", ip, got, want)
+		}
+	}
+	// Identities are label-derived: the employee of dc2 has the identity
+	// an employee of dc2 has everywhere, apart from the local one's.
+	if ids["cluster:dc2/default/employee3"] == ids["employee"] || ids["cluster:dc2/default/employee3"] == 0 {
+		t.Errorf("identities: %v", ids)
+	}
+	g := s.GlobalView
+	if g == nil || g.Revision != 3 || g.Own != 1 || g.Origins["cluster:dc2"] != 2 || g.Origins["sync:vms"] != 1 {
+		t.Errorf("global view status = %+v", g)
+	}
+
+	// Published: the local endpoints, under this cluster's origin, once.
+	if len(pub.sets) != 1 || len(pub.sets[0]) != 2 {
+		t.Fatalf("published %v", pub.sets)
+	}
+	for _, e := range pub.sets[0] {
+		if e.Origin != globalview.ClusterOrigin("dc1") || e.Namespace != "default" || e.Labels[policy.ClusterLabel] != "dc1" {
+			t.Errorf("published %+v", e)
+		}
+		if err := e.Validate(); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.sets) != 1 {
+		t.Errorf("an unchanged set was published again: %d sets", len(pub.sets))
+	}
+}
