@@ -42,6 +42,12 @@ func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
 			http.Error(w, "not ready: last apply "+s.LastApply.Result+": "+s.LastApply.Error, http.StatusServiceUnavailable)
 			return
 		}
+		if g := s.GlobalView; g != nil && !g.Connected {
+			// Still enforcing, but on a view that may be stale: say so.
+			http.Error(w, fmt.Sprintf("not ready: global view: etcd does not answer (%s); enforcing the view of revision %d, confirmed %s ago",
+				dash(g.LastError), g.Revision, g.ViewAge.Round(time.Second)), http.StatusServiceUnavailable)
+			return
+		}
 		if d.notReady != nil {
 			if msg := d.notReady(); msg != "" {
 				http.Error(w, "not ready: "+msg, http.StatusServiceUnavailable)
@@ -311,4 +317,12 @@ func (c *viewCollector) Collect(ch chan<- prometheus.Metric) {
 	if g.Publisher != nil {
 		ch <- prometheus.MustNewConstMetric(viewLeaderDesc, prometheus.GaugeValue, one(g.Publisher.Leader))
 	}
+}
+
+// dash returns s, or "-" when it is empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -167,6 +167,23 @@ func (m *EtcdMember) Start() {
 	m.waitHealthy()
 }
 
+// Start starts every stopped member again with its data, then waits
+// until each answers /health: a member alone waits for a quorum, so a
+// cluster whose members all stopped is started with this, not member by
+// member.
+func (e *Etcd) Start() {
+	var started []*EtcdMember
+	for _, m := range e.Members {
+		if m.proc == nil {
+			m.start()
+			started = append(started, m)
+		}
+	}
+	for _, m := range started {
+		m.waitHealthy()
+	}
+}
+
 // Stop ends the member with SIGTERM (SIGKILL after 15 s) and waits for it;
 // a stopped member is left alone.
 func (m *EtcdMember) Stop() {
