@@ -52,7 +52,7 @@ type globalNode struct {
 
 // newGlobalNode returns a node named name of cluster whose loader follows
 // etcd e, with eps as its endpoints file; not started.
-func newGlobalNode(t *testing.T, e *testenv.Etcd, cluster, name, eps string) *globalNode {
+func newGlobalNode(t testing.TB, e *testenv.Etcd, cluster, name, eps string) *globalNode {
 	t.Helper()
 	n := &globalNode{node: newNode(t), name: name, etcd: e}
 	for _, ep := range e.Endpoints {
@@ -118,7 +118,7 @@ func (n *globalNode) readyz() (code int, body string, err error) {
 
 // waitEndpoint waits until the loader lists (or, with !present, no longer
 // lists) the endpoint named name, and returns it.
-func (n *globalNode) waitEndpoint(t *testing.T, name string, present bool) loaderapi.Endpoint {
+func (n *globalNode) waitEndpoint(t testing.TB, name string, present bool) loaderapi.Endpoint {
 	t.Helper()
 	var ep loaderapi.Endpoint
 	n.waitFor(t, fmt.Sprintf("%s lists %s: %v", n.name, name, present), func() (bool, string) {
@@ -157,7 +157,7 @@ type syncer struct {
 	done   chan struct{}
 }
 
-func startSyncer(t *testing.T, e *testenv.Etcd) *syncer {
+func startSyncer(t testing.TB, e *testenv.Etcd) *syncer {
 	t.Helper()
 	cfg := globalview.Default()
 	cfg.Endpoints = e.Endpoints

@@ -113,7 +113,7 @@ type node struct {
 	exitErr                error         // cmd's exit status, once exited is closed
 }
 
-func newNode(t *testing.T) *node {
+func newNode(t testing.TB) *node {
 	t.Helper()
 	testenv.Privileged(t)
 	n := &node{ns: testenv.NetNS(t, "rlnode")}
@@ -170,7 +170,7 @@ func newNode(t *testing.T) *node {
 
 // writeFile writes a file the way configuration management does: a hidden
 // temporary file renamed into place.
-func (n *node) writeFile(t *testing.T, path, text string) {
+func (n *node) writeFile(t testing.TB, path, text string) {
 	t.Helper()
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
@@ -182,7 +182,7 @@ func (n *node) writeFile(t *testing.T, path, text string) {
 }
 
 // start runs roost-loader in the node's namespace.
-func (n *node) start(t *testing.T) {
+func (n *node) start(t testing.TB) {
 	t.Helper()
 	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -239,7 +239,7 @@ func (n *node) roostctlJSON(v any, args ...string) error {
 }
 
 // waitFor polls cond every 50 ms until it holds, for up to 20 s.
-func (n *node) waitFor(t *testing.T, what string, cond func() (bool, string)) {
+func (n *node) waitFor(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -263,7 +263,7 @@ func (n *node) waitFor(t *testing.T, what string, cond func() (bool, string)) {
 
 // waitEnforced waits until roostctl endpoints shows db local and enforced,
 // which a loader process shows only after a reconcile succeeded.
-func (n *node) waitEnforced(t *testing.T) {
+func (n *node) waitEnforced(t testing.TB) {
 	t.Helper()
 	n.waitFor(t, "db enforced", func() (bool, string) {
 		var eps []loaderapi.Endpoint

@@ -27,6 +27,11 @@ const (
 	PathDrops    = "/v1/drops"    // ?follow=1 streams JSON lines
 	PathBPF      = "/v1/bpf"      // attachments and pins
 	PathCounters = "/v1/counters" // per-reason packet counts
+	// PathGlobalView is the global view's state (GlobalView). With
+	// ?appliedAtLeast=REV&wait=DURATION it answers once the policy
+	// applied is built on the view of etcd revision REV or later, or
+	// when the wait (at most a minute) is over, whichever comes first.
+	PathGlobalView = "/v1/globalview"
 )
 
 // Results of the last reconcile.
@@ -76,6 +81,9 @@ type GlobalView struct {
 	// ago etcd last confirmed it current.
 	Revision int64         `json:"revision"`
 	ViewAge  time.Duration `json:"viewAgeNs"`
+	// Applied is the revision of the view the enforced policy was built
+	// on (Revision once the loader has applied it).
+	Applied int64 `json:"applied"`
 	// Origins counts the view's endpoints enforced, by origin
 	// ("cluster:c2", "sync:vms").
 	Origins map[string]int `json:"origins"`

@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/roost-net/roost/internal/globalview"
 	"github.com/roost-net/roost/internal/loaderapi"
@@ -156,7 +159,7 @@ func (d *Daemon) globalViewStatus() *loaderapi.GlobalView {
 	if !d.cfg.GlobalView.Enabled {
 		return nil
 	}
-	out := &loaderapi.GlobalView{Origins: maps.Clone(d.viewCounts), Own: d.viewOwn, Conflicts: slices.Clone(d.viewConflicts)}
+	out := &loaderapi.GlobalView{Origins: maps.Clone(d.viewCounts), Own: d.viewOwn, Conflicts: slices.Clone(d.viewConflicts), Applied: d.applied}
 	if d.view != nil {
 		out.Revision = d.view.Revision
 		for _, p := range d.view.Problems {
@@ -178,4 +181,55 @@ func (d *Daemon) globalViewStatus() *loaderapi.GlobalView {
 // sortedOrigins returns the keys of counts in order.
 func sortedOrigins(counts map[string]int) []string {
 	return slices.SortedFunc(maps.Keys(counts), cmp.Compare[string])
+}
+
+// appliedAtLeast returns whether the policy applied is built on a view of
+// revision rev or later, and a channel closed when that may have changed.
+func (d *Daemon) appliedAtLeast(rev int64) (bool, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.applied >= rev, d.appliedWake
+}
+
+// serveGlobalView answers PathGlobalView, waiting when asked to.
+func (d *Daemon) serveGlobalView(w http.ResponseWriter, r *http.Request) {
+	if !d.cfg.GlobalView.Enabled {
+		http.Error(w, "the global view is not configured (loader.yaml globalView)", http.StatusNotFound)
+		return
+	}
+	q := r.URL.Query()
+	if s := q.Get("appliedAtLeast"); s != "" {
+		rev, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("appliedAtLeast %q: want a revision number", s), http.StatusBadRequest)
+			return
+		}
+		wait := 10 * time.Second
+		if s := q.Get("wait"); s != "" {
+			if wait, err = time.ParseDuration(s); err != nil || wait < 0 || wait > time.Minute {
+				http.Error(w, fmt.Sprintf("wait %q: want a duration up to 1m", s), http.StatusBadRequest)
+				return
+			}
+		}
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for {
+			ok, wake := d.appliedAtLeast(rev)
+			if ok {
+				break
+			}
+			select {
+			case <-wake:
+				continue
+			case <-timer.C:
+			case <-r.Context().Done():
+				return
+			}
+			break
+		}
+	}
+	d.mu.Lock()
+	g := d.globalViewStatus()
+	d.mu.Unlock()
+	writeJSON(w, g)
 }

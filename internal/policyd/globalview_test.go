@@ -1,11 +1,15 @@
 package policyd
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -172,5 +176,52 @@ func TestGlobalView(t *testing.T) {
 	}
 	if len(pub.sets) != 1 {
 		t.Errorf("an unchanged set was published again: %d sets", len(pub.sets))
+	}
+}
+
+// TestGlobalViewWait checks /v1/globalview's wait for an applied revision.
+func TestGlobalViewWait(t *testing.T) {
+	var inErr error
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", GlobalView: loaderconfig.GlobalView{Enabled: true}}
+	d := New(Options{Config: cfg, Enforcer: &fakeEnforcer{}, Inputs: testInputs(&inErr)})
+	srv := httptest.NewServer(d.Handler(&fakeEnforcer{}, "/sys/fs/bpf/roost"))
+	defer srv.Close()
+	get := func(query string) (int, loaderapi.GlobalView, time.Duration) {
+		start := time.Now()
+		resp, err := http.Get(srv.URL + loaderapi.PathGlobalView + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var g loaderapi.GlobalView
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, g, time.Since(start)
+	}
+	d.SetView(viewOf(3))
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if code, g, _ := get("?appliedAtLeast=3"); code != http.StatusOK || g.Applied != 3 {
+		t.Errorf("applied 3: %d %+v", code, g)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		d.SetView(viewOf(5))
+		_ = d.Reconcile()
+	}()
+	if code, g, took := get("?appliedAtLeast=5&wait=20s"); code != http.StatusOK || g.Applied != 5 || took > 10*time.Second {
+		t.Errorf("waiting for 5: %d %+v after %v", code, g, took)
+	}
+	if code, g, _ := get("?appliedAtLeast=9&wait=50ms"); code != http.StatusOK || g.Applied != 5 {
+		t.Errorf("wait over: %d %+v", code, g)
+	}
+	for _, q := range []string{"?appliedAtLeast=x", "?appliedAtLeast=1&wait=2h", "?appliedAtLeast=1&wait=soon"} {
+		if code, _, _ := get(q); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, code)
+		}
 	}
 }

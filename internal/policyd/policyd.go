@@ -165,6 +165,10 @@ type Daemon struct {
 	// refused of it.
 	lastPublished []globalview.Endpoint
 	publishNotes  []string
+	// applied is the revision of the view last applied; appliedWake is
+	// closed and replaced whenever it changes.
+	applied     int64
+	appliedWake chan struct{}
 }
 
 // New returns a Daemon.
@@ -182,9 +186,10 @@ func New(o Options) *Daemon {
 	}
 	d := &Daemon{
 		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config, onNodes: o.OnNodes, notReady: o.NotReady, gv: o.GlobalView,
-		kick:    make(chan struct{}, 1),
-		drops:   newDropRing(o.KeepDrops),
-		metrics: prometheus.NewRegistry(),
+		kick:        make(chan struct{}, 1),
+		appliedWake: make(chan struct{}),
+		drops:       newDropRing(o.KeepDrops),
+		metrics:     prometheus.NewRegistry(),
 	}
 	d.status.Node = o.Config.Node
 	d.status.Cluster = o.Config.Cluster
@@ -456,6 +461,11 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube, view *globalview
 	d.resolved = res
 	d.status.Endpoints = endpointStatus(eps, res, in.origins)
 	d.viewCounts, d.viewOwn, d.viewConflicts = in.view.counts, in.view.own, in.view.conflicts
+	if view != nil && view.Revision != d.applied {
+		d.applied = view.Revision
+		close(d.appliedWake)
+		d.appliedWake = make(chan struct{})
+	}
 	d.status.Skipped = nil
 	for _, s := range rep.Skipped {
 		d.status.Skipped = append(d.status.Skipped, loaderapi.SkippedEndpoint{Name: s.Name, Reason: s.Reason})
@@ -502,10 +512,20 @@ func endpointStatus(eps []policy.Endpoint, res policy.Resolved, origins map[stri
 	for _, ep := range res.Endpoints {
 		enforced[ep.Name] = ep.Enforced
 	}
+	// Each endpoint's identity from the identities' lists: a lookup in
+	// the ipcache per endpoint would cost endpoints × prefixes.
+	ids := make(map[string]policy.Identity, len(eps))
+	for _, info := range res.Identities {
+		for _, name := range info.Endpoints {
+			ids[name] = info.ID
+		}
+	}
 	out := make([]loaderapi.Endpoint, 0, len(eps))
 	for _, ep := range eps {
 		e := loaderapi.Endpoint{Name: ep.Name, Origin: origins[ep.Name], IPs: ep.IPs, Labels: ep.Labels, Local: ep.Local, Enforced: enforced[ep.Name]}
-		if len(ep.IPs) > 0 {
+		if id, ok := ids[ep.Name]; ok {
+			e.Identity = uint32(id)
+		} else if len(ep.IPs) > 0 {
 			e.Identity = uint32(res.Lookup(ep.IPs[0]))
 		}
 		out = append(out, e)

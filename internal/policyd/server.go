@@ -60,6 +60,7 @@ func (d *Daemon) Handler(obs Observer, pins string) http.Handler {
 	mux.HandleFunc("GET "+loaderapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.Status())
 	})
+	mux.HandleFunc("GET "+loaderapi.PathGlobalView, d.serveGlobalView)
 	mux.HandleFunc("GET "+loaderapi.PathPolicy, func(w http.ResponseWriter, r *http.Request) {
 		res := d.Resolved()
 		ecs, err := entryCounters(obs)
