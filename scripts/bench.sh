@@ -47,6 +47,9 @@ run "BenchmarkPrivilegedVIPChange" -benchtime=100x -timeout 30m ./internal/agent
 # The global endpoint view's write load at 10,000 endpoints on a real etcd
 # (docs/benchmarks.md, issue 12).
 run "BenchmarkPublish10k" -benchtime=1x ./internal/globalview
+# One change in a 10,000-endpoint global view -> enforced by four loaders of
+# two clusters (p50/p99 of every node).
+run "BenchmarkPrivilegedGlobalViewConvergence" -benchtime=50x -timeout 20m ./cmd/roost-loader
 # Resident memory of the roost-agent binary.
 run "BenchmarkPrivilegedAgentRSS" -benchtime=1x ./internal/agent
 # eBPF verdict cost per packet (BPF_PROG_TEST_RUN) beside an empty program.

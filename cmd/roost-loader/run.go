@@ -53,6 +53,15 @@ never stops. A policy, endpoint or config error keeps the last good policy
 enforced and shows in /v1/status; a bad policy object of the API is refused
 alone (its last good version stays).
 
+With a globalView section (docs/globalview.md), it also follows the global
+endpoint view on etcd: every other cluster's endpoints and the outside
+workloads roost-sync registers, enforced with the labels their publisher
+derived; every loader of a cluster campaigns to publish the cluster's own
+endpoints there, and the elected one writes. It waits for its first view
+(at most syncTimeout) before it applies a policy, keeps enforcing its last
+view while etcd does not answer (then /readyz answers 503), and shows each
+endpoint's origin in /v1/status and roostctl endpoints.
+
 servicesFile lists Services to load-balance and their backends. With
 socketLB.enabled, a socket-level load balancer (cgroup connect, sendmsg,
 recvmsg and getpeername programs on socketLB.cgroup, by default the cgroup

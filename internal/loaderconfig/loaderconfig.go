@@ -81,6 +81,10 @@ type GlobalView struct {
 	// publisher of the cluster is gone, they expire this long after the
 	// last keepalive.
 	PublishTTL time.Duration
+	// SyncTimeout bounds the wait for the first view: after it the loader
+	// enforces its local endpoints alone (and is not ready) rather than
+	// nothing, until a view comes.
+	SyncTimeout time.Duration
 }
 
 // SocketLB configures the socket-level load balancer.
@@ -135,7 +139,7 @@ func Default() Config {
 		ServicesFile:  "/etc/roost/services.yaml",
 		Listen:        "127.0.0.1:9480",
 		Cluster:       "default",
-		GlobalView:    GlobalView{Etcd: globalview.Default(), Publish: true, PublishTTL: 30 * time.Second},
+		GlobalView:    GlobalView{Etcd: globalview.Default(), Publish: true, PublishTTL: 30 * time.Second, SyncTimeout: time.Minute},
 	}
 }
 
@@ -157,9 +161,10 @@ type file struct {
 }
 
 type globalViewFile struct {
-	Etcd       *globalview.File `yaml:"etcd"`
-	Publish    *bool            `yaml:"publish"`
-	PublishTTL *string          `yaml:"publishTTL"`
+	Etcd        *globalview.File `yaml:"etcd"`
+	Publish     *bool            `yaml:"publish"`
+	PublishTTL  *string          `yaml:"publishTTL"`
+	SyncTimeout *string          `yaml:"syncTimeout"`
 }
 
 type socketLBFile struct {
@@ -255,13 +260,20 @@ func (f file) apply(c Config) (Config, fieldcheck.Problems) {
 		if g.Publish != nil {
 			c.GlobalView.Publish = *g.Publish
 		}
-		if g.PublishTTL != nil {
-			d, err := time.ParseDuration(*g.PublishTTL)
-			if err != nil {
-				bad("globalView.publishTTL", "%q is not a duration (e.g. 30s)", *g.PublishTTL)
-			} else {
-				c.GlobalView.PublishTTL = d
+		for _, d := range []struct {
+			field string
+			s     *string
+			to    *time.Duration
+		}{{"globalView.publishTTL", g.PublishTTL, &c.GlobalView.PublishTTL}, {"globalView.syncTimeout", g.SyncTimeout, &c.GlobalView.SyncTimeout}} {
+			if d.s == nil {
+				continue
 			}
+			v, err := time.ParseDuration(*d.s)
+			if err != nil {
+				bad(d.field, "%q is not a duration (e.g. 30s)", *d.s)
+				continue
+			}
+			*d.to = v
 		}
 	}
 	if f.HostIPs != nil {
@@ -340,6 +352,9 @@ func (c Config) problems() fieldcheck.Problems {
 		errs = append(errs, c.GlobalView.Etcd.Problems("globalView.etcd")...)
 		if c.GlobalView.PublishTTL < 3*time.Second || c.GlobalView.PublishTTL%time.Second != 0 {
 			bad("globalView.publishTTL", "%v must be whole seconds, at least 3s (a standby publisher takes over within a third of it)", c.GlobalView.PublishTTL)
+		}
+		if c.GlobalView.SyncTimeout <= 0 {
+			bad("globalView.syncTimeout", "%v must be positive", c.GlobalView.SyncTimeout)
 		}
 	}
 	seen := map[netip.Addr]int{}

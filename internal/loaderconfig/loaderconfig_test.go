@@ -40,7 +40,7 @@ func TestLoadExample(t *testing.T) {
 		Listen:        "127.0.0.1:9480",
 		Cluster:       "dc1",
 		HostIPs:       []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("fd00:1::2")},
-		GlobalView:    GlobalView{Etcd: globalview.Default(), Publish: true, PublishTTL: 30 * time.Second},
+		GlobalView:    GlobalView{Etcd: globalview.Default(), Publish: true, PublishTTL: 30 * time.Second, SyncTimeout: time.Minute},
 	}
 	if diff := cmp.Diff(want, got, cmpAddr); diff != "" {
 		t.Errorf("Load mismatch (-want +got):\n%s", diff)
@@ -81,8 +81,8 @@ func TestLoad(t *testing.T) {
 			c.GlobalView.Etcd.Endpoints = []string{"http://10.0.8.10:2379"}
 			c.GlobalView.Etcd.RequestTimeout = 2 * time.Second
 		}},
-		{name: "global view, not publishing", yaml: "globalView: {etcd: {endpoints: ['https://etcd:2379']}, publish: false, publishTTL: 1m}\n", want: func(c *Config) {
-			c.GlobalView = GlobalView{Enabled: true, Etcd: globalview.Default(), PublishTTL: time.Minute}
+		{name: "global view, not publishing", yaml: "globalView: {etcd: {endpoints: ['https://etcd:2379']}, publish: false, publishTTL: 1m, syncTimeout: 5m}\n", want: func(c *Config) {
+			c.GlobalView = GlobalView{Enabled: true, Etcd: globalview.Default(), PublishTTL: time.Minute, SyncTimeout: 5 * time.Minute}
 			c.GlobalView.Etcd.Endpoints = []string{"https://etcd:2379"}
 		}},
 	}
@@ -149,6 +149,7 @@ func TestLoadErrors(t *testing.T) {
 		{"global view, bad etcd", "globalView: {etcd: {endpoints: ['etcd:2379'], dialTimeout: 5}}\n", []string{`globalView.etcd.endpoints[0]: "etcd:2379" must be a URL`, `globalView.etcd.dialTimeout: "5" is not a duration`}},
 		{"global view, unknown key", "globalView: {etcd: {endpoints: ['http://e:2379'], ca: x}}\n", []string{"field ca not found"}},
 		{"global view, short TTL", "globalView: {etcd: {endpoints: ['http://e:2379']}, publishTTL: 1s}\n", []string{"globalView.publishTTL: 1s must be whole seconds, at least 3s"}},
+		{"global view, bad sync timeout", "globalView: {etcd: {endpoints: ['http://e:2379']}, syncTimeout: 0s}\n", []string{"globalView.syncTimeout: 0s must be positive"}},
 		{"global view, bad TTL", "globalView: {etcd: {endpoints: ['http://e:2379']}, publishTTL: long}\n", []string{`globalView.publishTTL: "long" is not a duration`}},
 		{"zoned host ip", "hostIPs: ['fe80::1%eth0']\n", []string{"hostIPs[0]: fe80::1%eth0 must not have a zone"}},
 		{

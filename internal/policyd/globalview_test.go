@@ -104,7 +104,7 @@ func TestGlobalView(t *testing.T) {
 	var inErr error
 	enf := &fakeEnforcer{}
 	pub := &recordingPublisher{}
-	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", GlobalView: loaderconfig.GlobalView{Enabled: true, Publish: true}}
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", GlobalView: loaderconfig.GlobalView{Enabled: true, Publish: true, SyncTimeout: time.Minute}}
 	d := New(Options{Config: cfg, Enforcer: enf, Inputs: testInputs(&inErr), GlobalView: GlobalView{Publish: pub.publish}})
 	if err := d.Reconcile(); err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestGlobalView(t *testing.T) {
 // TestGlobalViewWait checks /v1/globalview's wait for an applied revision.
 func TestGlobalViewWait(t *testing.T) {
 	var inErr error
-	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", GlobalView: loaderconfig.GlobalView{Enabled: true}}
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", GlobalView: loaderconfig.GlobalView{Enabled: true, SyncTimeout: time.Minute}}
 	d := New(Options{Config: cfg, Enforcer: &fakeEnforcer{}, Inputs: testInputs(&inErr)})
 	srv := httptest.NewServer(d.Handler(&fakeEnforcer{}, "/sys/fs/bpf/roost"))
 	defer srv.Close()
@@ -223,5 +223,28 @@ func TestGlobalViewWait(t *testing.T) {
 		if code, _, _ := get(q); code != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", q, code)
 		}
+	}
+}
+
+// TestGlobalViewSyncTimeout checks that the wait for a first view is
+// bounded: after it the local endpoints are enforced alone.
+func TestGlobalViewSyncTimeout(t *testing.T) {
+	var inErr error
+	enf := &fakeEnforcer{}
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", GlobalView: loaderconfig.GlobalView{Enabled: true, SyncTimeout: 50 * time.Millisecond}}
+	d := New(Options{Config: cfg, Enforcer: enf, Inputs: testInputs(&inErr)})
+	if err := d.Reconcile(); err != nil || d.Status().LastApply.Result != loaderapi.ResultWaiting {
+		t.Fatalf("within the timeout: %v %+v", err, d.Status().LastApply)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Status()
+	if s.LastApply.Result != loaderapi.ResultOK || len(enf.applied) != 1 || len(s.Endpoints) != 2 {
+		t.Fatalf("after the timeout: %+v, %d endpoints, %d applied", s.LastApply, len(s.Endpoints), len(enf.applied))
+	}
+	if g := s.GlobalView; g == nil || g.Listed || g.Connected || g.Applied != 0 {
+		t.Errorf("global view status after the timeout: %+v", g)
 	}
 }

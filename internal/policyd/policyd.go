@@ -169,6 +169,9 @@ type Daemon struct {
 	// closed and replaced whenever it changes.
 	applied     int64
 	appliedWake chan struct{}
+	// started is when the daemon was made: the first view is waited for
+	// until Config.GlobalView.SyncTimeout after it.
+	started time.Time
 }
 
 // New returns a Daemon.
@@ -188,6 +191,7 @@ func New(o Options) *Daemon {
 		enf: o.Enforcer, inputs: o.Inputs, log: o.Log, cfg: o.Config, onNodes: o.OnNodes, notReady: o.NotReady, gv: o.GlobalView,
 		kick:        make(chan struct{}, 1),
 		appliedWake: make(chan struct{}),
+		started:     time.Now(),
 		drops:       newDropRing(o.KeepDrops),
 		metrics:     prometheus.NewRegistry(),
 	}
@@ -241,6 +245,11 @@ func (d *Daemon) SetPolicies(s endpoints.PoliciesState) {
 func (d *Daemon) Run(ctx context.Context, debounce, retry time.Duration) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	if d.cfg.GlobalView.Enabled {
+		// Reconcile when the wait for the first view is over.
+		t := time.AfterFunc(time.Until(d.started.Add(d.cfg.GlobalView.SyncTimeout)), d.Changed)
+		defer t.Stop()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -419,7 +428,11 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube, view *globalview
 		}
 	}
 	if cfg.GlobalView.Enabled && view == nil {
-		return "waiting for the first global view from etcd", nil
+		if time.Since(d.started) < cfg.GlobalView.SyncTimeout {
+			return "waiting for the first global view from etcd", nil
+		}
+		// Bounded: the local endpoints alone, rather than nothing.
+		view = &globalview.View{}
 	}
 	in, err := d.gather(cfg, kube, view)
 	if err != nil {
