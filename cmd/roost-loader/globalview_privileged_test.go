@@ -8,11 +8,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/roost-net/roost/internal/globalview"
 	"github.com/roost-net/roost/internal/loaderapi"
@@ -493,5 +498,106 @@ func TestPrivilegedLoaderGlobalViewFailures(t *testing.T) {
 		sync.register(t, false)
 		waitReach(t, "c2's employee-2", vm, true)
 		a.waitEndpoint(t, "cluster:c2/default/employee-2", true)
+	})
+}
+
+// TestPrivilegedLoaderGlobalViewKubernetes checks what a loader in
+// Kubernetes mode publishes, against a real API server and a real etcd:
+// its cluster's pods, with the labels Cilium derives (their namespace's
+// included) and their node; a pod deleted leaves the view.
+func TestPrivilegedLoaderGlobalViewKubernetes(t *testing.T) {
+	k := testenv.StartKube(t)
+	dyn, err := dynamic.NewForConfig(k.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&kubeLab{k: k, dyn: dyn}).installCRDs(t)
+	cs := k.Client
+	if _, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "prod", Labels: map[string]string{"team": "data"}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	createKubeNode(t, cs, "node1", "10.0.3.1")
+	createKubePod(t, cs, "prod", "db", dbIP, map[string]string{"app": "protected-db"}, nil)
+	createKubePod(t, cs, "prod", "api", employeeIP, map[string]string{"app": "employee"}, nil)
+
+	e := testenv.StartEtcd(t, 1)
+	n := newGlobalNode(t, e, clusterA, "node1", "endpoints: []\n")
+	server, err := url.Parse(k.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.ForwardLoopback(t, n.ns, server.Host)
+	cfg, err := os.ReadFile(n.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.writeFile(t, n.config, string(cfg)+fmt.Sprintf("kubernetes:\n  enabled: true\n  kubeconfig: %s\n", k.Kubeconfig))
+
+	// What etcd holds, as any loader's subscriber sees it.
+	ccfg := globalview.Default()
+	ccfg.Endpoints = e.Endpoints
+	c, err := globalview.New(ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	views := make(chan globalview.View, 100)
+	sub := globalview.NewSubscriber(c, globalview.SubscriberOptions{}, func(v globalview.View) {
+		select {
+		case views <- v:
+		default:
+		}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sub.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitView := func(what string, cond func(globalview.View) bool) globalview.View {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		var last globalview.View
+		for {
+			select {
+			case v := <-views:
+				if last = v; cond(v) {
+					return v
+				}
+			case <-deadline:
+				t.Fatalf("timed out waiting for %s; last view passed on %+v", what, last.Endpoints)
+			}
+		}
+	}
+
+	n.start(t)
+	v := waitView("prod/db and prod/api published", func(v globalview.View) bool { return len(v.Endpoints) == 2 })
+	db, ok := v.Endpoints["cluster:c1/prod/db"]
+	if !ok {
+		t.Fatalf("view %+v lacks cluster:c1/prod/db", v.Endpoints)
+	}
+	for k, want := range map[string]string{"app": "protected-db", policy.ClusterLabel: clusterA, policy.NamespaceLabel: "prod",
+		policy.NamespaceLabelsPrefix + "team": "data"} {
+		if db.Labels[k] != want {
+			t.Errorf("published db label %s=%q, want %q (all: %v)", k, db.Labels[k], want, db.Labels)
+		}
+	}
+	if db.Node != "node1" || fmt.Sprint(db.IPs) != "["+dbIP+"]" {
+		t.Errorf("published db: node %q, IPs %v", db.Node, db.IPs)
+	}
+	n.waitFor(t, "the loader's own view", func() (bool, string) {
+		s, err := n.status()
+		if err != nil {
+			return false, err.Error()
+		}
+		g := s.GlobalView
+		return g != nil && g.Publisher != nil && g.Publisher.Leader && g.Own == 2 && g.Applied >= v.Revision, fmt.Sprintf("%+v", g)
+	})
+	// No kubelet confirms a graceful deletion here: delete at once.
+	if err := cs.CoreV1().Pods("prod").Delete(t.Context(), "api", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	waitView("prod/api gone", func(v globalview.View) bool {
+		_, api := v.Endpoints["cluster:c1/prod/api"]
+		return !api && len(v.Endpoints) == 1
 	})
 }
