@@ -2,6 +2,7 @@ package policyd
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -218,6 +219,17 @@ func TestGlobalViewWait(t *testing.T) {
 	}
 	if code, g, _ := get("?appliedAtLeast=9&wait=50ms"); code != http.StatusOK || g.Applied != 5 {
 		t.Errorf("wait over: %d %+v", code, g)
+	}
+	resp, err := http.Get(srv.URL + loaderapi.PathMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"roost_globalview_revision 5", "roost_globalview_connected 0", "roost_globalview_conflicts 0"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 	for _, q := range []string{"?appliedAtLeast=x", "?appliedAtLeast=1&wait=2h", "?appliedAtLeast=1&wait=soon"} {
 		if code, _, _ := get(q); code != http.StatusBadRequest {
