@@ -3,7 +3,7 @@
 
 GO       ?= go
 BIN      := bin
-BINARIES := roost-agent roost-loader roostctl
+BINARIES := roost-agent roost-loader roost-sync roostctl
 PKGS     := ./...
 # Privileged tests run one package at a time: they start daemons and
 # namespaces, and two cores do not take many at once.
