@@ -352,57 +352,31 @@ func (p *fileParser) addr(n *yaml.Node, path, s string) (netip.Addr, bool) {
 // labels reads a label map into set; for a workload's own labels
 // (workload), keys that Cilium derives are refused.
 func (p *fileParser) labels(n *yaml.Node, path string, set map[string]string, workload bool) {
-	if yamlfields.IsNull(n) || !p.Plain(n, path) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		p.Failf(n, path, "must be a mapping of label keys to values")
-		return
-	}
-	seen := make(map[string]bool)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Tag == "!!merge" {
-			p.Failf(k, path, "YAML merge keys (<<) are not supported; write the labels out")
-			continue
-		}
-		key, ok := p.Str(k, path)
-		if !ok {
-			continue
-		}
-		kp := yamlfields.Join(path, key)
-		if seen[key] {
-			p.Failf(k, kp, "duplicate key")
-			continue
-		}
-		seen[key] = true
+	for _, l := range p.Labels(n, path) {
+		k, kp := l.KeyNode, l.Path
 		keyOK := true
-		if src, rest, ok := strings.Cut(key, ":"); ok && (src == "k8s" || src == "any" || src == "reserved") {
+		if src, rest, ok := strings.Cut(l.Key, ":"); ok && (src == "k8s" || src == "any" || src == "reserved") {
 			p.Failf(k, kp, "label keys carry no source here: write %q (the %s: prefix belongs in policy selectors)", rest, src)
 			keyOK = false
-		} else if workload && key == policy.NamespaceLabel {
-			p.Failf(k, kp, "is derived from the endpoint's namespace: write namespace: %s instead", v.Value)
+		} else if workload && l.Key == policy.NamespaceLabel {
+			p.Failf(k, kp, "is derived from the endpoint's namespace: write namespace: %s instead", l.Value)
 			keyOK = false
-		} else if workload && strings.HasPrefix(key, policy.DerivedPrefix) {
+		} else if workload && strings.HasPrefix(l.Key, policy.DerivedPrefix) {
 			p.Failf(k, kp, "keys under %s are derived (from namespace, namespaces, serviceAccount and the loader's cluster), not set", policy.DerivedPrefix)
 			keyOK = false
 		} else {
-			for _, msg := range validation.IsQualifiedName(key) {
+			for _, msg := range validation.IsQualifiedName(l.Key) {
 				p.Failf(k, kp, "invalid label key: %s", msg)
 				keyOK = false
 			}
 		}
-		val, ok := p.Str(v, kp)
-		if !ok {
-			continue
-		}
 		valOK := true
-		for _, msg := range validation.IsValidLabelValue(val) {
-			p.Failf(v, kp, "invalid label value %q: %s", val, msg)
+		for _, msg := range validation.IsValidLabelValue(l.Value) {
+			p.Failf(l.ValueNode, kp, "invalid label value %q: %s", l.Value, msg)
 			valOK = false
 		}
 		if keyOK && valOK {
-			set[key] = val
+			set[l.Key] = l.Value
 		}
 	}
 }

@@ -176,47 +176,20 @@ func (p *fileParser) addrs(n, v *yaml.Node, path string, c claim, addrs map[neti
 
 // labels reads a workload's own labels into set.
 func (p *fileParser) labels(n *yaml.Node, path string, set map[string]string) {
-	if yamlfields.IsNull(n) || !p.Plain(n, path) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		p.Failf(n, path, "must be a mapping of label keys to values")
-		return
-	}
-	if len(n.Content)/2 > MaxLabels {
+	if n != nil && n.Kind == yaml.MappingNode && len(n.Content)/2 > MaxLabels {
 		p.Failf(n, path, "%d labels; at most %d", len(n.Content)/2, MaxLabels)
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Tag == "!!merge" {
-			p.Failf(k, path, "YAML merge keys (<<) are not supported; write the labels out")
-			continue
-		}
-		key, ok := p.Str(k, path)
-		if !ok {
-			continue
-		}
-		kp := yamlfields.Join(path, key)
-		if seen[key] {
-			p.Failf(k, kp, "duplicate key")
-			continue
-		}
-		seen[key] = true
-		keyMsgs := labelKeyProblems(key)
+	for _, l := range p.Labels(n, path) {
+		keyMsgs := labelKeyProblems(l.Key)
 		for _, msg := range keyMsgs {
-			p.Failf(k, kp, "%s", msg)
+			p.Failf(l.KeyNode, l.Path, "%s", msg)
 		}
-		val, ok := p.Str(v, kp)
-		if !ok {
-			continue
-		}
-		valMsgs := labelValueProblems(val)
+		valMsgs := labelValueProblems(l.Value)
 		for _, msg := range valMsgs {
-			p.Failf(v, kp, "%s", msg)
+			p.Failf(l.ValueNode, l.Path, "%s", msg)
 		}
 		if len(keyMsgs) == 0 && len(valMsgs) == 0 {
-			set[key] = val
+			set[l.Key] = l.Value
 		}
 	}
 }

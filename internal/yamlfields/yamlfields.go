@@ -177,6 +177,54 @@ func (p *Parser) Object(n *yaml.Node, path string, fields ...string) map[string]
 	return out
 }
 
+// Label is one entry of a label map that Labels read.
+type Label struct {
+	// Key and Value are the texts; Path is the entry's field path.
+	Key, Value, Path string
+	// KeyNode and ValueNode locate them, for problems of their own.
+	KeyNode, ValueNode *yaml.Node
+}
+
+// Labels returns the entries of a mapping of label keys to values, in
+// order; null is an empty map. It reports aliases, merge keys, keys and
+// values that are not strings (those entries are left out) and keys given
+// twice (the later entries are left out). What makes a key or a value
+// valid is the caller's to check.
+func (p *Parser) Labels(n *yaml.Node, path string) []Label {
+	if IsNull(n) || !p.Plain(n, path) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		p.Failf(n, path, "must be a mapping of label keys to values")
+		return nil
+	}
+	var out []Label
+	seen := make(map[string]bool)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Tag == "!!merge" {
+			p.Failf(k, path, "YAML merge keys (<<) are not supported; write the labels out")
+			continue
+		}
+		key, ok := p.Str(k, path)
+		if !ok {
+			continue
+		}
+		kp := Join(path, key)
+		if seen[key] {
+			p.Failf(k, kp, "duplicate key")
+			continue
+		}
+		seen[key] = true
+		val, ok := p.Str(v, kp)
+		if !ok {
+			continue
+		}
+		out = append(out, Label{Key: key, Value: val, Path: kp, KeyNode: k, ValueNode: v})
+	}
+	return out
+}
+
 // hint suggests the field a misspelt key may have meant.
 func hint(key string, fields []string) string {
 	for _, f := range fields {
