@@ -241,6 +241,24 @@ func waitReach(t *testing.T, what, ns string, allowed bool) time.Duration {
 	return time.Since(start)
 }
 
+// twoClusters starts an etcd of members, node A's and node B's loaders,
+// node A's vm namespace, db's server and the syncer stand-in, and waits
+// until node A enforces with c2's endpoints.
+func twoClusters(t *testing.T, members int) (e *testenv.Etcd, a, b *globalNode, vm string, sync *syncer) {
+	t.Helper()
+	e = testenv.StartEtcd(t, members)
+	a = newGlobalNode(t, e, clusterA, "node-a", c1File)
+	b = newGlobalNode(t, e, clusterB, "node-b", c2File)
+	vm = addVM(t, a.node)
+	testenv.ServeHello(t, a.db, dbRedis)
+	sync = startSyncer(t, e)
+	b.start(t)
+	a.start(t)
+	a.waitEnforced(t)
+	a.waitEndpoint(t, "cluster:c2/default/employee", true)
+	return e, a, b, vm, sync
+}
+
 // TestPrivilegedLoaderGlobalView runs one policy across two clusters and an
 // outside workload with real loaders, real etcd and real traffic: node A
 // (cluster c1) admits c2's employee and the registered vm to db, not c2's
@@ -248,17 +266,7 @@ func waitReach(t *testing.T, what, ns string, allowed bool) time.Duration {
 // deregistered is dropped; node B's loader killed, c2's endpoints stay until
 // their lease expires and are gone after it.
 func TestPrivilegedLoaderGlobalView(t *testing.T) {
-	e := testenv.StartEtcd(t, 1)
-	a := newGlobalNode(t, e, clusterA, "node-a", c1File)
-	b := newGlobalNode(t, e, clusterB, "node-b", c2File)
-	vm := addVM(t, a.node)
-	testenv.ServeHello(t, a.db, dbRedis)
-	sync := startSyncer(t, e)
-
-	b.start(t)
-	a.start(t)
-	a.waitEnforced(t)
-	a.waitEndpoint(t, "cluster:c2/default/employee", true)
+	_, a, b, vm, sync := twoClusters(t, 1)
 
 	t.Run("cross-cluster", func(t *testing.T) {
 		if !probe(t, a.employee) {
@@ -384,16 +392,7 @@ func partition(t *testing.T, ns string, e *testenv.Etcd) (heal func()) {
 // until etcd answers, while its pinned programs keep enforcing), and two
 // clusters and a syncer writing at once.
 func TestPrivilegedLoaderGlobalViewFailures(t *testing.T) {
-	e := testenv.StartEtcd(t, 3)
-	a := newGlobalNode(t, e, clusterA, "node-a", c1File)
-	b := newGlobalNode(t, e, clusterB, "node-b", c2File)
-	vm := addVM(t, a.node)
-	testenv.ServeHello(t, a.db, dbRedis)
-	sync := startSyncer(t, e)
-	b.start(t)
-	a.start(t)
-	a.waitEnforced(t)
-	a.waitEndpoint(t, "cluster:c2/default/employee", true)
+	e, a, b, vm, sync := twoClusters(t, 3)
 
 	// enforced checks the policy on the view with the vm registered or
 	// not.
