@@ -3,15 +3,14 @@
 # (bookworm) machine, and nothing when it is all there already. Run as root;
 # without root it only reports what is missing.
 #
-#   scripts/deps.sh          # BIRD 2, FRR, gobgpd, iproute2, clang-19, Go
+#   scripts/deps.sh          # BIRD 2, FRR, gobgpd, iproute2, clang-19, Go,
+#                            # etcd-server (the lab's global view)
 #   scripts/deps.sh test     # and what the deployment test needs: Docker,
 #                            # docker-compose, debootstrap, Salt from PyPI in
 #                            # a venv at /opt/roost-test/salt, and Compose v2
 #                            # built from the Go module proxy into
 #                            # /opt/roost-test/bin/docker-compose-v2, and
-#                            # Debian's etcd-server (the store of the
-#                            # global endpoint view's tests, and of
-#                            # kube-apiserver), and a Kubernetes API server:
+#                            # a Kubernetes API server:
 #                            # kube-apiserver built from the Go module
 #                            # proxy into /opt/roost-test/bin/kube-apiserver,
 #                            # and promtool (Debian's prometheus, server
@@ -44,9 +43,15 @@ declare -A PKGS=(
 	[iputils-ping]=/usr/bin/ping
 	[netcat-openbsd]=/usr/bin/nc.openbsd
 	[iptables]=/usr/sbin/iptables
-	# make bench: the iptables comparison lists the ruleset with nft.
+	# make bench: the iptables comparison lists the ruleset with nft; the
+	# lab counts what its ToRs forward with it.
 	[nftables]=/usr/sbin/nft
 	[curl]=/usr/bin/curl
+	# The store of the global endpoint view: the lab's etcd (scripts/lab.sh),
+	# internal/globalview's tests (testenv.StartEtcd: one to three members
+	# per test), and the store behind the tests' kube-apiserver
+	# (internal/testenv).
+	[etcd-server]=/usr/bin/etcd
 	[unzip]=/usr/bin/unzip
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
 	# eBPF: the committed objects are rebuilt and compared by a test
@@ -66,10 +71,6 @@ if [ "$with_test" = 1 ]; then
 		# so that Salt's apt states can import python3-apt.
 		[python3-venv]=/usr/lib/python3.11/ensurepip/_uninstall.py
 		[python3-apt]=/usr/lib/python3/dist-packages/apt_pkg.cpython-311-x86_64-linux-gnu.so
-		# The store behind the tests' kube-apiserver (internal/testenv),
-		# and the global endpoint view's store in internal/globalview's
-		# tests (testenv.StartEtcd: one to three members per test).
-		[etcd-server]=/usr/bin/etcd
 		[openssl]=/usr/bin/openssl
 		# promtool checks and unit-tests the alerting rules
 		# (compose/monitoring, internal/monitoring). It comes only with the

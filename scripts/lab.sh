@@ -1,39 +1,52 @@
 #!/usr/bin/env bash
 # lab.sh — roost's network-namespace lab: a two-ToR BGP fabric on one machine,
-# with pods on the nodes and eBPF policy enforced on them.
+# with two Kubernetes clusters' nodes and pods on it, eBPF policy enforced on
+# them, and the global endpoint view (etcd, roost-sync) joining the clusters.
 #
-#   scripts/lab.sh up       build (or complete) the lab, wait until both ToRs
-#                           hold both PodCIDRs of both families (IPv4 and
-#                           IPv6) and both roost-loaders enforce
-#                           the seed policy and serve the VIP at their
+#   scripts/lab.sh up       build (or complete) the lab, wait until the ToRs
+#                           hold every PodCIDR of both families (IPv4 and
+#                           IPv6) and every roost-loader enforces the seed
+#                           policy, knows the other cluster's workloads and
+#                           roost-sync's from etcd, and serves the VIP at its
 #                           uplinks, then print what each side sees and run
-#                           the traffic checks; exits non-zero when one
-#                           check does not give what it should
+#                           the traffic checks, and those of a vm
+#                           deregistered from roost-sync (then registered
+#                           again); exits non-zero when one check does not
+#                           give what it should
 #   scripts/lab.sh status   print the same and run the same checks, changing
-#                           nothing (the checks only open TCP connections)
+#                           nothing (the checks only open TCP connections;
+#                           the deregistration is "up"'s only)
 #   scripts/lab.sh down     remove every namespace, process, mount and file it
 #                           made
 #
 # The topology is data: the description file scripts/lab/lab.yaml
-# (ROOST_LAB_FILE) names the ToRs, nodes, links, pods, external workloads
-# (vms), services and traffic checks with their addresses, ASNs, labels and
-# ports; scripts/labspec (bin/labspec, built by "make build") validates it
-# and prints it as the bash arrays this script evaluates, so that adding a
-# node or a workload is a change of that file. "up" keeps what it built
-# from in <state>/lab.env, which "status" and "down" read. Below is the
-# default file's lab.
+# (ROOST_LAB_FILE) names the clusters, ToRs, nodes, links, etcd and
+# roost-sync, pods, external workloads (vms), services and traffic checks
+# with their addresses, ASNs, labels and ports; scripts/labspec
+# (bin/labspec, built by "make build") validates it and prints it as the
+# bash arrays this script evaluates (and each cluster's endpoints and
+# services files, rendered), so that adding a node, a cluster or a workload
+# is a change of that file. "up" keeps what it built from in
+# <state>/lab.env, which "status" and "down" read. Below is the default
+# file's lab. A file without clusters, etcd and sync
+# (scripts/labspec/testdata/three-nodes.yaml) is one cluster, "default",
+# whose loaders follow no global view.
 #
 # Topology (network namespaces; the root namespace is never touched, except
-# for what is mounted in the state directory: the two BPF filesystems and
-# the cgroup v2 hierarchy). The lab is dual-stack: every link, node and
+# for what is mounted in the state directory: the BPF filesystems and the
+# cgroup v2 hierarchy). The lab is dual-stack: every link, node and
 # workload has an IPv6 address beside its IPv4 one, and every BGP session
 # has an IPv6 twin (a session per family, each carrying its own family):
 #
-#   link            subnets                       ToR end    node end
-#   tor1 -- node1   10.0.1.0/30   fd00:0:1::/64   .1  ::1    .2  ::2
-#   tor2 -- node1   10.0.2.0/30   fd00:0:2::/64   .1  ::1    .2  ::2
-#   tor1 -- node2   10.0.3.0/30   fd00:0:3::/64   .1  ::1    .2  ::2
-#   tor2 -- node2   10.0.4.0/30   fd00:0:4::/64   .1  ::1    .2  ::2
+#   link            subnets                        ToR end    node end
+#   tor1 -- node1   10.0.1.0/30   fd00:0:1::/64    .1  ::1    .2  ::2
+#   tor2 -- node1   10.0.2.0/30   fd00:0:2::/64    .1  ::1    .2  ::2
+#   tor1 -- node2   10.0.3.0/30   fd00:0:3::/64    .1  ::1    .2  ::2
+#   tor2 -- node2   10.0.4.0/30   fd00:0:4::/64    .1  ::1    .2  ::2
+#   tor1 -- node3   10.0.5.0/30   fd00:0:5::/64    .1  ::1    .2  ::2
+#   tor2 -- node3   10.0.6.0/30   fd00:0:6::/64    .1  ::1    .2  ::2
+#   tor1 -- node4   10.0.7.0/30   fd00:0:7::/64    .1  ::1    .2  ::2
+#   tor2 -- node4   10.0.11.0/30  fd00:0:11::/64   .1  ::1    .2  ::2
 #
 #   tor1, tor2  FRR (zebra + bgpd, one instance per namespace with "-N <tor>"),
 #               AS 65000, router ids 10.0.1.1 and 10.0.2.1; they install what
@@ -41,13 +54,21 @@
 #               forward; they do not peer with each other. Each has two
 #               sessions with each node: IPv4 (address-family ipv4 unicast)
 #               and IPv6 (ipv6 unicast), between the link's addresses of
-#               that family. Both learn the VIP 192.0.2.10/32 from both
-#               nodes' roost-agents and install it with a next hop per node
-#               (ECMP)
-#   node1       BIRD + roost-agent + roost-loader, AS 65101, router id
-#               10.0.1.2, PodCIDRs 10.244.1.0/24 and fd00:244:1::/64
-#   node2       BIRD + roost-agent + roost-loader, AS 65102, router id
-#               10.0.3.2, PodCIDRs 10.244.2.0/24 and fd00:244:2::/64
+#               that family. Both learn the VIP 192.0.2.10/32 from the
+#               roost-agents of cluster lab1's nodes, which serve it, and
+#               install it with a next hop per node (ECMP)
+#   node1       BIRD + roost-agent + roost-loader, cluster lab1, AS 65101,
+#               router id 10.0.1.2, PodCIDRs 10.244.1.0/24 and fd00:244:1::/64
+#   node2       the same, cluster lab1, AS 65102, router id 10.0.3.2,
+#               PodCIDRs 10.244.2.0/24 and fd00:244:2::/64
+#   node3       the same, cluster lab2, AS 65103, router id 10.0.5.2,
+#               PodCIDRs 10.244.3.0/24 and fd00:244:3::/64
+#   node4       the same, cluster lab2, AS 65104, router id 10.0.7.2,
+#               PodCIDRs 10.244.4.0/24 and fd00:244:4::/64
+#   etcd        etcd 3.4 (Debian's, one member, data in <state>/etcd/data)
+#               on 10.0.8.10/24 and fd00:0:8::10/64, a subnet of tor1 (.1,
+#               ::1), client port 2379; and roost-sync "lab", its API on
+#               10.0.8.10:9482, registering vm2
 #
 # The veth interface at each end is named after the namespace at the other
 # end, except inside a pod, where it is eth0. Each node has a default route
@@ -58,21 +79,25 @@
 # (accept_dad=0, and "nodad" on what the lab adds): FRR 8.4's zebra never
 # tells bgpd about a link-local address that was still tentative when zebra
 # started, and bgpd then never brings up the IPv6 sessions of that link.
-# Both ends of the four node-ToR links have MTU 1600: the uplink load
-# balancer sends a VIP's packets for a backend on the other node back to the
-# ToR encapsulated (IPIP, 20 bytes more than the 1500 they came with). The
-# pods' and vm1's links keep 1500.
+# Both ends of the node-ToR links have MTU 1600: the uplink load balancer
+# sends a VIP's packets for a backend on the other node back to the ToR
+# encapsulated (IPIP, 20 bytes more than the 1500 they came with). The
+# pods', vms' and etcd's links keep 1500.
 #
-# Workloads (one namespace each, named as in the endpoints file):
+# Workloads (one namespace each, named as in the endpoints files):
 #
-#   name       where            addresses                      labels
-#   db         pod on node1     10.244.1.10/32 fd00:244:1::10  app=protected-db
-#   employee   pod on node1     10.244.1.11/32 fd00:244:1::11  app=employee
-#   guest      pod on node2     10.244.2.10/32 fd00:244:2::10  app=guest
-#   employee2  pod on node2     10.244.2.11/32 fd00:244:2::11  app=employee
-#   db2        pod on node2     10.244.2.12/32 fd00:244:2::12  app=protected-db
-#   vm1        behind tor1      10.0.9.10/24   fd00:0:9::10/64 app=employee (an
-#                               external workload, outside the cluster)
+#   name       where            addresses                        labels
+#   db         pod on node1     10.244.1.10/32 fd00:244:1::10    app=protected-db
+#   employee   pod on node1     10.244.1.11/32 fd00:244:1::11    app=employee
+#   guest      pod on node2     10.244.2.10/32 fd00:244:2::10    app=guest
+#   employee2  pod on node2     10.244.2.11/32 fd00:244:2::11    app=employee
+#   db2        pod on node2     10.244.2.12/32 fd00:244:2::12    app=protected-db
+#   employee3  pod on node3     10.244.3.10/32 fd00:244:3::10    app=employee
+#   guest3     pod on node4     10.244.4.10/32 fd00:244:4::10    app=guest
+#   vm1        behind tor1      10.0.9.10/24   fd00:0:9::10/64   app=employee (an
+#                               external workload, in lab1's endpoints file)
+#   vm2        behind tor2      10.0.10.10/24  fd00:0:10::10/64  app=employee
+#                               (registered through roost-sync's API)
 #
 # (The pods' IPv6 addresses are /128s.) A pod is wired as Calico and Cilium
 # wire them: its eth0 holds its /32 and /128 and routes everything via
@@ -81,27 +106,51 @@
 # roost-loader finds a local endpoint by) and forwards. vm1 sits on
 # 10.0.9.0/24 and fd00:0:9::/64, subnets of tor1 only (tor1 .1 and ::1, vm1
 # .10 and ::10, vm1's default routes via tor1): each node routes them via
-# its tor1 uplink, and tor2 does not know them. vm1 reaches the PodCIDRs
-# through tor1, which learnt them by BGP. So pod traffic between the nodes,
-# and vm1's, really crosses the ToRs, over either family.
+# its tor1 uplink, and tor2 does not know them; vm2 and tor2 likewise, and
+# etcd and tor1. A vm reaches the PodCIDRs through its ToR, which learnt
+# them by BGP. So pod traffic between the nodes, and the vms', really
+# crosses the ToRs, over either family.
 #
 # Policy: each node runs roost-loader (config <state>/nodeN/loader.yaml) on a
 # private BPF filesystem mounted at <state>/nodeN/bpffs, with the seed
 # policy (internal/endpoints/testdata/policies/seed.yaml, copied to
 # <state>/policies: only app=employee may reach app=protected-db, on TCP 6379)
-# and the six workloads in <state>/endpoints.yaml, each with its IPv4 and
-# IPv6 address (the datapath decides by the host-side veth, whatever the
-# family, and knows a source of either family by its address); the policy
-# protects db and db2 alike. db listens on TCP 6379 and 22, db2 on 6379
-# (netcat, one listener per family). The traffic checks, once over IPv4
-# and once over IPv6: employee, employee2 and vm1 reach db:6379, employee
-# db2:6379 (across the ToRs); guest's SYNs to db:6379 and db2:6379 and
-# employee's to db:22 are dropped, and the drops show in the "roostctl drops"
-# of the server's node.
+# and its cluster's endpoints file, <state>/clusters/<cluster>/endpoints.yaml
+# (lab1: the five pods of node1 and node2, and vm1; lab2: employee3 and
+# guest3), each workload with its IPv4 and IPv6 address (the datapath
+# decides by the host-side veth, whatever the family, and knows a source of
+# either family by its address); the policy protects db and db2 alike. db
+# listens on TCP 6379 and 22, db2 on 6379 (netcat, one listener per
+# family). The traffic checks, once over IPv4 and once over IPv6:
+# employee, employee2, vm1, employee3 (of cluster lab2) and vm2 reach
+# db:6379, employee db2:6379 (across the ToRs); guest's and guest3's SYNs
+# to db:6379 (and guest's to db2:6379) and employee's to db:22 are dropped,
+# and the drops show in the "roostctl drops" of the server's node.
 #
-# Services: <state>/services.yaml names db, with the backends db and db2 (one
-# on each node), behind cluster IP 10.96.0.10:6379 and VIP (externalIPs)
-# 192.0.2.10:6379, IPv4 only (the service checks run over IPv4).
+# Global view (docs/globalview.md): every loader follows etcd
+# (loader.yaml's cluster and globalView: etcd http://10.0.8.10:2379,
+# publish) and campaigns to publish its cluster's endpoints file as origin
+# cluster:<cluster>; one loader per cluster, elected, writes. So lab1's
+# loaders know employee3 and guest3 as cluster:lab2/default/<pod>, lab2's
+# know lab1's workloads as cluster:lab1/default/<name>, and all know vm2 as
+# sync:lab/default/vm2: "up" registers it (PUT
+# /v1/workloads/default/vm2, labspec's body) and starts its heartbeat, a
+# loop in etcd's namespace (<state>/etcd/run/heartbeat-vm2.pid) that posts
+# one every 5 s and registers vm2 again when refused (roost-sync is
+# configured with heartbeatTimeout 20s, leaseTTL 30s). After the checks,
+# "up" stops the heartbeat, deregisters vm2 (DELETE), waits until no loader
+# lists it, checks that vm2's flows are now dropped (to policy it is the
+# world), and registers it again. The report's "global view" section has
+# each loader's endpoints by origin, its view and publisher state, and
+# roost-sync's workloads. The ToRs count the packets they forward (for the
+# VIA column) in nftables counters (table inet roost_lab) that leave out
+# the traffic to and from etcd's subnets, which the loaders keep up.
+#
+# Services: <state>/clusters/lab1/services.yaml names db, with the backends
+# db and db2 (one on each node of lab1), behind cluster IP 10.96.0.10:6379
+# and VIP (externalIPs) 192.0.2.10:6379, IPv4 only (the service checks run
+# over IPv4); lab2's services file is empty (a service belongs to its
+# backends' cluster, whose nodes alone serve and announce it).
 #   - Each node's roost-loader attaches its socket load balancer to a cgroup
 #     of its own (<state>/cgroup/roost-lab-nodeN, on the cgroup v2 hierarchy
 #     mounted again at <state>/cgroup), and the checks run the clients of a
@@ -109,11 +158,11 @@
 #     IP (db across the ToRs, db2 on its own node), and guest, translated
 #     the same way at connect, is still dropped by both backends' policy,
 #     by the cluster IP and by the VIP alike.
-#   - Each node's roost-loader also serves the VIP at its uplinks (xdpLB:
-#     XDP, generic mode, on its veths tor1 and tor2): vm1's packets to
-#     192.0.2.10:6379 reach a node by tor1's ECMP route (each node's
-#     roost-agent announces the VIP, read from the same services file:
-#     agent.yaml vips.servicesFile); that node's XDP
+#   - Each node's roost-loader also serves its cluster's VIPs at its uplinks
+#     (xdpLB: XDP, generic mode, on its veths tor1 and tor2): vm1's packets
+#     to 192.0.2.10:6379 reach a node of lab1 by tor1's ECMP route (each
+#     such node's roost-agent announces the VIP, read from the same
+#     services file: agent.yaml vips.servicesFile); that node's XDP
 #     picks the backend (Maglev) and DNATs to its own, or encapsulates it
 #     (IPIP, from its tor1 address to the backend's) back to tor1, which
 #     routes it to the other node, whose XDP decapsulates it; the reply
@@ -130,17 +179,20 @@
 # Environment:
 #   ROOST_LAB_DIR       state directory (default /run/roost-lab): configs,
 #                       sockets, pid files, logs and BPF filesystems of every
-#                       daemon
-#   ROOST_BIN           where roost-agent, roost-loader and roostctl are
-#                       (default <repo>/bin, built by "make build"); also
-#                       labspec, else <repo>/bin/labspec, else "go run"
+#                       daemon, etcd's data
+#   ROOST_BIN           where roost-agent, roost-loader, roost-sync and
+#                       roostctl are (default <repo>/bin, built by "make
+#                       build"); also labspec, else <repo>/bin/labspec, else
+#                       "go run"
 #   ROOST_LAB_FILE      the lab's description file (default
 #                       <repo>/scripts/lab/lab.yaml; "bin/labspec check FILE"
 #                       validates one); "status" and "down" of a lab that is
 #                       up use the one "up" read, as <state>/lab.env
 #   ROOST_LAB_TIMEOUT   seconds "up" waits for the ToRs to converge (both
-#                       families), and then for the loaders to enforce the
-#                       policy and serve the VIP (default 60)
+#                       families), then for the loaders to enforce the
+#                       policy, follow the global view and serve the VIP,
+#                       and for a deregistration to reach every loader
+#                       (default 60)
 #   ROOST_LAB_NO_AGENT  1: "up" runs BIRD with a hand-written config
 #                       equivalent to what roost-agent renders, and no agent
 #                       (for testing the lab itself); "status" remembers it;
@@ -154,12 +206,18 @@
 #                 127.0.0.1:9480 inside each node, roostctl's default)
 #               ip netns exec node1 bin/roostctl -o json services   (its
 #                 "uplink" object is the uplink load balancer's state)
+#               ip netns exec node1 bin/roostctl endpoints --origin sync:lab
+# etcd and roost-sync:
+#               ip netns exec etcd curl -s 10.0.8.10:9482/v1/workloads
+#               ip netns exec etcd curl -s -X DELETE 10.0.8.10:9482/v1/workloads/default/vm2
+#                 (vm2's heartbeat registers it again within 5 s)
 # Try a flow:   ip netns exec guest nc -z -v -w 2 10.244.1.10 6379
 #               ip netns exec employee2 nc -z -v -w 2 fd00:244:1::10 6379
 #               ip netns exec vm1 nc -z -v -w 2 192.0.2.10 6379
+#               ip netns exec employee3 nc -z -v -w 2 10.244.1.10 6379
 #
-# Packages (bird2, frr, iproute2, netcat-openbsd) come from scripts/deps.sh;
-# this script installs nothing.
+# Packages (bird2, frr, iproute2, netcat-openbsd, nftables, etcd-server,
+# curl) come from scripts/deps.sh; this script installs nothing.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -174,6 +232,12 @@ readonly FRR_DIR=/usr/lib/frr
 readonly CGROUP_DIR="$STATE/cgroup" # the cgroup v2 hierarchy, mounted again for the lab
 readonly AGENT_LISTEN=127.0.0.1:9479
 readonly LOADER_LISTEN=127.0.0.1:9480
+readonly ETCD_CLIENT_PORT=2379 ETCD_PEER_PORT=2380 # labspec's EtcdClientPort, EtcdPeerPort
+# roost-sync's lab settings: a vm it registers is kept by a heartbeat every
+# HEARTBEAT_INTERVAL seconds (a loop beside it, standing for an agent on
+# the vm), and expires SYNC_HEARTBEAT_TIMEOUT after the last; its
+# endpoints outlive a dead roost-sync by SYNC_LEASE_TTL.
+readonly HEARTBEAT_INTERVAL=5 SYNC_HEARTBEAT_TIMEOUT=20s SYNC_LEASE_TTL=30s
 readonly POD_GATEWAY=169.254.1.1 # on every host-side veth; the pods' next hop
 readonly POD_GATEWAY6=fe80::1     # the same for IPv6
 readonly SEED_POLICY="$REPO/internal/endpoints/testdata/policies/seed.yaml"
@@ -184,7 +248,9 @@ readonly LAB_ENV="$STATE/lab.env" # the description "up" built the lab from, as 
 
 # The lab's topology is data: LAB_FILE, which scripts/labspec validates and
 # prints as read-only bash arrays (load_lab evaluates them; labspec's
-# WriteBash documents each): TORS, NODES, PODS and VMS (names); LINKS
+# WriteBash documents each): CLUSTERS, TORS, NODES, PODS and VMS (names);
+# ATTACHED (the namespaces on a ToR's subnet: the vms and etcd); ETCD and
+# SYNC (etcd's namespace and roost-sync's name, "" for none); LINKS
 # ("<tor> <node> <n>", n numbering the links from 1); SERVERS ("<workload>
 # <port>...": TCP servers, netcat, accepting one connection after another,
 # one listener per family); SERVICES (roost-loader's services file: "<name>
@@ -196,8 +262,12 @@ readonly LAB_ENV="$STATE/lab.env" # the description "up" built the lab from, as 
 # from the ToRs); CHECKS and CHECKS6 (the traffic checks over IPv4 and over
 # IPv6: "<client> <server> <port> <expectation: allow|drop>"; a server
 # "svc:NAME" is service NAME's cluster IP, "vip:NAME" its external IP, both
-# IPv4 only); UPLINK_MTU (both ends of every node-ToR link); and the
-# associative arrays the lookups below read.
+# IPv4 only), and DEREG_CHECKS and DEREG_CHECKS6 (those of the vms
+# roost-sync registers, as they must go once the vm is deregistered);
+# UPLINK_MTU (both ends of every node-ToR link); ENDPOINTS_FILE and
+# SERVICES_FILE (each cluster's files, rendered by labspec); REGISTRATION
+# (roost-sync's PUT body for each vm it registers); and the associative
+# arrays the lookups below read.
 #
 # A check of a service is tried TRIES_MIN times, and more until every
 # backend got a try (at most TRIES_MAX): each try must give what the check
@@ -230,6 +300,13 @@ load_lab() {
 	fi
 	eval "$env"
 	LAB_ENV_TEXT=$env
+	# A lab.env saved by a lab.sh before clusters lacks ETCD and ATTACHED:
+	# that lab had no etcd, and its vms were all it attached to the ToRs.
+	# Enough for "down" to remove it ("status" wants the rest: "up" again).
+	if ! declare -p ETCD >/dev/null 2>&1; then
+		declare -gr ETCD="" SYNC=""
+		declare -gra ATTACHED=("${VMS[@]}")
+	fi
 }
 
 # tor_asn, tor_router_id, node_asn, node_router_id, node_podcidr and
@@ -250,15 +327,31 @@ link_id() { echo "${LINK_ID[$1/$2]-}"; }
 
 # workload_ip, workload_app and pod_node print one workload's address, its
 # "app" label and (pods only) its node; workload_ip takes a family, 4 (the
-# default) or 6.
+# default) or 6. vm_sync prints the syncer that registers a vm ("" for one
+# in an endpoints file); view_name the name another cluster's roost-loader
+# lists a workload by, learnt from etcd.
 workload_ip() { echo "${WORKLOAD_IP[$1/${2:-4}]-}"; }
 workload_app() { echo "${WORKLOAD_APP[$1]-}"; }
 pod_node() { echo "${POD_NODE[$1]-}"; }
-# vm_tor, vm_net and vm_gateway print a vm's ToR, its subnet of a family
-# (4, the default, or 6) and its gateway (the ToR's address) on it.
-vm_tor() { echo "${VM_TOR[$1]-}"; }
-vm_net() { echo "${VM_NET[$1/${2:-4}]-}"; }
-vm_gateway() { echo "${VM_GATEWAY[$1/${2:-4}]-}"; }
+vm_sync() { echo "${VM_SYNC[$1]-}"; }
+view_name() { echo "${VIEW_NAME[$1]-}"; }
+# node_cluster prints a node's cluster; cluster_nodes a cluster's nodes.
+node_cluster() { echo "${NODE_CLUSTER[$1]-}"; }
+cluster_nodes() { echo "${CLUSTER_NODES[$1]-}"; }
+# cluster_dir prints where a cluster's endpoints and services files are.
+cluster_dir() { echo "$STATE/clusters/$1"; }
+# vm_tor, subnet_addr, subnet_net and subnet_gateway print the ToR of a vm
+# (or etcd: a namespace of ATTACHED), its address on that ToR's subnet of
+# a family (4, the default, or 6; ADDRESS/BITS), the subnet, and its
+# gateway (the ToR's address) on it; empty for a family it has none of.
+vm_tor() { echo "${SUBNET_TOR[$1]-}"; }
+subnet_addr() { echo "${SUBNET_ADDR[$1/${2:-4}]-}"; }
+subnet_net() { echo "${SUBNET_NET[$1/${2:-4}]-}"; }
+subnet_gateway() { echo "${SUBNET_GATEWAY[$1/${2:-4}]-}"; }
+# etcd_ip prints etcd's address of a family (4, the default, or 6), empty
+# for none; sync_listen roost-sync's host:port (etcd's IPv4 address).
+etcd_ip() { local a; a=$(subnet_addr "$ETCD" "${1:-4}"); echo "${a%/*}"; }
+sync_listen() { echo "$(etcd_ip):$SYNC_PORT"; }
 # addr_port IP PORT prints IP:PORT as roostctl does, an IPv6 address in
 # brackets; with PORT empty, what such a string starts with.
 addr_port() {
@@ -281,6 +374,7 @@ service_ip() { service_field "$1" 1 | cut -d' ' -f1; }
 service_vip() { service_field "$1" 2 | cut -d' ' -f1; }
 service_port() { service_field "$1" 3 | cut -d' ' -f1; }
 service_backends() { service_field "$1" 4; }
+service_cluster() { echo "${SERVICE_CLUSTER[$1]-}"; }
 # enforced_pod succeeds for the pods the seed policy selects (ingress
 # default-deny on them): those labelled app=protected-db.
 enforced_pod() { [[ $(workload_app "$1") == protected-db ]]; }
@@ -294,11 +388,12 @@ die() {
 usage() {
 	cat >&2 <<EOF
 usage: $0 up|down|status
-  up      create the lab (idempotent), wait until both ToRs hold both PodCIDRs
-          (IPv4 and IPv6) and both roost-loaders enforce the seed policy and
-          serve the VIP, then run the checks
-  status  show ToR RIBs, node peers/routes, the policy and the traffic checks
-          without changing anything
+  up      create the lab (idempotent), wait until the ToRs hold every PodCIDR
+          (IPv4 and IPv6) and every roost-loader enforces the seed policy,
+          follows the global view and serves the VIP, then run the checks,
+          and those of a vm deregistered from roost-sync
+  status  show ToR RIBs, node peers/routes, the policy, the global view and
+          the traffic checks without changing anything
   down    remove every namespace, process, mount and file the lab made
 EOF
 	exit 2
@@ -370,27 +465,38 @@ wait_for() {
 
 # --- programs ----------------------------------------------------------------
 
-# find_programs sets BIRD, BIRDC, VTYSH, NC, AGENT, LOADER and ROOSTCTL, and
-# dies with what to do when one is missing.
+# find_programs sets BIRD, BIRDC, VTYSH, NC, NFT, AGENT, LOADER, ROOSTCTL, and
+# with etcd ETCD_BIN and CURL, with roost-sync SYNCD, and dies with what to
+# do when one is missing.
 find_programs() {
 	BIRD=$(command -v bird || echo /usr/sbin/bird)
 	BIRDC=$(command -v birdc || echo /usr/sbin/birdc)
 	VTYSH=$(command -v vtysh || echo /usr/bin/vtysh)
 	# OpenBSD's netcat by name: the traditional one takes other flags.
 	NC=$(command -v nc.openbsd || echo /usr/bin/nc.openbsd)
+	NFT=$(command -v nft || echo /usr/sbin/nft)
 	local p
 	for p in "$BIRD" "$BIRDC" "$VTYSH" "$FRR_DIR/zebra" "$FRR_DIR/bgpd"; do
 		[[ -x $p ]] || die "$p not found: install bird2 and frr (scripts/deps.sh)"
 	done
 	[[ -x $NC ]] || die "$NC not found: install netcat-openbsd (scripts/deps.sh)"
+	[[ -x $NFT ]] || die "$NFT not found: install nftables (scripts/deps.sh)"
 	id frr >/dev/null 2>&1 || die "user frr does not exist: install frr (scripts/deps.sh)"
+	if [[ -n $ETCD ]]; then
+		ETCD_BIN=$(command -v etcd || echo /usr/bin/etcd)
+		CURL=$(command -v curl || echo /usr/bin/curl)
+		[[ -x $ETCD_BIN ]] || die "$ETCD_BIN not found: install etcd-server (scripts/deps.sh)"
+		[[ -x $CURL ]] || die "$CURL not found: install curl (scripts/deps.sh)"
+	fi
 	AGENT=$BIN/roost-agent
 	LOADER=$BIN/roost-loader
 	ROOSTCTL=$BIN/roostctl
+	SYNCD=$BIN/roost-sync
 	local need=("$LOADER" "$ROOSTCTL")
 	[[ $NO_AGENT == 1 ]] || need+=("$AGENT")
+	[[ -z $SYNC ]] || need+=("$SYNCD")
 	for p in "${need[@]}"; do
-		[[ -x $p ]] || die "$p not found: run 'make build' or point ROOST_BIN at the directory holding roost-agent, roost-loader and roostctl"
+		[[ -x $p ]] || die "$p not found: run 'make build' or point ROOST_BIN at the directory holding roost-agent, roost-loader, roost-sync and roostctl"
 	done
 }
 
@@ -454,26 +560,30 @@ make_pod() {
 	ip -n "$node" -6 route replace "$ip6/128" dev "$pod"
 }
 
-# make_vm VM wires VM to its ToR on its subnets (vm_net): the ToR holds the
-# gateways (vm_gateway), VM its own addresses and default routes via them.
-make_vm() {
-	local vm=$1 tor ip ip6 gw gw6 bits bits6
-	tor=$(vm_tor "$vm") ip=$(workload_ip "$vm") ip6=$(workload_ip "$vm" 6)
-	gw=$(vm_gateway "$vm") gw6=$(vm_gateway "$vm" 6)
-	bits=$(vm_net "$vm") bits6=$(vm_net "$vm" 6)
-	bits=${bits#*/} bits6=${bits6#*/}
-	if ! ip -n "$tor" link show "$vm" >/dev/null 2>&1; then
-		ip -n "$vm" link del "$tor" 2>/dev/null || true
-		ip -n "$tor" link add "$vm" type veth peer name "$tor" netns "$vm"
+# make_attached NS wires NS (a vm, or etcd) to its ToR on its subnets
+# (subnet_net), each family it has an address of: the ToR holds the
+# gateways (subnet_gateway), NS its own addresses and default routes via
+# them.
+make_attached() {
+	local ns=$1 tor family addr gw nodad
+	tor=$(vm_tor "$ns")
+	if ! ip -n "$tor" link show "$ns" >/dev/null 2>&1; then
+		ip -n "$ns" link del "$tor" 2>/dev/null || true
+		ip -n "$tor" link add "$ns" type veth peer name "$tor" netns "$ns"
 	fi
-	ip -n "$tor" addr replace "$gw/$bits" dev "$vm"
-	ip -n "$vm" addr replace "$ip/$bits" dev "$tor"
-	ip -n "$tor" addr replace "$gw6/$bits6" dev "$vm" nodad
-	ip -n "$vm" addr replace "$ip6/$bits6" dev "$tor" nodad
-	ip -n "$tor" link set "$vm" up
-	ip -n "$vm" link set "$tor" up
-	ip -n "$vm" route replace default via "$gw" dev "$tor"
-	ip -n "$vm" -6 route replace default via "$gw6" dev "$tor"
+	for family in 4 6; do
+		addr=$(subnet_addr "$ns" "$family") gw=$(subnet_gateway "$ns" "$family") nodad=()
+		[[ -n $addr ]] || continue
+		[[ $family == 4 ]] || nodad=(nodad)
+		ip -n "$tor" addr replace "$gw/${addr#*/}" dev "$ns" "${nodad[@]}"
+		ip -n "$ns" addr replace "$addr" dev "$tor" "${nodad[@]}"
+	done
+	ip -n "$tor" link set "$ns" up
+	ip -n "$ns" link set "$tor" up
+	for family in 4 6; do
+		gw=$(subnet_gateway "$ns" "$family")
+		[[ -z $gw ]] || ip -n "$ns" "-$family" route replace default via "$gw" dev "$tor"
+	done
 }
 
 # node_default_route NODE FAMILY sets NODE's default route of FAMILY: a
@@ -490,8 +600,8 @@ node_default_route() {
 
 # setup_network builds namespaces, links, sysctls and routes.
 setup_network() {
-	local ns link pod vm node tor n family
-	for ns in "${TORS[@]}" "${NODES[@]}" "${PODS[@]}" "${VMS[@]}"; do
+	local ns link pod node tor n family net
+	for ns in "${TORS[@]}" "${NODES[@]}" "${PODS[@]}" "${ATTACHED[@]}"; do
 		make_netns "$ns"
 		# No duplicate address detection (see the header); "default"
 		# covers the veth ends made later. IPv6 on: a lab made by an
@@ -519,23 +629,28 @@ setup_network() {
 		for node in "${NODES[@]}"; do node_default_route "$node" "$family"; done
 	done
 	for pod in "${PODS[@]}"; do make_pod "$pod"; done
-	for vm in "${VMS[@]}"; do make_vm "$vm"; done
-	# Each node linked to a vm's ToR routes the vm's subnets via that link.
-	for vm in "${VMS[@]}"; do
+	for ns in "${ATTACHED[@]}"; do make_attached "$ns"; done
+	# Each node linked to the ToR of a vm (or etcd) routes its subnets via
+	# that link.
+	for ns in "${ATTACHED[@]}"; do
 		for family in 4 6; do
+			net=$(subnet_net "$ns" "$family")
+			[[ -n $net ]] || continue
 			for link in "${LINKS[@]}"; do
 				read -r tor node n <<<"$link"
-				[[ $tor == "$(vm_tor "$vm")" ]] || continue
-				ip -n "$node" "-$family" route replace "$(vm_net "$vm" "$family")" via "$(link_addr "$n" tor "$family")" dev "$tor"
+				[[ $tor == "$(vm_tor "$ns")" ]] || continue
+				ip -n "$node" "-$family" route replace "$net" via "$(link_addr "$n" tor "$family")" dev "$tor"
 			done
 		done
 	done
 }
 
-# vips prints the services' VIPs, one per line.
+# vips [CLUSTER] prints the VIPs of the services (of CLUSTER), one per
+# line: the nodes of a service's cluster announce and serve them.
 vips() {
 	local s vip
 	for s in "${SERVICES[@]}"; do
+		[[ -z ${1:-} || $(service_cluster "${s%% *}") == "$1" ]] || continue
 		vip=$(service_vip "${s%% *}")
 		[[ $vip == - ]] || echo "$vip"
 	done
@@ -622,8 +737,10 @@ start_tor() {
 	chown -R frr:frr "$dir"
 	chmod 0750 "$dir"
 	local out
-	# bgpd -C exits 0 even on a bad line, but prints it.
-	out=$("$FRR_DIR/bgpd" -C -f "$dir/frr/bgpd.conf" 2>&1) || true
+	# bgpd -C exits 0 even on a bad line, but prints it. -p 0: it would
+	# bind the BGP port of the root namespace, which a BGP speaker of
+	# something else on this machine may hold.
+	out=$("$FRR_DIR/bgpd" -C -p 0 -f "$dir/frr/bgpd.conf" 2>&1) || true
 	[[ -z $out ]] || die "$tor: bgpd rejects $dir/frr/bgpd.conf: $out"
 	# Only a zebra started after duplicate address detection ended knows
 	# the link-local addresses bgpd's IPv6 sessions need (see the header);
@@ -635,6 +752,7 @@ start_tor() {
 	fi
 	start_frr_daemon "$tor" zebra
 	start_frr_daemon "$tor" bgpd
+	tor_counters "$tor"
 }
 
 # no_tentative NS succeeds when no IPv6 address in NS is tentative (in
@@ -691,11 +809,12 @@ EOF
 }
 
 # owned_routes NODE FAMILY prints the static routes of node_bird_conf's
-# protocol for FAMILY: NODE's PodCIDR and the VIPs of that family.
+# protocol for FAMILY: NODE's PodCIDR and the VIPs of that family of its
+# cluster's services.
 owned_routes() {
 	local vip
 	printf '  route %s blackhole;\n' "$(node_podcidr "$1" "$2")"
-	for vip in $(vips); do
+	for vip in $(vips "$(node_cluster "$1")"); do
 		case $2/$vip in
 		4/*:*) ;;
 		4/*) printf '  route %s/32 blackhole;\n' "$vip" ;;
@@ -728,7 +847,7 @@ EOF
 bird: {socket: $STATE/$node/run/bird.ctl, configDir: $STATE/$node/bird}
 listen: $AGENT_LISTEN
 controlSocket: $STATE/$node/run/agent.sock
-vips: {servicesFile: $STATE/services.yaml}
+vips: {servicesFile: $(cluster_dir "$(node_cluster "$node")")/services.yaml}
 drain: {stateFile: $STATE/$node/drain.json}
 EOF
 }
@@ -802,53 +921,31 @@ update_file() {
 	mv "$file.new" "$file"
 }
 
-# endpoints_conf prints roost-loader's endpoints file: every workload with
-# its addresses, IPv4 and IPv6, and labels
-# (internal/endpoints/testdata/endpoints/lab.yaml, plus db2 and the IPv6
-# addresses). The loader locates a pod by its IPv4 address (the lowest),
-# and enforces on its veth whatever the family.
-endpoints_conf() {
-	local w
-	printf '# written by scripts/lab.sh: the pods and the external workload\nendpoints:\n'
-	for w in "${PODS[@]}" "${VMS[@]}"; do
-		printf '  - name: %s\n    ips: [%s, %s]\n    labels: {app: %s}\n' \
-			"$w" "$(workload_ip "$w")" "$(workload_ip "$w" 6)" "$(workload_app "$w")"
-	done
-	printf '# the nodes: their uplinks and lo addresses; to policy, a node is host on\n# itself and remote-node elsewhere\nnodes:\n'
-	for node in "${NODES[@]}"; do
-		printf '  - name: %s\n    ips: [%s]\n' "$node" "$(node_ips "$node")"
-	done
-}
-
-# node_ips prints a node's addresses, ", "-separated: one per uplink and its
-# lo address, IPv4 then IPv6.
-node_ips() {
-	local link tor node n family out=()
-	for family in 4 6; do
-		for link in "${LINKS[@]}"; do
-			read -r tor node n <<<"$link"
-			[[ $node == "$1" ]] && out+=("$(link_addr "$n" node "$family")")
-		done
-		out+=("$(node_lo "$1" "$family")")
-	done
-	out=("${out[*]}")
-	echo "${out[0]// /, }"
-}
-
-# node_loader_conf NODE prints roost-loader's config for NODE.
+# node_loader_conf NODE prints roost-loader's config for NODE: its
+# cluster's endpoints and services files and, with etcd, the global view:
+# every loader follows it and campaigns to publish its cluster's endpoints
+# (those of the endpoints file, which all the cluster's nodes share).
 node_loader_conf() {
-	local node=$1
+	local node=$1 cdir
+	cdir=$(cluster_dir "$(node_cluster "$node")")
 	cat <<EOF
 # written by scripts/lab.sh
 node: $node
+cluster: $(node_cluster "$node")
 bpffs: $STATE/$node/bpffs
 policyDir: $STATE/policies
-endpointsFile: $STATE/endpoints.yaml
+endpointsFile: $cdir/endpoints.yaml
 kubernetes: {enabled: false, kubeconfig: ""}
 listen: $LOADER_LISTEN
-servicesFile: $STATE/services.yaml
+servicesFile: $cdir/services.yaml
 socketLB: {enabled: true, cgroup: $CGROUP_DIR/roost-lab-$node}
 xdpLB: {enabled: true, interfaces: [$(node_uplinks "$node" ", ")], mode: generic}
+EOF
+	[[ -n $ETCD ]] || return 0
+	cat <<EOF
+globalView:
+  etcd: {endpoints: ["http://$(etcd_ip):$ETCD_CLIENT_PORT"]}
+  publish: true
 EOF
 }
 
@@ -861,22 +958,6 @@ node_uplinks() {
 		[[ $node == "$1" ]] && names+=${names:+${2:- }}$tor
 	done
 	echo "$names"
-}
-
-# services_conf prints roost-loader's services file.
-services_conf() {
-	local s name ip vip port b backends
-	printf '# written by scripts/lab.sh\nservices:\n'
-	for s in "${SERVICES[@]}"; do
-		read -r name ip vip port _ <<<"$s"
-		printf '  - name: %s\n    clusterIPs: [%s]\n' "$name" "$ip"
-		[[ $vip == - ]] || printf '    externalIPs: [%s]\n' "$vip"
-		backends=""
-		for b in $(service_backends "$name"); do
-			backends+="${backends:+, }{ip: $(workload_ip "$b"), node: $(pod_node "$b")}"
-		done
-		printf '    ports: [{port: %s}]\n    backends: [%s]\n' "$port" "$backends"
-	done
 }
 
 # cgroup2_mounted DIR succeeds when the cgroup v2 hierarchy is mounted on DIR.
@@ -912,22 +993,29 @@ in_cgroup() {
 # bpffs_mounted DIR succeeds when a BPF filesystem is mounted on DIR.
 bpffs_mounted() { awk -v d="$1" '$2 == d && $3 == "bpf" { found = 1 } END { exit !found }' /proc/self/mounts; }
 
-# write_policy_files writes the seed policy and the endpoints file that both
-# loaders read. A loader would notice a change by itself, but "up" could not
-# tell when it has applied it, so running loaders are restarted instead
-# (their pinned programs keep enforcing meanwhile): a ready loader has then
-# applied the files as they are now.
+# write_policy_files writes the seed policy, which every loader reads, and
+# each cluster's endpoints and services files (labspec renders them), which
+# the loaders of its nodes read (and its agents, the services file). A
+# loader would notice a change by itself, but "up" could not tell when it
+# has applied it, so the running loaders that read a changed file are
+# restarted instead (their pinned programs keep enforcing meanwhile): a
+# ready loader has then applied the files as they are now.
 write_policy_files() {
-	local changed=0 node
+	local policy=0 node c dir
+	local -A changed=()
 	[[ -f $SEED_POLICY ]] || die "$SEED_POLICY not found: the lab's policy comes from the repository"
 	mkdir -p "$STATE/policies"
-	update_file "$STATE/policies/seed.yaml" "$(<"$SEED_POLICY")" && changed=1
-	update_file "$STATE/endpoints.yaml" "$(endpoints_conf)" && changed=1
-	update_file "$STATE/services.yaml" "$(services_conf)" && changed=1
-	((changed)) || return 0
+	update_file "$STATE/policies/seed.yaml" "$(<"$SEED_POLICY")" && policy=1
+	for c in "${CLUSTERS[@]}"; do
+		dir=$(cluster_dir "$c")
+		mkdir -p "$dir"
+		update_file "$dir/endpoints.yaml" "${ENDPOINTS_FILE[$c]}" && changed[$c]=1
+		update_file "$dir/services.yaml" "${SERVICES_FILE[$c]}" && changed[$c]=1
+	done
 	for node in "${NODES[@]}"; do
+		((policy)) || [[ -n ${changed[$(node_cluster "$node")]:-} ]] || continue
 		if alive "$STATE/$node/run/loader.pid" "$node"; then
-			log "$node: policy or endpoints changed, restarting roost-loader"
+			log "$node: policy, endpoints or services changed, restarting roost-loader"
 			stop_pid "$STATE/$node/run/loader.pid" "$node"
 		fi
 	done
@@ -983,6 +1071,127 @@ start_servers() {
 			done
 		done
 	done
+}
+
+# --- etcd and roost-sync ----------------------------------------------------
+
+# etcd_healthy succeeds when etcd answers /health with true (asked from its
+# namespace, on 127.0.0.1).
+etcd_healthy() {
+	[[ $(ip netns exec "$ETCD" "$CURL" -sS -m 2 "http://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null) == *'"health":"true"'* ]]
+}
+
+# start_etcd starts etcd (one member; its data in <state>/<etcd>/data) in
+# its namespace unless it runs, listening for clients on its addresses and
+# 127.0.0.1, and waits until it is healthy.
+start_etcd() {
+	local ns=$ETCD dir=$STATE/$ETCD urls ip6
+	[[ -n $ns ]] || return 0
+	mkdir -p "$dir/run" "$dir/log"
+	alive "$dir/run/etcd.pid" "$ns" && return 0
+	urls="http://$(etcd_ip):$ETCD_CLIENT_PORT,http://127.0.0.1:$ETCD_CLIENT_PORT"
+	ip6=$(etcd_ip 6)
+	[[ -z $ip6 ]] || urls+=",http://[$ip6]:$ETCD_CLIENT_PORT"
+	# The flags of internal/testenv's members; a data directory left by an
+	# earlier "up" is reused (the --initial-* flags then do nothing).
+	spawn "$ns" "$dir/run/etcd.pid" "$dir/log/etcd.log" "$ETCD_BIN" --name "$ns" --data-dir "$dir/data" \
+		--listen-client-urls "$urls" --advertise-client-urls "http://$(etcd_ip):$ETCD_CLIENT_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-cluster "$ns=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-token roost-lab --initial-cluster-state new \
+		--quota-backend-bytes $((256 << 20)) --logger zap --log-outputs stderr
+	wait_for 30 etcd_healthy || die "$ns: etcd is not healthy after 30s; see $dir/log/etcd.log"
+	log "$ns: etcd started on $urls (pid $(<"$dir/run/etcd.pid"))"
+}
+
+# sync_conf prints roost-sync's config: the lab's etcd (on 127.0.0.1, in
+# the same namespace), no workloads file (the lab registers its vms
+# through the API), its API on etcd's address.
+sync_conf() {
+	cat <<EOF
+# written by scripts/lab.sh
+name: $SYNC
+etcd: {endpoints: ["http://127.0.0.1:$ETCD_CLIENT_PORT"]}
+workloadsFile: ""
+listen: $(sync_listen)
+leaseTTL: $SYNC_LEASE_TTL
+heartbeatTimeout: $SYNC_HEARTBEAT_TIMEOUT
+EOF
+	[[ -z $SYNC_CLUSTER ]] || echo "cluster: $SYNC_CLUSTER"
+}
+
+# sync_api METHOD PATH [BODY] calls roost-sync's API (from etcd's
+# namespace) and prints the answer's body; it fails, printing the status
+# and body on stderr, unless the status is 2xx.
+sync_api() {
+	local method=$1 path=$2 body=${3:-} out code
+	local args=(-sS -m 5 -X "$method" -w '\n%{http_code}')
+	[[ -z $body ]] || args+=(-H 'Content-Type: application/json' --data "$body")
+	out=$(ip netns exec "$ETCD" "$CURL" "${args[@]}" "http://$(sync_listen)$path" 2>&1) || {
+		echo "$method $path: $out" >&2
+		return 1
+	}
+	code=${out##*$'\n'} out=${out%$'\n'*}
+	if [[ $code != 2?? ]]; then
+		echo "$method $path: HTTP $code: $out" >&2
+		return 1
+	fi
+	printf '%s\n' "$out"
+}
+
+# sync_ready succeeds when roost-sync answers /readyz: it is its origin's
+# writer and etcd holds its current set.
+sync_ready() { sync_api GET /readyz >/dev/null; }
+
+# start_sync starts roost-sync in etcd's namespace unless it runs (a
+# changed config restarts it), and waits until it is ready.
+start_sync() {
+	local ns=$ETCD dir=$STATE/$ETCD out
+	[[ -n $SYNC ]] || return 0
+	if update_file "$dir/sync.yaml" "$(sync_conf)"; then
+		stop_pid "$dir/run/sync.pid" "$ns"
+	fi
+	if ! alive "$dir/run/sync.pid" "$ns"; then
+		out=$("$SYNCD" --config "$dir/sync.yaml" --dry-run 2>&1) ||
+			die "$ns: roost-sync rejects $dir/sync.yaml: $out"
+		spawn "$ns" "$dir/run/sync.pid" "$dir/log/sync.log" "$SYNCD" --config "$dir/sync.yaml"
+		log "$ns: roost-sync $SYNC started on $(sync_listen) (pid $(<"$dir/run/sync.pid"))"
+	fi
+	wait_for 30 sync_ready || die "$ns: roost-sync is not ready after 30s: $(sync_api GET /readyz 2>&1); see $dir/log/sync.log"
+}
+
+# register VM registers VM with roost-sync (PUT, labspec's REGISTRATION
+# body), and starts VM's heartbeat unless it runs: a loop in etcd's
+# namespace (<state>/<etcd>/run/heartbeat-VM.pid), standing for an agent on
+# the vm, that posts a heartbeat every HEARTBEAT_INTERVAL seconds and
+# registers VM again when the heartbeat is refused (roost-sync keeps API
+# workloads in memory only: a restarted one answers 404).
+register() {
+	local vm=$1 dir=$STATE/$ETCD path
+	path=/v1/workloads/$WORKLOAD_NAMESPACE/$vm
+	sync_api PUT "$path" "${REGISTRATION[$vm]}" >/dev/null || die "$vm: roost-sync refuses its registration (above)"
+	alive "$dir/run/heartbeat-$vm.pid" "$ETCD" && return 0
+	# shellcheck disable=SC2016 # expanded by the loop's shell
+	spawn "$ETCD" "$dir/run/heartbeat-$vm.pid" "$dir/log/heartbeat-$vm.log" bash -c '
+		url=$1 body=$2 every=$3
+		while sleep "$every"; do
+			curl -fsS -m 5 -o /dev/null -X POST "$url/heartbeat" && continue
+			curl -fsS -m 5 -o /dev/null -X PUT -H "Content-Type: application/json" --data "$body" "$url" &&
+				echo "$(date -u +%FT%TZ) registered again"
+		done' heartbeat "http://$(sync_listen)$path" "${REGISTRATION[$vm]}" "$HEARTBEAT_INTERVAL"
+	log "$vm: registered with roost-sync $SYNC, heartbeat every ${HEARTBEAT_INTERVAL}s (pid $(<"$dir/run/heartbeat-$vm.pid"))"
+}
+
+# deregister VM stops VM's heartbeat and deregisters it (DELETE).
+deregister() {
+	stop_pid "$STATE/$ETCD/run/heartbeat-$1.pid" "$ETCD"
+	sync_api DELETE "/v1/workloads/$WORKLOAD_NAMESPACE/$1" >/dev/null || die "$1: roost-sync refuses its deregistration (above)"
+	log "$1: deregistered from roost-sync $SYNC"
+}
+
+# synced_vms prints the vms roost-sync registers, one per line.
+synced_vms() {
+	local vm
+	for vm in "${VMS[@]}"; do [[ -z $(vm_sync "$vm") ]] || echo "$vm"; done
 }
 
 # roostctl_loader NODE ARGS... runs roostctl against NODE's roost-loader.
@@ -1047,8 +1256,9 @@ uplink_backends() {
 }
 
 # uplink_ready NODE succeeds when NODE's roost-loader has attached its uplink
-# load balancer to each of NODE's uplinks, and serves every VIP there with
-# all of its service's backends, active, NODE's own as local.
+# load balancer to each of NODE's uplinks, and serves the VIP of every
+# service of its cluster there with all of its service's backends, active,
+# NODE's own as local.
 uplink_ready() {
 	local node=$1 flat uplink s name vip port b where want got
 	flat=$(services_flat "$node" 2>/dev/null) || return 1
@@ -1058,7 +1268,7 @@ uplink_ready() {
 	done
 	for s in "${SERVICES[@]}"; do
 		name=${s%% *} vip=$(service_vip "${s%% *}") port=$(service_port "${s%% *}")
-		[[ $vip != - ]] || continue
+		[[ $vip != - && $(service_cluster "$name") == "$(node_cluster "$node")" ]] || continue
 		want=$(for b in $(service_backends "$name"); do
 			where=remote
 			[[ $(pod_node "$b") != "$node" ]] || where=local
@@ -1071,12 +1281,17 @@ uplink_ready() {
 
 # loader_ready NODE succeeds when NODE's roost-loader answers, its last
 # reconcile succeeded, it sees NODE's pods as local endpoints, with
-# ingress enforced on exactly those the seed policy selects, and it serves
-# the VIPs at its uplinks (uplink_ready).
+# ingress enforced on exactly those the seed policy selects, it has every
+# workload of the other clusters and of roost-sync from the global view
+# (view_has), and it serves the VIPs at its uplinks (uplink_ready).
 loader_ready() {
-	local node=$1 out pod want
+	local node=$1 out pod want w
 	out=$(roostctl_loader "$node" --timeout 2s endpoints 2>/dev/null) || return 1
 	! grep -q '^last apply' <<<"$out" || return 1
+	for w in "${PODS[@]}" "${VMS[@]}"; do
+		[[ -n $(view_name "$w") && ${WORKLOAD_CLUSTER[$w]-} != "$(node_cluster "$node")" ]] || continue
+		view_has "$(view_name "$w")" <<<"$out" || return 1
+	done
 	for pod in "${PODS[@]}"; do
 		[[ $(pod_node "$pod") == "$node" ]] || continue
 		want="yes open"
@@ -1086,6 +1301,20 @@ loader_ready() {
 			$1 == p { print $col["LOCAL"], $col["INGRESS"] }' <<<"$out") == "$want" ]] || return 1
 	done
 	uplink_ready "$node"
+}
+
+# view_has NAME succeeds when the table of "roostctl endpoints" on stdin
+# lists NAME.
+view_has() { awk -v n="$1" '$1 == n { found = 1 } END { exit !found }'; }
+
+# view_lacks_everywhere NAME succeeds when no node's roost-loader lists
+# NAME.
+view_lacks_everywhere() {
+	local node out
+	for node in "${NODES[@]}"; do
+		out=$(roostctl_loader "$node" --timeout 2s endpoints 2>/dev/null) || return 1
+		! view_has "$1" <<<"$out" || return 1
+	done
 }
 
 # loaders_ready succeeds when every node's loader is ready.
@@ -1125,34 +1354,51 @@ probe() {
 }
 
 # snmp NS PROTO FIELD prints a counter of NS's /proc/net/snmp: FIELD of the
-# "PROTO:" lines (Ip ForwDatagrams, Tcp PassiveOpens).
+# "PROTO:" lines (Tcp PassiveOpens).
 snmp() {
 	ip netns exec "$1" cat /proc/net/snmp |
 		awk -v p="$2:" -v f="$3" '$1 == p && !col { for (i = 2; i <= NF; i++) if ($i == f) col = i; next }
 			$1 == p { print $col; exit }'
 }
 
-# snmp6 NS FIELD prints a counter of NS's /proc/net/snmp6
-# (Ip6OutForwDatagrams).
-snmp6() { ip netns exec "$1" cat /proc/net/snmp6 | awk -v f="$2" '$1 == f { print $2; exit }'; }
+# tor_counters TOR sets up TOR's counters of forwarded packets, one per
+# family (nftables, table inet roost_lab; reset by every "up"): every
+# packet TOR forwards but those to or from etcd's subnets, the loaders'
+# and roost-sync's traffic with etcd, which would otherwise pass for a
+# check's flow crossing that ToR.
+tor_counters() {
+	local family rule net
+	local -A ip=([4]=ip [6]=ip6) proto=([4]=ipv4 [6]=ipv6)
+	{
+		printf 'table inet roost_lab\ndelete table inet roost_lab\n'
+		printf 'table inet roost_lab {\n\tcounter forwarded4 {}\n\tcounter forwarded6 {}\n'
+		printf '\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n'
+		for family in 4 6; do
+			rule="meta nfproto ${proto[$family]}"
+			if [[ -n $ETCD ]]; then
+				net=$(subnet_net "$ETCD" "$family")
+				[[ -z $net ]] || rule+=" ${ip[$family]} saddr != $net ${ip[$family]} daddr != $net"
+			fi
+			printf '\t\t%s counter name forwarded%s\n' "$rule" "$family"
+		done
+		printf '\t}\n}\n'
+	} | ip netns exec "$1" "$NFT" -f - || die "$1: nft refuses the lab's counters (table inet roost_lab)"
+}
 
 # tor_forwarded TOR [FAMILY] prints how many IPv4 (FAMILY 4, the default)
-# or IPv6 (6) packets TOR has forwarded (its BGP sessions are its own
-# traffic, not counted).
+# or IPv6 (6) packets TOR has forwarded, etcd's left out (tor_counters;
+# its BGP sessions are its own traffic, not counted either).
 tor_forwarded() {
-	if [[ ${2:-4} == 6 ]]; then
-		snmp6 "$1" Ip6OutForwDatagrams
-	else
-		snmp "$1" Ip ForwDatagrams
-	fi
+	ip netns exec "$1" "$NFT" list counter inet roost_lab "forwarded${2:-4}" | awk '$1 == "packets" { print $2; exit }'
 }
 
 # accepted POD prints how many TCP connections POD has accepted (its own
 # count: each pod is a namespace).
 accepted() { snmp "$1" Tcp PassiveOpens; }
 
-# traffic FAMILY runs CHECKS (FAMILY 4) or CHECKS6 (6), between the
-# workloads' addresses of FAMILY, and prints a table of what each should
+# traffic FAMILY CHECK... runs the CHECKs ("CLIENT SERVER PORT EXPECT": of
+# CHECKS or DEREG_CHECKS for FAMILY 4, of CHECKS6 or DEREG_CHECKS6 for 6),
+# between the workloads' addresses of FAMILY, and prints a table of what each should
 # give and what it gave: an allowed flow connects and is never dropped; a
 # dropped flow gets no answer (not even a reset) and shows in the drops of
 # its backend's node ("roostctl drops"). BACKENDS says which backend each
@@ -1161,10 +1407,10 @@ accepted() { snmp "$1" Tcp PassiveOpens; }
 # the nodes, or from vm1, must cross one, a flow within a node none. It
 # returns non-zero when a check fails, after running them all.
 traffic() {
-	local family=$1 rc=0 check client server port expect target backends checks=("${CHECKS[@]}")
-	[[ $family == 4 ]] || checks=("${CHECKS6[@]}")
+	local family=$1 rc=0 check client server port expect target backends
+	shift
 	traffic_row "$family" CLIENT SOURCE DESTINATION EXPECTED RESULT BACKENDS VIA NEW-DROPS CHECK
-	for check in "${checks[@]}"; do
+	for check in "$@"; do
 		read -r client server port expect <<<"$check"
 		case $server in
 		svc:*) target=$(service_ip "${server#svc:}") backends=$(service_backends "${server#svc:}") ;;
@@ -1295,17 +1541,21 @@ check_flow() {
 # by BGP, into TOR's kernel.
 tor_holds() { [[ -n $(ip -n "$1" "$(ip_family "$2")" -o route show "$2" proto bgp 2>/dev/null) ]]; }
 
-# converged succeeds when both ToRs hold both PodCIDRs of both families (the
-# IPv6 ones learnt over the IPv6 sessions) and every VIP over both nodes.
+# converged succeeds when every ToR holds every PodCIDR of both families
+# (the IPv6 ones learnt over the IPv6 sessions) and every VIP over every
+# node of its service's cluster.
 converged() {
-	local tor node vip
+	local tor node vip c
 	for tor in "${TORS[@]}"; do
 		for node in "${NODES[@]}"; do
 			tor_holds "$tor" "$(node_podcidr "$node")" || return 1
 			tor_holds "$tor" "$(node_podcidr "$node" 6)" || return 1
 		done
-		for vip in $(vips); do
-			tor_holds_ecmp "$tor" "$vip/32" "${#NODES[@]}" || return 1
+		for c in "${CLUSTERS[@]}"; do
+			for vip in $(vips "$c"); do
+				# shellcheck disable=SC2046 # count the cluster's nodes
+				tor_holds_ecmp "$tor" "$vip/32" $(wc -w <<<"$(cluster_nodes "$c")") || return 1
+			done
 		done
 	done
 }
@@ -1462,19 +1712,20 @@ paths6() {
 	hop node1 "$vm1" "$db" db
 }
 
-# report_policy prints the paths, runs the traffic checks, then prints for
-# each node its drops, endpoints, its protected-db pod's policy with the
-# datapath's counters, and what its socket and uplink load balancers serve
-# ("roostctl services"). It returns non-zero when a check failed, after
+# report_policy prints the paths, runs the traffic checks, prints the
+# global view (with etcd), then prints for each node its drops, endpoints,
+# its protected-db pod's policy with the datapath's counters, and what its
+# socket and uplink load balancers serve ("roostctl services"). It returns non-zero when a check failed, after
 # printing everything.
 report_policy() {
 	local rc=0 out n
 	section "paths"
 	paths
 	section "traffic (seed policy: only app=employee may reach app=protected-db, on TCP 6379; svc:db is service db's cluster IP, vip:db its VIP)"
-	traffic 4 || rc=1
+	traffic 4 "${CHECKS[@]}" || rc=1
 	section "traffic over IPv6 (the same seed policy, the workloads' IPv6 addresses)"
-	traffic 6 || rc=1
+	traffic 6 "${CHECKS6[@]}" || rc=1
+	[[ -z $ETCD ]] || report_globalview || rc=1
 	# Per node: its drops, endpoints, the policy of each of its enforced
 	# pods, and its services.
 	local args node pod all=()
@@ -1511,6 +1762,89 @@ report_policy() {
 	return "$rc"
 }
 
+# origin_counts NODE prints how many endpoints NODE's roost-loader enforces
+# of each origin (file, kubernetes, cluster:NAME, sync:NAME), as
+# "ORIGIN=COUNT" words.
+origin_counts() {
+	roostctl_loader "$1" --timeout 2s -o json endpoints | json_flat |
+		awk -F'\t' '$1 ~ /^\[[0-9]+\]\.origin$/ { n[$2]++ } END { for (o in n) print o "=" n[o] }' |
+		sort | paste -sd' '
+}
+
+# report_globalview prints, for each node, the endpoints its roost-loader
+# enforces by origin and the state of its global view and publisher (the
+# lines below "roostctl endpoints"' table), and what roost-sync has
+# registered. It fails when a loader does not answer.
+report_globalview() {
+	local rc=0 node out counts
+	section "global view (etcd $(etcd_ip):$ETCD_CLIENT_PORT): what each roost-loader enforces, by origin"
+	for node in "${NODES[@]}"; do
+		if ! counts=$(origin_counts "$node") || ! out=$(roostctl_loader "$node" --timeout 2s endpoints); then
+			echo "$node: (roostctl endpoints failed)"
+			rc=1
+			continue
+		fi
+		printf '%-6s cluster %-6s %s\n' "$node" "$(node_cluster "$node")" "$counts"
+		grep -E '^(global view|publisher|conflict|bad key)' <<<"$out" | sed 's/^/       /' || true
+	done
+	[[ -n $SYNC ]] || return "$rc"
+	section "roost-sync $SYNC ($(sync_listen)): GET /v1/workloads"
+	if out=$(sync_api GET /v1/workloads); then
+		json_flat <<<"$out" | awk -F'\t' '
+			$1 !~ /^workloads\[/ { next }
+			{ split($1, k, /[][]/); i = k[2] + 0; f = substr(k[3], 2); if (i + 1 > n) n = i + 1 }
+			f == "ips" { ips[i] = ips[i] (ips[i] == "" ? "" : ",") $2; next }
+			f ~ /^labels\./ { lab[i] = lab[i] (lab[i] == "" ? "" : ",") substr(f, 8) "=" $2; next }
+			{ v[i, f] = $2 }
+			END {
+				fmt = "%-20s %-7s %-26s %-13s %s\n"
+				printf fmt, "WORKLOAD", "SOURCE", "IPS", "LABELS", "EXPIRES"
+				for (j = 0; j < n; j++) printf fmt, v[j, "namespace"] "/" v[j, "name"], v[j, "source"], ips[j], lab[j], v[j, "expires"]
+				if (n == 0) print "(none)"
+			}'
+	else
+		rc=1
+	fi
+	return "$rc"
+}
+
+# deregistration_checks deregisters every vm roost-sync registers, waits
+# until no loader lists it any more, runs DEREG_CHECKS and DEREG_CHECKS6
+# (what the vm's checks give now), and registers the vms again, waiting
+# until every loader lists them: the lab is left as "up" built it. It
+# fails when a check fails or the view does not follow in TIMEOUT.
+deregistration_checks() {
+	local rc=0 vm began took
+	local vms=()
+	mapfile -t vms < <(synced_vms)
+	((${#vms[@]})) || return 0
+	section "deregistration: ${vms[*]} deregistered from roost-sync $SYNC"
+	began=$EPOCHREALTIME
+	for vm in "${vms[@]}"; do deregister "$vm"; done
+	for vm in "${vms[@]}"; do
+		if ! wait_for "$TIMEOUT" view_lacks_everywhere "$(view_name "$vm")"; then
+			echo "$vm: still in a loader's view ${TIMEOUT}s after its deregistration"
+			rc=1
+		fi
+	done
+	took=$(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+	echo "gone from every loader's view (${NODES[*]}) ${took}s after the DELETE"
+	traffic 4 "${DEREG_CHECKS[@]}" || rc=1
+	section "deregistration over IPv6"
+	traffic 6 "${DEREG_CHECKS6[@]}" || rc=1
+	section "registration again: ${vms[*]}"
+	began=$EPOCHREALTIME
+	for vm in "${vms[@]}"; do register "$vm"; done
+	if wait_for "$TIMEOUT" loaders_ready; then
+		took=$(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+		echo "in every loader's view again ${took}s after the PUT"
+	else
+		echo "not in every loader's view ${TIMEOUT}s after the PUT"
+		rc=1
+	fi
+	return "$rc"
+}
+
 # --- commands ----------------------------------------------------------------
 
 cmd_up() {
@@ -1523,20 +1857,27 @@ cmd_up() {
 	printf '%s\n' "$LAB_ENV_TEXT" >"$LAB_ENV"
 	if [[ $NO_AGENT == 1 ]]; then touch "$NO_AGENT_FLAG"; else rm -f "$NO_AGENT_FLAG"; fi
 	setup_network
-	local ns
+	local ns vm
+	# The files first: the agents watch the services files.
+	write_policy_files
 	for ns in "${TORS[@]}"; do start_tor "$ns"; done
 	for ns in "${NODES[@]}"; do start_node "$ns"; done
-	write_policy_files
+	# etcd before the loaders, which wait for their first view from it.
+	start_etcd
+	start_sync
+	for vm in $(synced_vms); do register "$vm"; done
 	setup_cgroups
 	for ns in "${NODES[@]}"; do start_loader "$ns"; done
 	start_servers
-	log "waiting up to ${TIMEOUT}s for both ToRs to hold both PodCIDRs (IPv4 and IPv6)"
+	log "waiting up to ${TIMEOUT}s for the ToRs to hold every PodCIDR (IPv4 and IPv6)"
 	if ! wait_for "$TIMEOUT" converged; then
 		report || true
-		die "ToRs did not learn both PodCIDRs of both families within ${TIMEOUT}s; logs are in $STATE/*/log"
+		die "ToRs did not learn every PodCIDR of both families within ${TIMEOUT}s; logs are in $STATE/*/log"
 	fi
 	log "converged"
-	log "waiting up to ${TIMEOUT}s for both roost-loaders to enforce the seed policy on their pods and serve the VIP at their uplinks"
+	local what="enforce the seed policy on their pods"
+	[[ -z $ETCD ]] || what+=", list every other cluster's workload and roost-sync's from etcd,"
+	log "waiting up to ${TIMEOUT}s for the roost-loaders to $what and serve the VIP at their uplinks"
 	if ! wait_for "$TIMEOUT" loaders_ready; then
 		for ns in "${NODES[@]}"; do
 			section "$ns: roostctl endpoints"
@@ -1550,6 +1891,7 @@ cmd_up() {
 	local rc=0
 	report || rc=1
 	report_policy || rc=1
+	deregistration_checks || rc=1
 	if ((rc != 0)); then
 		die "a check failed (see above); logs are in $STATE/*/log"
 	fi
@@ -1562,22 +1904,22 @@ cmd_status() {
 	find_programs
 	local rc=0 ns f
 	section "processes"
-	for ns in "${TORS[@]}" "${NODES[@]}" "${PODS[@]}"; do
+	for ns in "${TORS[@]}" "${NODES[@]}" "${PODS[@]}" "${ATTACHED[@]}"; do
 		for f in "$STATE/$ns"/run/*.pid; do
 			[[ -e $f ]] || continue
 			if alive "$f" "$ns"; then
-				printf '%-9s %-8s pid %s\n' "$ns" "$(basename "$f" .pid)" "$(<"$f")"
+				printf '%-9s %-13s pid %s\n' "$ns" "$(basename "$f" .pid)" "$(<"$f")"
 			else
-				printf '%-9s %-8s NOT RUNNING\n' "$ns" "$(basename "$f" .pid)"
+				printf '%-9s %-13s NOT RUNNING\n' "$ns" "$(basename "$f" .pid)"
 				rc=1
 			fi
 		done
 	done
 	for ns in "${NODES[@]}"; do
 		if bpffs_mounted "$STATE/$ns/bpffs"; then
-			printf '%-9s %-8s mounted on %s\n' "$ns" bpffs "$STATE/$ns/bpffs"
+			printf '%-9s %-13s mounted on %s\n' "$ns" bpffs "$STATE/$ns/bpffs"
 		else
-			printf '%-9s %-8s NOT MOUNTED on %s\n' "$ns" bpffs "$STATE/$ns/bpffs"
+			printf '%-9s %-13s NOT MOUNTED on %s\n' "$ns" bpffs "$STATE/$ns/bpffs"
 			rc=1
 		fi
 	done
@@ -1592,6 +1934,13 @@ cmd_status() {
 
 cmd_down() {
 	local ns f pid
+	if [[ -n $ETCD ]]; then
+		# The heartbeats and roost-sync before etcd, which they write to.
+		for f in "$STATE/$ETCD"/run/heartbeat-*.pid; do
+			[[ -e $f ]] && stop_pid "$f" "$ETCD"
+		done
+		stop_pid "$STATE/$ETCD/run/sync.pid" "$ETCD"
+	fi
 	for ns in "${NODES[@]}" "${TORS[@]}"; do
 		# loader and agent before bird, bgpd before zebra: the order they
 		# depend on
@@ -1599,13 +1948,14 @@ cmd_down() {
 			stop_pid "$STATE/$ns/run/$f.pid" "$ns"
 		done
 	done
-	for ns in "${PODS[@]}" "${VMS[@]}"; do
+	# etcd after the loaders, so that none is left waiting for it.
+	for ns in "${PODS[@]}" "${ATTACHED[@]}"; do
 		for f in "$STATE/$ns"/run/*.pid; do
 			[[ -e $f ]] || continue
 			stop_pid "$f" "$ns"
 		done
 	done
-	for ns in "${PODS[@]}" "${VMS[@]}" "${NODES[@]}" "${TORS[@]}"; do
+	for ns in "${PODS[@]}" "${ATTACHED[@]}" "${NODES[@]}" "${TORS[@]}"; do
 		ip netns list | awk '{print $1}' | grep -qx "$ns" || continue
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
 			log "$ns: killing leftover pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null))"

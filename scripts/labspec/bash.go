@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -64,24 +66,50 @@ func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 // space-separated (names and addresses hold no spaces).
 //
 //	UPLINK_MTU                     the node-ToR links' MTU
+//	CLUSTERS                       names ("default" alone for a file without clusters)
 //	TORS, NODES, PODS, VMS         names, in the file's order
 //	TOR_ASN[tor], TOR_ROUTER_ID[tor]
-//	NODE_ASN[node], NODE_ROUTER_ID[node]
+//	CLUSTER_NODES[c]               its nodes, space-separated
+//	NODE_CLUSTER[node], NODE_ASN[node], NODE_ROUTER_ID[node]
 //	NODE_PODCIDR[node/F], NODE_LO[node/F]
 //	LINKS                          "TOR NODE N", N numbering the links from 1
 //	LINK_ID[tor/node]              N
 //	LINK_ADDR[N/tor/F], LINK_ADDR[N/node/F]   each end's address
 //	LINK_BITS[N/F]                 the link's prefix length
 //	WORKLOAD_IP[w/F], WORKLOAD_APP[w]          pods and vms
+//	WORKLOAD_CLUSTER[w]            the cluster whose endpoints file lists w
+//	                               (not set for a vm roost-sync registers)
 //	POD_NODE[pod]
-//	VM_TOR[vm], VM_NET[vm/F] (a prefix), VM_GATEWAY[vm/F]
+//	VM_SYNC[vm]                    the syncer that registers vm (only those)
+//	ATTACHED                       the namespaces on a ToR's subnet: vms, then etcd
+//	SUBNET_TOR[ns], SUBNET_ADDR[ns/F] (ADDRESS/BITS), SUBNET_NET[ns/F] (the
+//	                               prefix), SUBNET_GATEWAY[ns/F] (the ToR's
+//	                               address): of ATTACHED; etcd's IPv6 keys are
+//	                               not set when it has none
 //	SERVERS                        "WORKLOAD PORT..." (those that listen)
 //	SERVICES                       "NAME CLUSTER-IP EXTERNAL-IP|- PORT BACKEND..."
+//	SERVICE_CLUSTER[name]          its backends' cluster, whose nodes serve it
+//	ENDPOINTS_FILE[c], SERVICES_FILE[c]        cluster c's files (their text)
+//	ETCD                           etcd's namespace ("" for none)
+//	SYNC, SYNC_PORT, SYNC_CLUSTER  roost-sync's name ("" for none), its API
+//	                               port in etcd's namespace, its cluster ("" none)
+//	WORKLOAD_NAMESPACE             every workload's namespace
+//	REGISTRATION[vm]               roost-sync's PUT body for a vm it registers
+//	VIEW_NAME[w]                   the name another cluster's loader lists w
+//	                               by, from the global view (only with etcd)
 //	CHECKS, CHECKS6                "CLIENT SERVER PORT allow|drop"
+//	DEREG_CHECKS, DEREG_CHECKS6    the same, expected once the client is
+//	                               deregistered from roost-sync
 func (l *Lab) WriteBash(w io.Writer) error {
 	b := &bashWriter{w: w}
 	b.printf("# the lab's description, printed by scripts/labspec\n")
 	b.scalar("UPLINK_MTU", itoa(l.UplinkMTU))
+	b.array("CLUSTERS", l.Clusters)
+	var clusterNodes assoc
+	for _, c := range l.Clusters {
+		clusterNodes.set(c, strings.Join(l.clusterNodes(c), " "))
+	}
+	b.assoc("CLUSTER_NODES", clusterNodes)
 
 	var names []string
 	var torASN, torID assoc
@@ -95,9 +123,10 @@ func (l *Lab) WriteBash(w io.Writer) error {
 	b.assoc("TOR_ROUTER_ID", torID)
 
 	names = nil
-	var nodeASN, nodeID, podCIDR, lo assoc
+	var nodeCluster, nodeASN, nodeID, podCIDR, lo assoc
 	for _, n := range l.Nodes {
 		names = append(names, n.Name)
+		nodeCluster.set(n.Name, n.Cluster)
 		nodeASN.set(n.Name, itoa(n.ASN))
 		nodeID.set(n.Name, n.RouterID.String())
 		for fam, f := range families {
@@ -107,6 +136,7 @@ func (l *Lab) WriteBash(w io.Writer) error {
 		}
 	}
 	b.array("NODES", names)
+	b.assoc("NODE_CLUSTER", nodeCluster)
 	b.assoc("NODE_ASN", nodeASN)
 	b.assoc("NODE_ROUTER_ID", nodeID)
 	b.assoc("NODE_PODCIDR", podCIDR)
@@ -129,8 +159,8 @@ func (l *Lab) WriteBash(w io.Writer) error {
 	b.assoc("LINK_ADDR", linkAddr)
 	b.assoc("LINK_BITS", linkBits)
 
-	var pods, vms, servers []string
-	var ip, app, podNode, vmTor, vmNet, vmGateway assoc
+	var pods, vms, servers, attached []string
+	var ip, app, wCluster, podNode, vmSync, subnetTor, subnetAddr, subnetNet, subnetGateway, registration, viewName assoc
 	listen := func(name string, ports []int64) {
 		if len(ports) == 0 {
 			return
@@ -147,47 +177,104 @@ func (l *Lab) WriteBash(w io.Writer) error {
 			ip.set(fmt.Sprintf("%s/%d", p.Name, f.n), p.IP[fam].String())
 		}
 		app.set(p.Name, p.App)
+		wCluster.set(p.Name, l.podCluster(p.Name))
 		podNode.set(p.Name, p.Node)
 		listen(p.Name, p.Listen)
 	}
+	attach := func(name, tor string, addr [2]netip.Prefix, gw [2]netip.Addr) {
+		attached = append(attached, name)
+		subnetTor.set(name, tor)
+		for fam, f := range families {
+			if !addr[fam].IsValid() {
+				continue
+			}
+			key := fmt.Sprintf("%s/%d", name, f.n)
+			subnetAddr.set(key, addr[fam].String())
+			subnetNet.set(key, addr[fam].Masked().String())
+			subnetGateway.set(key, gw[fam].String())
+		}
+	}
 	for _, v := range l.VMs {
 		vms = append(vms, v.Name)
-		vmTor.set(v.Name, v.Tor)
+		attach(v.Name, v.Tor, v.Addr, v.Gateway)
 		for fam, f := range families {
-			key := fmt.Sprintf("%s/%d", v.Name, f.n)
-			ip.set(key, v.Addr[fam].Addr().String())
-			vmNet.set(key, v.Addr[fam].Masked().String())
-			vmGateway.set(key, v.Gateway[fam].String())
+			ip.set(fmt.Sprintf("%s/%d", v.Name, f.n), v.Addr[fam].Addr().String())
 		}
 		app.set(v.Name, v.App)
+		if v.Cluster != "" {
+			wCluster.set(v.Name, v.Cluster)
+		}
+		if v.Sync != "" {
+			vmSync.set(v.Name, v.Sync)
+			registration.set(v.Name, v.Registration())
+		}
 		listen(v.Name, v.Listen)
+	}
+	etcd := ""
+	if l.Etcd != nil {
+		etcd = l.Etcd.Name
+		attach(l.Etcd.Name, l.Etcd.Tor, l.Etcd.Addr, l.Etcd.Gateway)
+		for _, w := range slices.Concat(pods, vms) {
+			viewName.set(w, l.ViewName(w))
+		}
 	}
 	b.array("PODS", pods)
 	b.array("VMS", vms)
 	b.assoc("WORKLOAD_IP", ip)
 	b.assoc("WORKLOAD_APP", app)
+	b.assoc("WORKLOAD_CLUSTER", wCluster)
 	b.assoc("POD_NODE", podNode)
-	b.assoc("VM_TOR", vmTor)
-	b.assoc("VM_NET", vmNet)
-	b.assoc("VM_GATEWAY", vmGateway)
+	b.assoc("VM_SYNC", vmSync)
+	b.array("ATTACHED", attached)
+	b.assoc("SUBNET_TOR", subnetTor)
+	b.assoc("SUBNET_ADDR", subnetAddr)
+	b.assoc("SUBNET_NET", subnetNet)
+	b.assoc("SUBNET_GATEWAY", subnetGateway)
 	b.array("SERVERS", servers)
 
 	var services []string
+	var serviceCluster, endpointsFile, servicesFile assoc
 	for _, s := range l.Services {
 		vip := "-"
 		if s.ExternalIP.IsValid() {
 			vip = s.ExternalIP.String()
 		}
 		services = append(services, strings.Join(append([]string{s.Name, s.ClusterIP.String(), vip, itoa(s.Port)}, s.Backends...), " "))
+		serviceCluster.set(s.Name, s.Cluster)
 	}
 	b.array("SERVICES", services)
+	b.assoc("SERVICE_CLUSTER", serviceCluster)
+	for _, c := range l.Clusters {
+		endpointsFile.set(c, l.EndpointsFile(c))
+		servicesFile.set(c, l.ServicesFile(c))
+	}
+	b.assoc("ENDPOINTS_FILE", endpointsFile)
+	b.assoc("SERVICES_FILE", servicesFile)
 
-	for fam, name := range [2]string{"CHECKS", "CHECKS6"} {
-		var checks []string
+	b.scalar("ETCD", etcd)
+	syncName, syncPort, syncCluster := "", "", ""
+	if l.Sync != nil {
+		syncName, syncPort, syncCluster = l.Sync.Name, itoa(l.Sync.Port), l.Sync.Cluster
+	}
+	b.scalar("SYNC", syncName)
+	b.scalar("SYNC_PORT", syncPort)
+	b.scalar("SYNC_CLUSTER", syncCluster)
+	b.scalar("WORKLOAD_NAMESPACE", WorkloadNamespace)
+	b.assoc("REGISTRATION", registration)
+	b.assoc("VIEW_NAME", viewName)
+
+	for fam, names := range [2][2]string{{"CHECKS", "DEREG_CHECKS"}, {"CHECKS6", "DEREG_CHECKS6"}} {
+		var checks, dereg []string
 		for _, c := range l.Checks[fam] {
 			checks = append(checks, c.String())
+			if c.Deregistered != "" {
+				d := c
+				d.Expect = c.Deregistered
+				dereg = append(dereg, d.String())
+			}
 		}
-		b.array(name, checks)
+		b.array(names[0], checks)
+		b.array(names[1], dereg)
 	}
 	return b.err
 }

@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/roost-net/roost/internal/endpoints"
+	"github.com/roost-net/roost/internal/globalview"
+	"github.com/roost-net/roost/internal/services"
+	"github.com/roost-net/roost/internal/syncd"
 )
 
 const defaultFile = "../lab/lab.yaml"
@@ -31,20 +39,44 @@ func parse(t *testing.T, src string) *Lab {
 
 func TestDefaultFile(t *testing.T) {
 	lab := parse(t, readFile(t, defaultFile))
-	if len(lab.Tors) != 2 || len(lab.Nodes) != 2 || len(lab.Links) != 4 || len(lab.Pods) != 5 ||
-		len(lab.VMs) != 1 || len(lab.Services) != 1 || len(lab.Checks[0]) != 11 || len(lab.Checks[1]) != 7 {
-		t.Errorf("default lab: %d tors, %d nodes, %d links, %d pods, %d vms, %d services, %d+%d checks; want 2, 2, 4, 5, 1, 1, 11+7",
-			len(lab.Tors), len(lab.Nodes), len(lab.Links), len(lab.Pods), len(lab.VMs), len(lab.Services),
-			len(lab.Checks[0]), len(lab.Checks[1]))
+	if len(lab.Clusters) != 2 || len(lab.Tors) != 2 || len(lab.Nodes) != 4 || len(lab.Links) != 8 || len(lab.Pods) != 7 ||
+		len(lab.VMs) != 2 || len(lab.Services) != 1 || len(lab.Checks[0]) != 14 || len(lab.Checks[1]) != 10 ||
+		lab.Etcd == nil || lab.Sync == nil {
+		t.Errorf("default lab: %d clusters, %d tors, %d nodes, %d links, %d pods, %d vms, %d services, %d+%d checks, etcd %v, sync %v; want 2, 2, 4, 8, 7, 2, 1, 14+10, both",
+			len(lab.Clusters), len(lab.Tors), len(lab.Nodes), len(lab.Links), len(lab.Pods), len(lab.VMs), len(lab.Services),
+			len(lab.Checks[0]), len(lab.Checks[1]), lab.Etcd != nil, lab.Sync != nil)
 	}
 }
 
-// TestThreeNodes checks the example of a third node (a change of data
-// only) against the default.
+// TestThreeNodes checks a lab of one cluster (no clusters, etcd or sync:
+// the lab before clusters) with a third node: its nodes, pods, vm and
+// service are all of cluster default, which needs no etcd.
 func TestThreeNodes(t *testing.T) {
 	lab := parse(t, readFile(t, "testdata/three-nodes.yaml"))
 	if len(lab.Nodes) != 3 || len(lab.Links) != 6 || len(lab.Pods) != 6 {
 		t.Errorf("%d nodes, %d links, %d pods; want 3, 6, 6", len(lab.Nodes), len(lab.Links), len(lab.Pods))
+	}
+	if !slices.Equal(lab.Clusters, []string{DefaultCluster}) || lab.Etcd != nil || lab.Sync != nil {
+		t.Errorf("clusters %q, etcd %v, sync %v; want [default] and neither", lab.Clusters, lab.Etcd, lab.Sync)
+	}
+	for _, nd := range lab.Nodes {
+		if nd.Cluster != DefaultCluster {
+			t.Errorf("%s is of cluster %q", nd.Name, nd.Cluster)
+		}
+	}
+	if lab.VMs[0].Cluster != DefaultCluster || lab.Services[0].Cluster != DefaultCluster {
+		t.Errorf("vm of cluster %q, service of %q; want default", lab.VMs[0].Cluster, lab.Services[0].Cluster)
+	}
+}
+
+// TestClusterRule checks labspec's cluster names against globalview's
+// origins, which the loaders and roost-sync enforce.
+func TestClusterRule(t *testing.T) {
+	for _, name := range []string{"lab1", "a", "a-b", "lab-", "1lab", "Lab", "lab_1", "", strings.Repeat("a", 32), strings.Repeat("a", 33), "a--b", "x9"} {
+		want := globalview.ClusterOrigin(name).Validate() == nil
+		if got := clusterRE.MatchString(name); got != want {
+			t.Errorf("%q: labspec says %v, globalview %v", name, got, want)
+		}
 	}
 }
 
@@ -83,29 +115,45 @@ printf '%s|' "${SERVERS[@]}"; echo
 printf '%s|' "${SERVICES[@]}"; echo
 printf '%s|' "${CHECKS[@]}"; echo
 printf '%s|' "${CHECKS6[@]}"; echo
+printf '%s|' "${DEREG_CHECKS[@]}" "${DEREG_CHECKS6[@]}"; echo
+printf '%s|' "${CLUSTERS[@]}" "${ATTACHED[@]}"; echo
 echo "$UPLINK_MTU ${TOR_ASN[tor2]} ${TOR_ROUTER_ID[tor2]} ${NODE_ASN[node2]} ${NODE_ROUTER_ID[node2]}"
 echo "${NODE_PODCIDR[node1/4]} ${NODE_PODCIDR[node2/6]} ${NODE_LO[node1/4]} ${NODE_LO[node2/6]}"
 echo "${LINK_ID[tor1/node2]} ${LINK_ADDR[3/tor/4]} ${LINK_ADDR[3/node/6]} ${LINK_BITS[3/4]} ${LINK_BITS[3/6]}"
 echo "${WORKLOAD_IP[db2/4]} ${WORKLOAD_IP[vm1/6]} ${WORKLOAD_APP[db2]} ${WORKLOAD_APP[vm1]} ${POD_NODE[db2]} ${POD_NODE[vm1]-none}"
-echo "${VM_TOR[vm1]} ${VM_NET[vm1/4]} ${VM_NET[vm1/6]} ${VM_GATEWAY[vm1/4]} ${VM_GATEWAY[vm1/6]}"
+echo "${SUBNET_TOR[vm1]} ${SUBNET_ADDR[vm1/4]} ${SUBNET_NET[vm1/4]} ${SUBNET_NET[vm1/6]} ${SUBNET_GATEWAY[vm1/4]} ${SUBNET_GATEWAY[vm1/6]}"
+echo "${SUBNET_TOR[etcd]} ${SUBNET_ADDR[etcd/4]} ${SUBNET_ADDR[etcd/6]} ${SUBNET_GATEWAY[etcd/4]}"
+echo "${CLUSTER_NODES[lab2]}|${NODE_CLUSTER[node3]} ${WORKLOAD_CLUSTER[guest3]} ${WORKLOAD_CLUSTER[vm1]} ${WORKLOAD_CLUSTER[vm2]-none} ${VM_SYNC[vm2]} ${VM_SYNC[vm1]-none} ${SERVICE_CLUSTER[db]}"
+echo "$ETCD $SYNC $SYNC_PORT ${SYNC_CLUSTER:-none} $WORKLOAD_NAMESPACE ${VIEW_NAME[employee3]} ${VIEW_NAME[vm1]} ${VIEW_NAME[vm2]}"
+echo "${REGISTRATION[vm2]} ${REGISTRATION[vm1]-none}"
+grep -c '^  - name:' <<<"${ENDPOINTS_FILE[lab1]}"
+grep -c '^  - name:' <<<"${SERVICES_FILE[lab2]}" || true
 declare -p NODES NODE_ASN | cut -c1-12
 (NODES=(x)) 2>/dev/null && echo writable || echo read-only
 `
 	got := bashOut(t, "ENV="+Quote(env.String())+"\n"+script)
 	want := `tor1|tor2|
-node1|node2|
-tor1 node1 1|tor2 node1 2|tor1 node2 3|tor2 node2 4|
-db|employee|guest|employee2|db2|
-vm1|
+node1|node2|node3|node4|
+tor1 node1 1|tor2 node1 2|tor1 node2 3|tor2 node2 4|tor1 node3 5|tor2 node3 6|tor1 node4 7|tor2 node4 8|
+db|employee|guest|employee2|db2|employee3|guest3|
+vm1|vm2|
 db 6379 22|db2 6379|
 db 10.96.0.10 192.0.2.10 6379 db db2|
-employee db 6379 allow|employee2 db 6379 allow|vm1 db 6379 allow|guest db 6379 drop|employee db 22 drop|employee db2 6379 allow|guest db2 6379 drop|employee2 svc:db 6379 allow|guest svc:db 6379 drop|vm1 vip:db 6379 allow|guest vip:db 6379 drop|
-employee db 6379 allow|employee2 db 6379 allow|vm1 db 6379 allow|guest db 6379 drop|employee db 22 drop|employee db2 6379 allow|guest db2 6379 drop|
+employee db 6379 allow|employee2 db 6379 allow|vm1 db 6379 allow|guest db 6379 drop|employee db 22 drop|employee db2 6379 allow|guest db2 6379 drop|employee2 svc:db 6379 allow|guest svc:db 6379 drop|vm1 vip:db 6379 allow|guest vip:db 6379 drop|employee3 db 6379 allow|guest3 db 6379 drop|vm2 db 6379 allow|
+employee db 6379 allow|employee2 db 6379 allow|vm1 db 6379 allow|guest db 6379 drop|employee db 22 drop|employee db2 6379 allow|guest db2 6379 drop|employee3 db 6379 allow|guest3 db 6379 drop|vm2 db 6379 allow|
+vm2 db 6379 drop|vm2 db 6379 drop|
+lab1|lab2|vm1|vm2|etcd|
 1600 65000 10.0.2.1 65102 10.0.3.2
 10.244.1.0/24 fd00:244:2::/64 10.244.1.1 fd00:244:2::1
 3 10.0.3.1 fd00:0:3::2 30 64
 10.244.2.12 fd00:0:9::10 protected-db employee node2 none
-tor1 10.0.9.0/24 fd00:0:9::/64 10.0.9.1 fd00:0:9::1
+tor1 10.0.9.10/24 10.0.9.0/24 fd00:0:9::/64 10.0.9.1 fd00:0:9::1
+tor1 10.0.8.10/24 fd00:0:8::10/64 10.0.8.1
+node3 node4|lab2 lab2 lab1 none lab none lab1
+etcd lab 9482 none default cluster:lab2/default/employee3 cluster:lab1/default/vm1 sync:lab/default/vm2
+{"ips":["10.0.10.10","fd00:0:10::10"],"labels":{"app":"employee"}} none
+8
+0
 declare -ar 
 declare -Ar 
 read-only
@@ -158,14 +206,14 @@ func TestBad(t *testing.T) {
 		name, old, new string
 		want           []string // each a substring of the problems
 	}{
-		{"unknown top key", "uplinkMTU: 1600", "uplinkMTU: 1600\nclusters: []",
-			[]string{`lab.yaml:17: clusters: unknown field`}},
+		{"unknown top key", "uplinkMTU: 1600", "uplinkMTU: 1600\ncluster: []",
+			[]string{`lab.yaml:18: cluster: unknown field: did you mean clusters?`}},
 		{"unknown node key", "    asn: 65102\n", "    asn: 65102\n    podCIDR: 10.244.2.0/24\n",
 			[]string{`nodes[1].podCIDR: unknown field`}},
 		{"unknown link key", "  - tor: tor1\n    node: node2\n", "  - tor: tor1\n    node: node2\n    mtu: 1500\n",
 			[]string{`links[2].mtu: unknown field`}},
-		{"link to a missing node", "  - tor: tor1\n    node: node2\n", "  - tor: tor1\n    node: node3\n",
-			[]string{`links[2].node: "node3" is not a node of the file (it names nothing)`}},
+		{"link to a missing node", "  - tor: tor1\n    node: node2\n", "  - tor: tor1\n    node: node9\n",
+			[]string{`links[2].node: "node9" is not a node of the file (it names nothing)`}},
 		{"link to a node as tor", "  - tor: tor2\n    node: node2\n", "  - tor: node1\n    node: node2\n",
 			[]string{`links[3].tor: "node1" is not a tor of the file (it names a node)`}},
 		{"second link", "  - tor: tor2\n    node: node2\n", "  - tor: tor1\n    node: node2\n",
@@ -196,7 +244,7 @@ func TestBad(t *testing.T) {
 			[]string{`nodes[1].ipv4.lo: 10.244.9.1 is not in the node's PodCIDR 10.244.2.0/24`}},
 		{"router ID twice", "routerID: 10.0.3.2", "routerID: 10.0.1.2",
 			[]string{`nodes[1].routerID: 10.0.1.2 is already the router ID of node1`}},
-		{"vm behind a missing tor", "    tor: tor1\n    app: employee\n", "    tor: tor3\n    app: employee\n",
+		{"vm behind a missing tor", "    tor: tor1\n    cluster: lab1\n", "    tor: tor3\n    cluster: lab1\n",
 			[]string{`vms[0].tor: "tor3" is not a tor of the file`}},
 		{"vm gateway off its subnet", "gateway: 10.0.9.1}", "gateway: 10.0.8.1}",
 			[]string{`vms[0].ipv4.gateway: 10.0.8.1 is not on the vm's subnet 10.0.9.0/24`}},
@@ -225,6 +273,46 @@ func TestBad(t *testing.T) {
 			[]string{`checks.ipv4[3].expect: "deny" must be allow or drop`}},
 		{"missing field", "    asn: 65102\n", "",
 			[]string{`nodes[1].asn: missing`}},
+		{"bad cluster name", "{name: lab2}", "{name: Lab_2}",
+			[]string{`clusters[1].name: "Lab_2" is not a cluster name: 1-32 lower-case letters`}},
+		{"second cluster", "{name: lab2}", "{name: lab1}",
+			[]string{`clusters[1].name: a second cluster "lab1"`}},
+		{"node of a missing cluster", "    cluster: lab2\n    asn: 65103", "    cluster: lab3\n    asn: 65103",
+			[]string{`nodes[2].cluster: "lab3" is not a cluster of the file (clusters: lab1, lab2)`}},
+		{"node without a cluster", "    cluster: lab1\n    asn: 65102", "    asn: 65102",
+			[]string{`nodes[1].cluster: missing`}},
+		{"cluster without a node", "  - {name: lab2}\n", "  - {name: lab2}\n  - {name: lab3}\n",
+			[]string{`lab.yaml:28: clusters: cluster lab3 has no node`}},
+		{"clusters without etcd", "etcd:\n  name: etcd\n  tor: tor1\n", "etcdx:\n  name: etcd\n  tor: tor1\n",
+			[]string{`clusters: 2 clusters and no etcd`, `sync: roost-sync needs etcd`}},
+		{"etcd behind a ToR a node is not linked to", "  - tor: tor1\n    node: node4\n", "  - tor: tor2\n    node: node4\n",
+			[]string{`etcd.tor: node4 is not linked to tor1: every node's roost-loader reaches etcd`}},
+		{"etcd gateway off its subnet", "gateway: 10.0.8.1}", "gateway: 10.0.7.1}",
+			[]string{`etcd.ipv4.gateway: 10.0.7.1 is not on the etcd's subnet 10.0.8.0/24`}},
+		{"etcd named as a node", "  name: etcd\n", "  name: node1\n",
+			[]string{`etcd.name: "node1" is already the name of a node`}},
+		{"etcd overlapping a vm", "{address: 10.0.8.10/24, gateway: 10.0.8.1}", "{address: 10.0.9.20/24, gateway: 10.0.9.2}",
+			[]string{`vms[0].ipv4: 10.0.9.0/24 overlaps 10.0.9.0/24 (etcd.ipv4)`}},
+		{"sync on etcd's port", "port: 9482}", "port: 2379}",
+			[]string{`sync.port: 2379 is etcd's`}},
+		{"sync of a missing cluster", "port: 9482}", "port: 9482, cluster: lab9}",
+			[]string{`sync.cluster: "lab9" is not a cluster of the file`}},
+		{"vm of another syncer", "    sync: lab\n", "    sync: vms\n",
+			[]string{`vms[1].sync: "vms" is not the file's syncer (lab)`}},
+		{"vm with cluster and sync", "    sync: lab\n", "    sync: lab\n    cluster: lab1\n",
+			[]string{`vms[1].sync: a vm has cluster or sync, not both`}},
+		{"vm with neither", "    cluster: lab1\n    app: employee\n", "    app: employee\n",
+			[]string{`vms[0]: neither cluster nor sync: name the cluster whose endpoints file lists the vm, or the syncer that registers it (sync: lab)`}},
+		{"service backends of two clusters", "backends: [db, db2]}", "backends: [db, db2, employee3]}",
+			[]string{`services[0].backends[2]: employee3 is a pod of cluster lab2, the service's first backend one of lab1: a service's backends are of one cluster`}},
+		{"cluster IP from another cluster", "{client: employee2, server: \"svc:db\"", "{client: employee3, server: \"svc:db\"",
+			[]string{`checks.ipv4[7].client: svc:db: a cluster IP is served by the socket load balancer of the client's node: the client must be a pod of cluster lab1`}},
+		{"cluster IP from a vm", "{client: employee2, server: \"svc:db\"", "{client: vm1, server: \"svc:db\"",
+			[]string{`checks.ipv4[7].client: svc:db: a cluster IP is served by the socket load balancer`}},
+		{"deregistered of a vm in a file", "{client: vm1, server: db, port: 6379, expect: allow}", "{client: vm1, server: db, port: 6379, expect: allow, deregistered: drop}",
+			[]string{`checks.ipv4[2].deregistered: vm1 is not a vm registered through roost-sync`}},
+		{"bad deregistered", "expect: allow, deregistered: drop}", "expect: allow, deregistered: deny}",
+			[]string{`checks.ipv4[13].deregistered: "deny" must be allow or drop`}},
 		{"two problems at once", "{name: guest, node: node2,", "{name: guest, node: node9, colour: red,",
 			[]string{`pods[2].node: "node9" is not a node`, `pods[2].colour: unknown field`}},
 	} {
@@ -281,6 +369,92 @@ func TestRun(t *testing.T) {
 			!strings.Contains(stderr.String(), tc.stderrPart) {
 			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, code, stdout.String(), stderr.String(),
 				tc.code, tc.stdout, tc.stderrPart)
+		}
+	}
+}
+
+// TestBadOneCluster changes the file of one cluster (no clusters key).
+func TestBadOneCluster(t *testing.T) {
+	src := readFile(t, "testdata/three-nodes.yaml")
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"node naming a cluster", "  - name: node3\n", "  - name: node3\n    cluster: lab1\n",
+			`nodes[2].cluster: "lab1" is not a cluster of the file: it lists no clusters (add them under clusters)`},
+		{"vm registered without a syncer", "    tor: tor1\n", "    tor: tor1\n    sync: lab\n",
+			`vms[0].sync: "lab": the file has no sync entry (roost-sync) to register the vm`},
+		{"sync without etcd", "uplinkMTU: 1600\n", "uplinkMTU: 1600\nsync: {name: lab, port: 9482}\n",
+			`sync: roost-sync needs etcd`},
+		{"no clusters listed", "uplinkMTU: 1600\n", "uplinkMTU: 1600\nclusters: []\n",
+			`clusters: no cluster: list one at least, or leave clusters out for one cluster (default)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(src, tc.old) {
+				t.Fatalf("%q is not in three-nodes.yaml", tc.old)
+			}
+			_, err := Parse(strings.NewReader(strings.Replace(src, tc.old, tc.new, 1)), "lab.yaml")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("problems:\n%v\nwant one with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+// TestFiles compares the endpoints and services files rendered for each
+// cluster with testdata/golden (go test -update rewrites them), and has
+// roost-loader's own parsers read them; and roost-sync's API reads each
+// registration, strictly.
+func TestFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		endpoints  map[string]int // per cluster
+	}{
+		{"lab", defaultFile, map[string]int{"lab1": 6, "lab2": 2}},
+		{"three-nodes", "testdata/three-nodes.yaml", map[string]int{"default": 7}},
+	} {
+		lab := parse(t, readFile(t, tc.file))
+		for _, c := range lab.Clusters {
+			for _, f := range []struct{ kind, text string }{{"endpoints", lab.EndpointsFile(c)}, {"services", lab.ServicesFile(c)}} {
+				golden := filepath.Join("testdata", "golden", tc.name+"-"+c+"-"+f.kind+".yaml")
+				if *update {
+					if err := os.WriteFile(golden, []byte(f.text+"\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if want := readFile(t, golden); f.text+"\n" != want {
+					t.Errorf("%s: rendered\n%s\nwant (go test -update rewrites it)\n%s", golden, f.text, want)
+				}
+				if again := map[string]func(string) string{"endpoints": lab.EndpointsFile, "services": lab.ServicesFile}[f.kind](c); again != f.text {
+					t.Errorf("%s: a second rendering differs", golden)
+				}
+				switch f.kind {
+				case "endpoints":
+					ef, err := endpoints.LoadFile(strings.NewReader(f.text), golden)
+					if err != nil {
+						t.Errorf("roost-loader refuses %s: %v", golden, err)
+					} else if len(ef.Endpoints) != tc.endpoints[c] || len(ef.Nodes) != len(lab.clusterNodes(c)) {
+						t.Errorf("%s: %d endpoints and %d nodes; want %d and %d", golden, len(ef.Endpoints), len(ef.Nodes), tc.endpoints[c], len(lab.clusterNodes(c)))
+					}
+				case "services":
+					if _, err := services.Load(strings.NewReader(f.text), golden); err != nil {
+						t.Errorf("roost-loader refuses %s: %v", golden, err)
+					}
+				}
+			}
+		}
+		for _, v := range lab.VMs {
+			if v.Sync == "" {
+				continue
+			}
+			dec := json.NewDecoder(strings.NewReader(v.Registration()))
+			dec.DisallowUnknownFields()
+			var reg syncd.Registration
+			if err := dec.Decode(&reg); err != nil {
+				t.Errorf("%s: registration %s: %v", v.Name, v.Registration(), err)
+			}
+			if len(reg.IPs) != 2 || reg.Labels["app"] != v.App {
+				t.Errorf("%s: registration %+v", v.Name, reg)
+			}
 		}
 	}
 }

@@ -1,7 +1,9 @@
 // Command labspec reads the lab's description file (scripts/lab/lab.yaml:
-// its ToRs, nodes, links, pods, external workloads, services and traffic
-// checks), validates it, and prints it as bash declarations for
-// scripts/lab.sh.
+// its clusters, ToRs, nodes, links, etcd and roost-sync, pods, external
+// workloads, services and traffic checks), validates it, and prints it as
+// bash declarations for scripts/lab.sh, with what is rendered from it
+// alone: each cluster's endpoints and services files, and roost-sync's
+// registration of each vm it registers.
 //
 //	labspec check FILE   validate FILE; print nothing when it is valid
 //	labspec env FILE     validate FILE and print it as bash declarations
@@ -9,7 +11,7 @@
 //	                     eval "$(labspec env FILE)"
 //
 // Every problem of the file is reported at once, each as "FILE:LINE: PATH:
-// MESSAGE" (e.g. "lab.yaml:12: links[1].node: "node3" is not a node of the
+// MESSAGE" (e.g. "lab.yaml:12: links[1].node: "node9" is not a node of the
 // file (it names nothing)"); the exit status is then 1, and 2 for a wrong
 // command line. WriteBash documents the arrays.
 package main

@@ -23,14 +23,23 @@ var families = [2]struct {
 // Lab is a parsed and validated description file.
 type Lab struct {
 	UplinkMTU int64
-	Tors      []Tor
-	Nodes     []Node
-	Links     []Link
-	Pods      []Pod
-	VMs       []VM
-	Services  []Service
-	Checks    [2][]Check // per family
+	// Clusters are the clusters' names: [DefaultCluster] for a file
+	// without clusters, whose nodes are all of that one.
+	Clusters []string
+	Tors     []Tor
+	Nodes    []Node
+	Links    []Link
+	Etcd     *Etcd // nil for none
+	Sync     *Sync // nil for none
+	Pods     []Pod
+	VMs      []VM
+	Services []Service
+	Checks   [2][]Check // per family
 }
+
+// DefaultCluster is the one cluster of a file without clusters: the name
+// roost-loader (and Cilium) use when none is configured.
+const DefaultCluster = "default"
 
 // Tor is a ToR (FRR).
 type Tor struct {
@@ -39,9 +48,10 @@ type Tor struct {
 	RouterID netip.Addr
 }
 
-// Node is a node (BIRD, roost-agent, roost-loader).
+// Node is a node (BIRD, roost-agent, roost-loader) of a cluster.
 type Node struct {
 	Name     string
+	Cluster  string
 	ASN      int64
 	RouterID netip.Addr
 	PodCIDR  [2]netip.Prefix
@@ -62,17 +72,21 @@ type Pod struct {
 	Listen          []int64
 }
 
-// VM is an external workload on a subnet of one ToR.
+// VM is an external workload on a subnet of one ToR: listed in the
+// endpoints file of Cluster, or registered through roost-sync Sync (one
+// of the two is set).
 type VM struct {
 	Name, Tor, App string
+	Cluster, Sync  string
 	Addr           [2]netip.Prefix
 	Gateway        [2]netip.Addr
 	Listen         []int64
 }
 
-// Service is an entry of roost-loader's services file.
+// Service is an entry of the services file of Cluster, its backends'.
 type Service struct {
 	Name       string
+	Cluster    string
 	ClusterIP  netip.Addr
 	ExternalIP netip.Addr // the zero Addr for none
 	Port       int64
@@ -80,10 +94,13 @@ type Service struct {
 }
 
 // Check is a traffic check: Server is a workload, "svc:NAME" or "vip:NAME".
+// Deregistered, for a client registered through roost-sync, is what the
+// check gives once the client is deregistered ("" for not checked).
 type Check struct {
 	Client, Server string
 	Port           int64
 	Expect         string
+	Deregistered   string
 }
 
 // Parse reads and validates a description file; source names it in
@@ -91,10 +108,11 @@ type Check struct {
 // message".
 func Parse(r io.Reader, source string) (*Lab, error) {
 	p := &parser{
-		Parser: yamlfields.New(source),
-		kinds:  map[string]string{},
-		addrs:  map[netip.Addr]string{},
-		lab:    &Lab{},
+		Parser:   yamlfields.New(source),
+		kinds:    map[string]string{},
+		addrs:    map[netip.Addr]string{},
+		clusters: map[string]bool{},
+		lab:      &Lab{},
 	}
 	p.file(p.Decode(r, "a lab description"))
 	if err := p.Err(); err != nil {
@@ -107,9 +125,15 @@ type parser struct {
 	*yamlfields.Parser
 	lab *Lab
 	// kinds maps every namespace's name to its kind ("tor", "node", "pod",
-	// "vm"); addrs every address a namespace holds to its path.
+	// "vm", "etcd"); addrs every address a namespace holds to its path.
 	kinds map[string]string
 	addrs map[netip.Addr]string
+	// clusters holds the clusters' names, clusterAt their entries (in
+	// the order of lab.Clusters); listed whether the file lists them
+	// (else every node is of DefaultCluster).
+	clusters  map[string]bool
+	clusterAt []*yaml.Node
+	listed    bool
 	// owned lists the prefixes that must not overlap (PodCIDRs, link and
 	// vm subnets), with their paths.
 	owned []ownedPrefix
@@ -131,7 +155,7 @@ func (p *parser) file(n *yaml.Node) {
 		}
 		return
 	}
-	f := p.Object(n, "", "uplinkMTU", "tors", "nodes", "links", "pods", "vms", "services", "checks")
+	f := p.Object(n, "", "uplinkMTU", "clusters", "tors", "nodes", "links", "etcd", "sync", "pods", "vms", "services", "checks")
 	if f == nil {
 		return
 	}
@@ -144,6 +168,7 @@ func (p *parser) file(n *yaml.Node) {
 		p.lab.UplinkMTU = p.inRange(f["uplinkMTU"], "uplinkMTU", "an MTU", 1280, 65535)
 	}
 	// In the order of their references, whatever the file's order.
+	p.clusterList(f["clusters"])
 	for i, t := range p.List(f["tors"], "tors") {
 		p.tor(t, yamlfields.Index("tors", i))
 	}
@@ -152,6 +177,12 @@ func (p *parser) file(n *yaml.Node) {
 	}
 	for i, t := range p.List(f["links"], "links") {
 		p.link(t, yamlfields.Index("links", i))
+	}
+	if f["etcd"] != nil {
+		p.etcd(f["etcd"], "etcd")
+	}
+	if f["sync"] != nil {
+		p.sync(f["sync"], "sync")
 	}
 	for i, t := range p.List(f["pods"], "pods") {
 		p.pod(t, yamlfields.Index("pods", i))
@@ -177,6 +208,7 @@ func (p *parser) file(n *yaml.Node) {
 	if len(p.lab.Nodes) == 0 && f["nodes"] != nil {
 		p.Failf(f["nodes"], "nodes", "no node: the lab needs one at least")
 	}
+	p.clustersUsed(f["clusters"], f["etcd"] != nil)
 	p.overlaps()
 }
 
@@ -201,7 +233,7 @@ func (p *parser) name(obj map[string]*yaml.Node, parent *yaml.Node, path, kind s
 		p.Failf(n, path, "%q is an interface every namespace (or pod) has already", s)
 		return ""
 	case p.kinds[s] != "":
-		p.Failf(n, path, "%q is already the name of a %s: every ToR, node, pod and vm is a namespace and needs a name of its own", s, p.kinds[s])
+		p.Failf(n, path, "%q is already the name of a %s: every ToR, node, pod, vm and etcd is a namespace and needs a name of its own", s, p.kinds[s])
 		return ""
 	}
 	p.kinds[s] = kind
@@ -377,16 +409,20 @@ func (p *parser) routerID(n *yaml.Node, path string, id netip.Addr) {
 }
 
 func (p *parser) node(n *yaml.Node, path string) {
-	o := p.Object(n, path, "name", "asn", "routerID", "ipv4", "ipv6")
+	o := p.Object(n, path, "name", "cluster", "asn", "routerID", "ipv4", "ipv6")
 	if o == nil {
 		return
 	}
 	nd := Node{
 		Name:     p.name(o, n, path, "node"),
+		Cluster:  DefaultCluster,
 		ASN:      p.asn(p.required(o, n, path, "asn"), yamlfields.Join(path, "asn")),
 		RouterID: p.addr(p.required(o, n, path, "routerID"), yamlfields.Join(path, "routerID"), 0),
 	}
 	p.routerID(o["routerID"], yamlfields.Join(path, "routerID"), nd.RouterID)
+	if p.listed || o["cluster"] != nil {
+		nd.Cluster = p.clusterRef(o, n, path)
+	}
 	for fam, f := range families {
 		fp := yamlfields.Join(path, f.key)
 		fo := p.Object(p.required(o, n, path, f.key), fp, "podCIDR", "lo")
@@ -494,32 +530,54 @@ func (p *parser) pod(n *yaml.Node, path string) {
 }
 
 func (p *parser) vm(n *yaml.Node, path string) {
-	o := p.Object(n, path, "name", "tor", "ipv4", "ipv6", "app", "listen")
+	o := p.Object(n, path, "name", "tor", "cluster", "sync", "ipv4", "ipv6", "app", "listen")
 	if o == nil {
 		return
 	}
 	v := VM{Name: p.name(o, n, path, "vm"), Tor: p.ref(o, n, path, "tor", "tor"), App: p.app(o, n, path)}
+	switch {
+	case o["cluster"] != nil && o["sync"] != nil:
+		p.Failf(o["sync"], yamlfields.Join(path, "sync"), "a vm has cluster or sync, not both: it is listed in its cluster's endpoints file, or registered through roost-sync")
+	case o["sync"] != nil:
+		v.Sync = p.syncRef(o["sync"], yamlfields.Join(path, "sync"))
+	case o["cluster"] != nil || p.listed:
+		if o["cluster"] == nil {
+			p.Failf(n, path, "neither cluster nor sync: name the cluster whose endpoints file lists the vm, or the syncer that registers it (sync: %s)", p.syncName())
+		} else {
+			v.Cluster = p.clusterRef(o, n, path)
+		}
+	default:
+		v.Cluster = DefaultCluster
+	}
 	for fam, f := range families {
 		fp := yamlfields.Join(path, f.key)
-		fo := p.Object(p.required(o, n, path, f.key), fp, "address", "gateway")
-		if o[f.key] == nil || fo == nil {
-			continue
-		}
-		ap, gp := yamlfields.Join(fp, "address"), yamlfields.Join(fp, "gateway")
-		v.Addr[fam] = p.prefix(p.required(fo, o[f.key], fp, "address"), ap, fam, true)
-		v.Gateway[fam] = p.addr(p.required(fo, o[f.key], fp, "gateway"), gp, fam)
-		p.hold(fo["address"], ap, v.Addr[fam].Addr())
-		p.hold(fo["gateway"], gp, v.Gateway[fam])
-		if v.Addr[fam].IsValid() && v.Gateway[fam].IsValid() {
-			if !v.Addr[fam].Contains(v.Gateway[fam]) {
-				p.Failf(fo["gateway"], gp, "%s is not on the vm's subnet %s", v.Gateway[fam], v.Addr[fam].Masked())
-			} else {
-				p.own(v.Addr[fam], fp)
-			}
-		}
+		v.Addr[fam], v.Gateway[fam] = p.subnet(p.required(o, n, path, f.key), fp, fam, "vm")
 	}
 	v.Listen = p.listen(o["listen"], yamlfields.Join(path, "listen"))
 	p.lab.VMs = append(p.lab.VMs, v)
+}
+
+// subnet reads a namespace's address on a ToR's subnet and the ToR's
+// address there, its gateway ({address: ADDRESS/BITS, gateway: ADDRESS});
+// what names the namespace's kind in problems.
+func (p *parser) subnet(n *yaml.Node, path string, fam int, what string) (netip.Prefix, netip.Addr) {
+	fo := p.Object(n, path, "address", "gateway")
+	if n == nil || fo == nil {
+		return netip.Prefix{}, netip.Addr{}
+	}
+	ap, gp := yamlfields.Join(path, "address"), yamlfields.Join(path, "gateway")
+	addr := p.prefix(p.required(fo, n, path, "address"), ap, fam, true)
+	gw := p.addr(p.required(fo, n, path, "gateway"), gp, fam)
+	p.hold(fo["address"], ap, addr.Addr())
+	p.hold(fo["gateway"], gp, gw)
+	if addr.IsValid() && gw.IsValid() {
+		if !addr.Contains(gw) {
+			p.Failf(fo["gateway"], gp, "%s is not on the %s's subnet %s", gw, what, addr.Masked())
+		} else {
+			p.own(addr, path)
+		}
+	}
+	return addr, gw
 }
 
 func (p *parser) service(n *yaml.Node, path string) {
@@ -567,6 +625,13 @@ func (p *parser) service(n *yaml.Node, path string) {
 		case s.Port != 0 && !listens(pd.Listen, s.Port):
 			p.Failf(b, ip, "%s does not listen on the service's port %d (its listen list)", name, s.Port)
 		}
+		if c := p.lab.podCluster(name); c != "" {
+			if s.Cluster == "" {
+				s.Cluster = c
+			} else if c != s.Cluster {
+				p.Failf(b, ip, "%s is a pod of cluster %s, the service's first backend one of %s: a service's backends are of one cluster, whose nodes serve it", name, c, s.Cluster)
+			}
+		}
 		s.Backends = append(s.Backends, name)
 	}
 	p.lab.Services = append(p.lab.Services, s)
@@ -582,13 +647,14 @@ func listens(ports []int64, port int64) bool {
 }
 
 func (p *parser) check(n *yaml.Node, path string, fam int) {
-	o := p.Object(n, path, "client", "server", "port", "expect")
+	o := p.Object(n, path, "client", "server", "port", "expect", "deregistered")
 	if o == nil {
 		return
 	}
 	var c Check
 	cp := yamlfields.Join(path, "client")
-	if cn := p.required(o, n, path, "client"); cn != nil {
+	cn := p.required(o, n, path, "client")
+	if cn != nil {
 		if name, ok := p.Str(cn, cp); ok {
 			if k := p.kinds[name]; k != "pod" && k != "vm" {
 				p.Failf(cn, cp, "%q is not a pod or vm of the file", name)
@@ -598,6 +664,13 @@ func (p *parser) check(n *yaml.Node, path string, fam int) {
 	}
 	c.Port = p.port(p.required(o, n, path, "port"), yamlfields.Join(path, "port"))
 	c.Expect = yamlfields.OneOf(p.Parser, p.required(o, n, path, "expect"), yamlfields.Join(path, "expect"), "", "allow", "drop")
+	if dn := o["deregistered"]; dn != nil {
+		dp := yamlfields.Join(path, "deregistered")
+		c.Deregistered = yamlfields.OneOf(p.Parser, dn, dp, "", "allow", "drop")
+		if v := p.lab.vm(c.Client); c.Client != "" && (v == nil || v.Sync == "") {
+			p.Failf(dn, dp, "%s is not a vm registered through roost-sync (a vm with sync:): only such a client is deregistered", c.Client)
+		}
+	}
 	sp := yamlfields.Join(path, "server")
 	sn := p.required(o, n, path, "server")
 	if sn == nil {
@@ -621,6 +694,8 @@ func (p *parser) check(n *yaml.Node, path string, fam int) {
 			p.Failf(sn, sp, "service %s has no externalIP", name)
 		case c.Port != 0 && c.Port != s.Port:
 			p.Failf(o["port"], yamlfields.Join(path, "port"), "%d is not service %s's port %d", c.Port, name, s.Port)
+		case kind == "svc" && c.Client != "" && p.lab.podCluster(c.Client) != s.Cluster:
+			p.Failf(cn, cp, "%s: a cluster IP is served by the socket load balancer of the client's node: the client must be a pod of cluster %s", server, s.Cluster)
 		}
 		p.lab.Checks[fam] = append(p.lab.Checks[fam], c)
 		return
@@ -644,6 +719,34 @@ func (l *Lab) pod(name string) *Pod {
 	return nil
 }
 
+func (l *Lab) vm(name string) *VM {
+	for i := range l.VMs {
+		if l.VMs[i].Name == name {
+			return &l.VMs[i]
+		}
+	}
+	return nil
+}
+
+func (l *Lab) node(name string) *Node {
+	for i := range l.Nodes {
+		if l.Nodes[i].Name == name {
+			return &l.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// podCluster returns the cluster of pod name (its node's), "" for no pod.
+func (l *Lab) podCluster(name string) string {
+	if pd := l.pod(name); pd != nil {
+		if nd := l.node(pd.Node); nd != nil {
+			return nd.Cluster
+		}
+	}
+	return ""
+}
+
 func (l *Lab) service(name string) *Service {
 	for i := range l.Services {
 		if l.Services[i].Name == name {
@@ -653,7 +756,7 @@ func (l *Lab) service(name string) *Service {
 	return nil
 }
 
-// String is for messages only.
+// String is the check as lab.sh reads it: "CLIENT SERVER PORT EXPECT".
 func (c Check) String() string {
 	return fmt.Sprintf("%s %s %d %s", c.Client, c.Server, c.Port, c.Expect)
 }
