@@ -2,7 +2,7 @@
 # images.sh builds, saves and loads roost's two container images:
 #
 #   roost/bird:TAG    BIRD 2 from Debian bookworm (compose/bird/Dockerfile)
-#   roost/roost:TAG   roost-agent, roost-loader, roostctl (compose/roost/Dockerfile)
+#   roost/roost:TAG   roost-agent, roost-loader, roost-sync, roostctl (compose/roost/Dockerfile)
 #
 #   scripts/images.sh build          # `make images`; needs bin/ (make build)
 #   scripts/images.sh save DIR       # DIR/roost-bird-TAG.tar, DIR/roost-roost-TAG.tar
@@ -20,7 +20,7 @@
 #                     scripts/base-image.sh and used instead.
 #   APT_MIRROR        Debian mirror for the BIRD image's apt-get (and for
 #                     base-image.sh)
-#   ROOST_BIN_DIR     where the three binaries are (default bin, from make build)
+#   ROOST_BIN_DIR     where the four binaries are (default bin, from make build)
 #   DOCKER_HOST       the Docker engine, as for the docker CLI
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +49,7 @@ base_image() {
 
 build() {
 	local b ctx
-	for b in roost-agent roost-loader roostctl; do
+	for b in roost-agent roost-loader roost-sync roostctl; do
 		[ -x "$bin/$b" ] || {
 			echo "images: $bin/$b is missing: run make build first" >&2
 			exit 1
@@ -62,11 +62,11 @@ build() {
 	docker build -q --network host --build-arg "BASE_IMAGE=$b" --build-arg "APT_MIRROR=${APT_MIRROR:-}" \
 		-t "roost/bird:$tag" compose/bird >/dev/null
 	echo "images: built roost/bird:$tag"
-	# A context of just the three binaries.
+	# A context of just the four binaries.
 	ctx=$(mktemp -d)
 	trap 'rm -rf "$ctx"' RETURN
 	mkdir "$ctx/bin"
-	cp "$bin/roost-agent" "$bin/roost-loader" "$bin/roostctl" "$ctx/bin/"
+	cp "$bin/roost-agent" "$bin/roost-loader" "$bin/roost-sync" "$bin/roostctl" "$ctx/bin/"
 	cp compose/roost/Dockerfile "$ctx/"
 	docker build -q --network host --build-arg "BASE_IMAGE=$b" -t "roost/roost:$tag" "$ctx" >/dev/null
 	echo "images: built roost/roost:$tag"

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roost-net/roost/internal/agentapi"
+	"github.com/roost-net/roost/internal/loaderapi"
 	"github.com/roost-net/roost/internal/testenv"
 )
 
@@ -25,10 +28,12 @@ const composeV2 = "/opt/roost-test/bin/docker-compose-v2"
 // way an operator does: images built by `make images` and handed over as
 // tarballs, then the roost Salt formula run masterless from the pillar. The
 // host plays the bare-metal node, in the root namespace; the ToRs and one
-// pod are namespaces linked to it. Everything the test adds to the root
-// namespace and the file system is removed at the end (guardHost). The
-// whole path runs twice: with Debian's docker-compose 1.29, and with
-// Compose v2.
+// pod are namespaces linked to it. The loader follows the global endpoint
+// view on a real etcd (over TLS, on loopback), and the node runs roost-sync,
+// which registers outside workloads into it. Everything the test adds to
+// the root namespace and the file system is removed at the end
+// (guardHost). The whole path runs twice: with Debian's docker-compose
+// 1.29, and with Compose v2.
 func TestPrivilegedDeploySalt(t *testing.T) {
 	testenv.Privileged(t)
 	testenv.Binary(t, "debootstrap")
@@ -58,6 +63,29 @@ func deploySalt(t *testing.T, composeCmd string) {
 	s := newSalt(t, repo)
 	guardHost(t)
 	d := startDockerd(t)
+
+	// etcd, for the global view, with the TLS files the pillar names put
+	// where an operator puts them: the loader's client certificate, and
+	// roost-sync's own.
+	etcd := testenv.StartEtcdTLS(t, 1)
+	syncCert, syncKey := etcd.CA.Issue(t, "roost-sync-vms", false)
+	etcdFiles := map[string]string{
+		"ca.pem": etcd.CAFile, "client.pem": etcd.CertFile, "client-key.pem": etcd.KeyFile,
+		"sync.pem": syncCert, "sync-key.pem": syncKey,
+	}
+	placeEtcd := func(name, src string) {
+		t.Helper()
+		if err := os.MkdirAll("/etc/roost/etcd", 0o755); err != nil { // guardHost removes /etc/roost
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("/etc/roost/etcd/"+name, []byte(mustRead(t, src)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, src := range etcdFiles {
+		placeEtcd(name, src)
+	}
+	syncListen := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 
 	// Images, as tarballs an air-gapped site carries to its nodes.
 	tag := testenv.Name("e2e")
@@ -137,6 +165,19 @@ func deploySalt(t *testing.T, composeCmd string) {
 			// The packages are there (deps.sh); the engine is the test's.
 			"docker": map[string]any{"manage_packages": true, "manage_service": false, "host": d.host, "compose": composeCmd},
 			"bpffs":  map[string]any{"mount": true, "persist": false},
+			"loader": map[string]any{"global_view": map[string]any{
+				"enabled": true,
+				"etcd": map[string]any{"endpoints": etcd.Endpoints, "ca_file": "/etc/roost/etcd/ca.pem",
+					"cert_file": "/etc/roost/etcd/client.pem", "key_file": "/etc/roost/etcd/client-key.pem"},
+			}},
+			"sync": map[string]any{
+				"enabled": true, "name": "vms", "cluster": "default", "listen": syncListen, "heartbeat_timeout": "2m",
+				"etcd": map[string]any{"endpoints": etcd.Endpoints, "ca_file": "/etc/roost/etcd/ca.pem",
+					"cert_file": "/etc/roost/etcd/sync.pem", "key_file": "/etc/roost/etcd/sync-key.pem"},
+				"workloads": []map[string]any{
+					{"name": "backup", "ips": []string{"192.0.2.77"}, "labels": map[string]string{"app": "backup"}},
+				},
+			},
 		}
 	}
 
@@ -152,7 +193,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if got, _ := os.ReadFile("/etc/bird/bird.conf.pre-roost"); string(got) != hostBirdConf {
 		t.Errorf("the host's bird.conf was not kept as bird.conf.pre-roost: %q", got)
 	}
-	waitHealthy(t, d, "roost-bird", "roost-agent", "roost-loader")
+	waitHealthy(t, d, "roost-bird", "roost-agent", "roost-loader", "roost-sync")
 	for j, tor := range tors {
 		tor.WaitEstablished(t, 60*time.Second, hostAddr[j])
 		tor.WaitBGPRoute(t, 30*time.Second, podCIDR, hostAddr[j])
@@ -167,6 +208,32 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if err := testenv.ConnectHello(torNS[1], podIP+":6379", time.Second); !errors.Is(err, testenv.ErrDropped) {
 		t.Errorf("tor2 → db:6379: %v, want dropped by the seed policy", err)
 	}
+
+	// 1b. roost-sync registers the pillar's workload, and one registered
+	// through its API from the host (docs/deploy.md, "The global endpoint
+	// view and roost-sync"): tor2's address as an app=employee VM. The
+	// deployed loader learns both from etcd as origin sync:vms, and lets
+	// tor2 reach db; deregistered, tor2 is dropped again.
+	waitSyncEndpoints(t, d, "sync:vms/default/backup")
+	began := time.Now()
+	api := "http://" + syncListen + "/v1/workloads/default/tor2vm"
+	if code, body := syncRequest(t, "PUT", api, `{"ips": ["`+torAddr[1].String()+`"], "labels": {"app": "employee"}}`); code != 201 {
+		t.Fatalf("PUT %s: %d, want 201 Created\n%s", api, code, body)
+	}
+	if code, body := syncRequest(t, "POST", api+"/heartbeat", ""); code != 204 {
+		t.Errorf("POST %s/heartbeat: %d, want 204\n%s", api, code, body)
+	}
+	if code, body := syncRequest(t, "GET", "http://"+syncListen+"/v1/workloads", ""); code != 200 || !strings.Contains(body, `"source": "api"`) || !strings.Contains(body, `"source": "file"`) {
+		t.Errorf("GET /v1/workloads: %d, want the file's workload and the API's\n%s", code, body)
+	}
+	waitSyncEndpoints(t, d, "sync:vms/default/backup", "sync:vms/default/tor2vm")
+	waitConnect(t, torNS[1], podIP+":6379", nil)
+	if code, body := syncRequest(t, "DELETE", api, ""); code != 204 {
+		t.Fatalf("DELETE %s: %d, want 204\n%s", api, code, body)
+	}
+	waitSyncEndpoints(t, d, "sync:vms/default/backup")
+	waitConnect(t, torNS[1], podIP+":6379", testenv.ErrDropped)
+	t.Logf("roost-sync: a workload registered, enforced, deregistered and dropped in %v", time.Since(began).Round(time.Millisecond))
 
 	// Restarting the BIRD container, as an image upgrade does, is a BGP
 	// graceful restart: tor1 keeps the PodCIDR in its FIB throughout.
@@ -311,8 +378,8 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if r.err != nil || len(r.failed()) > 0 || !slices.ContainsFunc(r.changed(), func(id string) bool { return strings.Contains(id, "roost-compose-up") }) {
 		t.Fatalf("image upgrade: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
 	}
-	waitHealthy(t, d, "roost-bird", "roost-agent", "roost-loader")
-	for _, c := range []string{"roost-bird", "roost-agent", "roost-loader"} {
+	waitHealthy(t, d, "roost-bird", "roost-agent", "roost-loader", "roost-sync")
+	for _, c := range []string{"roost-bird", "roost-agent", "roost-loader", "roost-sync"} {
 		if img, err := d.run("inspect", "-f", "{{.Config.Image}}", c); err != nil || !strings.HasSuffix(img, ":"+upgrade) {
 			t.Errorf("%s runs %q (%v) after the upgrade, want tag %s", c, img, err, upgrade)
 		}
@@ -343,7 +410,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 		}
 		waitHealthy(t, d, "roost-agent")
 		now := startedAt(t, d)
-		if now["roost-agent"] == started["roost-agent"] || now["roost-bird"] != started["roost-bird"] || now["roost-loader"] != started["roost-loader"] {
+		if now["roost-agent"] == started["roost-agent"] || now["roost-bird"] != started["roost-bird"] || now["roost-loader"] != started["roost-loader"] || now["roost-sync"] != started["roost-sync"] {
 			t.Errorf("start-only setting: want roost-agent alone restarted: before %v, after %v", started, now)
 		}
 		started = now
@@ -359,6 +426,31 @@ func deploySalt(t *testing.T, composeCmd string) {
 	for j, tor := range tors {
 		tor.WaitBGPRoute(t, 30*time.Second, moved, hostAddr[j])
 	}
+
+	// 5c. A new client certificate for the loader, put in place as the
+	// operator does: the formula restarts roost-loader, and only it, which
+	// connects to etcd with it.
+	began = time.Now()
+	cert, key := etcd.CA.Issue(t, "roost-loader-renewed", false)
+	placeEtcd("client.pem", cert)
+	placeEtcd("client-key.pem", key)
+	r = s.apply(t, "state.apply", "roost")
+	ran := func(id string) bool {
+		return slices.ContainsFunc(r.changed(), func(c string) bool { return strings.Contains(c, "_|-"+id+"_|-") })
+	}
+	if r.err != nil || len(r.failed()) > 0 || !ran("roost-loader-restart") || ran("roost-sync-restart") || ran("roost-agent-restart") {
+		t.Fatalf("renewed loader certificate: %v; changed %v; failed %v, want roost-loader alone restarted\n%s", r.err, r.changed(), r.failed(), r.out)
+	}
+	waitHealthy(t, d, "roost-loader") // ready: etcd answers it, and the view is applied
+	now := startedAt(t, d)
+	for c, at := range now {
+		if restarted := at != started[c]; restarted != (c == "roost-loader") {
+			t.Errorf("renewed loader certificate: %s restarted: %v; before %v, after %v", c, restarted, started, now)
+		}
+	}
+	started = now
+	waitSyncEndpoints(t, d, "sync:vms/default/backup")
+	t.Logf("renewed loader certificate: applied, loader restarted and ready in %v", time.Since(began).Round(time.Millisecond))
 
 	// 6. A bad pillar is refused before anything changes.
 	agentYAML = mustRead(t, "/etc/roost/agent.yaml")
@@ -389,6 +481,28 @@ func deploySalt(t *testing.T, composeCmd string) {
 		}
 	}
 
+	// 6a. So is a bad value of roost-sync's: roost-sync --dry-run, in the
+	// check of the staged set, names it; sync.yaml stays as it was.
+	syncYAML := mustRead(t, "/etc/roost/sync.yaml")
+	badSync := pillar(moved.String())
+	badSync["sync"].(map[string]any)["lease_ttl"] = 30 // a number: no unit
+	s.setPillar(t, badSync)
+	r = s.apply(t, "state.apply", "roost")
+	if want := `/var/lib/roost/stage/sync.yaml:`; r.err == nil || !strings.Contains(r.out, want) || !strings.Contains(r.out, `leaseTTL: "30" is not a duration`) {
+		t.Errorf("bad sync pillar: %v, want it refused naming %s and leaseTTL\n%s", r.err, want, r.out)
+	}
+	for _, id := range r.changed() {
+		if !strings.Contains(id, "roost-stage-") && !strings.Contains(id, "roost-validate") {
+			t.Errorf("bad sync pillar: %s changed", id)
+		}
+	}
+	if got := mustRead(t, "/etc/roost/sync.yaml"); got != syncYAML {
+		t.Errorf("bad sync pillar changed sync.yaml:\n%s", got)
+	}
+	if got := startedAt(t, d); !maps.Equal(got, started) {
+		t.Errorf("bad sync pillar restarted containers: before %v, after %v", started, got)
+	}
+
 	// 6b. A Docker address that does not answer fails the run, and the
 	// installed roost-check (which names the engine) stays as it was.
 	check := mustRead(t, "/usr/local/sbin/roost-check")
@@ -403,6 +517,32 @@ func deploySalt(t *testing.T, composeCmd string) {
 	}
 	if got := mustRead(t, "/etc/roost/agent.yaml"); got != agentYAML {
 		t.Errorf("a failed run changed agent.yaml:\n%s", got)
+	}
+
+	// 6c. roost-sync turned off: its container and files go; nothing else
+	// restarts, and the loader keeps following the view.
+	noSync := pillar(moved.String())
+	noSync["sync"] = map[string]any{"enabled": false}
+	s.setPillar(t, noSync)
+	if r = s.apply(t, "state.apply", "roost"); r.err != nil || len(r.failed()) > 0 {
+		t.Fatalf("sync off: %v; failed %v\n%s", r.err, r.failed(), r.out)
+	}
+	if out, err := d.run("ps", "-a", "--format", "{{.Names}}"); err != nil || strings.Contains(out, "roost-sync") {
+		t.Errorf("sync off: containers %q (%v), want no roost-sync", out, err)
+	}
+	for _, p := range []string{"/etc/roost/sync.yaml", "/etc/roost/workloads.yaml", "/var/lib/roost/stage/sync.yaml"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("sync off: %s left", p)
+		}
+	}
+	for c, at := range started {
+		if now, err := d.run("inspect", "-f", "{{.State.StartedAt}}", c); c != "roost-sync" && (err != nil || now != at) {
+			t.Errorf("sync off: %s restarted (%v)", c, err)
+		}
+	}
+	waitHealthy(t, d, "roost-loader")
+	if r = s.apply(t, "state.apply", "roost"); r.err != nil || len(r.changed()) > 0 {
+		t.Errorf("sync off, again: %v; changed %v", r.err, r.changed())
 	}
 
 	// 7. roost.clean leaves nothing behind.
@@ -442,6 +582,51 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if r.err != nil || len(r.changed()) > 0 {
 		t.Errorf("second roost.clean: %v; changed %v", r.err, r.changed())
 	}
+}
+
+// syncRequest makes a request of roost-sync's API and returns the status
+// and the body.
+func syncRequest(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitSyncEndpoints waits up to 30 s until the deployed loader's endpoints
+// of origin sync:vms (roostctl endpoints in roost-loader) are exactly names.
+func waitSyncEndpoints(t *testing.T, d *dockerd, names ...string) {
+	t.Helper()
+	var got []string
+	var out string
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		out, err = d.run("exec", "roost-loader", "roostctl", "endpoints", "--origin", "sync:vms", "-o", "json")
+		var eps []loaderapi.Endpoint
+		if err != nil || json.Unmarshal([]byte(out), &eps) != nil {
+			continue
+		}
+		got = nil
+		for _, e := range eps {
+			got = append(got, e.Name)
+		}
+		slices.Sort(got)
+		if slices.Equal(got, names) {
+			return
+		}
+	}
+	t.Fatalf("roostctl endpoints --origin sync:vms in roost-loader: %v, want %v (%v)\n%s", got, names, err, out)
 }
 
 // sessions maps each ToR's neighbor (the host) to its FRR counters
@@ -522,7 +707,7 @@ func waitConnect(t *testing.T, ns, addr string, want error) {
 func startedAt(t *testing.T, d *dockerd) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	for _, n := range []string{"roost-bird", "roost-agent", "roost-loader"} {
+	for _, n := range []string{"roost-bird", "roost-agent", "roost-loader", "roost-sync"} {
 		st, err := d.run("inspect", "-f", "{{.State.StartedAt}}", n)
 		if err != nil {
 			t.Fatal(err)

@@ -127,15 +127,15 @@ type proc struct {
 	err    error         // cmd's exit status, once exited is closed
 }
 
-// buildBinaries builds roost-agent, roost-loader and roostctl into a
-// temporary directory.
+// buildBinaries builds roost-agent, roost-loader, roost-sync and roostctl
+// into a temporary directory.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	// Static, as make build makes them: the deployment test puts them in
 	// an image.
 	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+"/",
-		"../../cmd/roost-agent", "../../cmd/roost-loader", "../../cmd/roostctl")
+		"../../cmd/roost-agent", "../../cmd/roost-loader", "../../cmd/roost-sync", "../../cmd/roostctl")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

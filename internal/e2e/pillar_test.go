@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/roost-net/roost/internal/agentapi"
+	"github.com/roost-net/roost/internal/testenv"
 )
 
 // TestPillarKeysChecked renders the formula with a real salt-call: a pillar
@@ -74,6 +76,16 @@ func TestPillarKeysChecked(t *testing.T) {
 			"roost:dokcer is not a key of the roost formula (did you mean roost:docker?)"},
 		{"nothing close", func(p map[string]any) { p["zzz"] = 1 },
 			"roost:zzz is not a key of the roost formula (known: agent, asn,"},
+		{"global view's etcd", func(p map[string]any) {
+			p["loader"] = map[string]any{"global_view": map[string]any{"etcd": map[string]any{"caFile": "/etc/roost/etcd/ca.pem"}}}
+		},
+			"roost:loader:global_view:etcd:caFile is not a key of the roost formula (did you mean roost:loader:global_view:etcd:ca_file?)"},
+		{"sync", func(p map[string]any) { p["sync"] = map[string]any{"leaseTTL": "30s"} },
+			"roost:sync:leaseTTL is not a key of the roost formula (did you mean roost:sync:lease_ttl?)"},
+		{"sync's etcd", func(p map[string]any) {
+			p["sync"] = map[string]any{"etcd": map[string]any{"endpoint": []string{"https://e:2379"}}}
+		},
+			"roost:sync:etcd:endpoint is not a key of the roost formula (did you mean roost:sync:etcd:endpoints?)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,11 +134,36 @@ func fullPillar() map[string]any {
 			"backends":       []map[string]any{{"ip": "10.244.1.10", "node": "node1"}},
 		}},
 		"loader": map[string]any{
+			"cluster":   "prod",
 			"socket_lb": map[string]any{"enabled": true, "cgroup": "/sys/fs/cgroup/system.slice"},
 			"xdp_lb":    map[string]any{"enabled": true, "interfaces": []string{"eth0", "eth1"}, "mode": "generic", "source_ipv4": "10.0.1.2"},
+			"global_view": map[string]any{
+				"enabled": true,
+				"etcd": map[string]any{
+					"endpoints": []string{"https://10.0.0.5:2379", "https://10.0.0.6:2379"},
+					"ca_file":   "/etc/roost/etcd/ca.pem", "cert_file": "/etc/roost/etcd/client.pem", "key_file": "/etc/roost/etcd/client-key.pem",
+					"dial_timeout": "2s", "request_timeout": "3s", "prefix": "/lab/v1/",
+				},
+				"publish": false, "publish_ttl": "20s", "sync_timeout": "45s",
+			},
+		},
+		"sync": map[string]any{
+			"enabled": true, "name": "vms",
+			"etcd": map[string]any{
+				"endpoints": []string{"https://10.0.0.5:2379"},
+				"ca_file":   "/etc/roost/etcd/ca.pem", "cert_file": "/etc/roost/etcd/sync.pem", "key_file": "/etc/roost/etcd/sync-key.pem",
+				"dial_timeout": "4s", "request_timeout": "6s", "prefix": "/lab/v1/",
+			},
+			"listen": "127.0.0.1:9582", "lease_ttl": "20s", "heartbeat_timeout": "15s", "cluster": "prod",
+			"workloads": []map[string]any{
+				{"name": "vm2", "namespace": "vms", "ips": []string{"192.168.50.20", "fd00:50::20"}, "labels": map[string]string{"app": "employee"}},
+			},
 		},
 	}
 }
+
+// etcdFiles are the etcd TLS files fullPillar names, under /etc/roost.
+var etcdFiles = []string{"etcd/ca.pem", "etcd/client.pem", "etcd/client-key.pem", "etcd/sync.pem", "etcd/sync-key.pem"}
 
 // render renders the formula's template files/NAME.jinja with the pillar
 // in place into dir/NAME, as roost.config stages it, and returns its path.
@@ -141,21 +178,48 @@ func (s *salt) render(t *testing.T, dir, name string) string {
 }
 
 // renderSet renders agent.yaml, loader.yaml, endpoints.yaml and
-// services.yaml into a new directory that stands for /etc/roost: the paths
-// in loader.yaml are moved there, as roost-check mounts the staged set at
-// /etc/roost.
-func (s *salt) renderSet(t *testing.T) string {
+// services.yaml (and, with sync, sync.yaml and workloads.yaml) into a new
+// directory that stands for /etc/roost, with the etcd TLS files of
+// etcdFiles in it: the paths in loader.yaml and sync.yaml are moved there,
+// as roost-check mounts the staged set, TLS files and all, at /etc/roost.
+func (s *salt) renderSet(t *testing.T, sync bool) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, name := range []string{"agent.yaml", "loader.yaml", "endpoints.yaml", "services.yaml"} {
+	names := []string{"agent.yaml", "loader.yaml", "endpoints.yaml", "services.yaml"}
+	if sync {
+		names = append(names, "sync.yaml", "workloads.yaml")
+	}
+	for _, name := range names {
 		s.render(t, dir, name)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "policies"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	loader := filepath.Join(dir, "loader.yaml")
-	writeFile(t, loader, strings.ReplaceAll(mustRead(t, loader), "/etc/roost/", dir+"/"))
+	for _, name := range []string{"loader.yaml", "sync.yaml"} {
+		if path := filepath.Join(dir, name); slices.Contains(names, name) {
+			writeFile(t, path, strings.ReplaceAll(mustRead(t, path), "/etc/roost/", dir+"/"))
+		}
+	}
+	placeEtcdFiles(t, dir)
 	return dir
+}
+
+// placeEtcdFiles writes the files of etcdFiles into dir, which stands for
+// /etc/roost: a CA's certificate, and client certificates and keys it
+// signed.
+func placeEtcdFiles(t *testing.T, dir string) {
+	t.Helper()
+	ca := testenv.NewCA(t)
+	client, clientKey := ca.Issue(t, "roost-loader", false)
+	sync, syncKey := ca.Issue(t, "roost-sync", false)
+	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, src := range []string{ca.CertFile, client, clientKey, sync, syncKey} {
+		if err := os.WriteFile(filepath.Join(dir, etcdFiles[i]), []byte(mustRead(t, src)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // dryRun runs a binary's --dry-run on config.
@@ -190,7 +254,7 @@ func TestPillarRendersEveryKey(t *testing.T) {
 	bin := buildBinaries(t)
 
 	s.setPillar(t, fullPillar())
-	dir := s.renderSet(t)
+	dir := s.renderSet(t, true)
 	agent := readYAML(t, filepath.Join(dir, "agent.yaml"))
 	wantAgent := map[string]any{
 		"peers": []any{
@@ -222,6 +286,15 @@ func TestPillarRendersEveryKey(t *testing.T) {
 		"socketLB":     map[string]any{"enabled": true, "cgroup": "/host/sys/fs/cgroup/system.slice"},
 		"xdpLB": map[string]any{"enabled": true, "interfaces": []any{"eth0", "eth1"}, "mode": "generic",
 			"maglevSize": 65537, "sourceIPv4": "10.0.1.2"},
+		"cluster": "prod",
+		"globalView": map[string]any{
+			"etcd": map[string]any{
+				"endpoints": []any{"https://10.0.0.5:2379", "https://10.0.0.6:2379"},
+				"caFile":    dir + "/etcd/ca.pem", "certFile": dir + "/etcd/client.pem", "keyFile": dir + "/etcd/client-key.pem",
+				"dialTimeout": "2s", "requestTimeout": "3s", "prefix": "/lab/v1/",
+			},
+			"publish": false, "publishTTL": "20s", "syncTimeout": "45s",
+		},
 	}
 	for key, want := range wantLoader {
 		if !reflect.DeepEqual(loader[key], want) {
@@ -230,6 +303,30 @@ func TestPillarRendersEveryKey(t *testing.T) {
 	}
 	if got := readYAML(t, filepath.Join(dir, "services.yaml"))["services"]; len(got.([]any)) != 1 {
 		t.Errorf("services.yaml services = %#v, want the pillar's one service", got)
+	}
+	wantSync := map[string]any{
+		"name": "vms",
+		"etcd": map[string]any{
+			"endpoints": []any{"https://10.0.0.5:2379"},
+			"caFile":    dir + "/etcd/ca.pem", "certFile": dir + "/etcd/sync.pem", "keyFile": dir + "/etcd/sync-key.pem",
+			"dialTimeout": "4s", "requestTimeout": "6s", "prefix": "/lab/v1/",
+		},
+		"workloadsFile": dir + "/workloads.yaml",
+		"listen":        "127.0.0.1:9582", "leaseTTL": "20s", "heartbeatTimeout": "15s", "cluster": "prod",
+	}
+	if got := readYAML(t, filepath.Join(dir, "sync.yaml")); !reflect.DeepEqual(got, wantSync) {
+		t.Errorf("sync.yaml = %#v, want %#v", got, wantSync)
+	}
+	wantWorkloads := []any{map[string]any{"name": "vm2", "namespace": "vms", "ips": []any{"192.168.50.20", "fd00:50::20"},
+		"labels": map[string]any{"app": "employee"}}}
+	if got := readYAML(t, filepath.Join(dir, "workloads.yaml"))["workloads"]; !reflect.DeepEqual(got, wantWorkloads) {
+		t.Errorf("workloads.yaml workloads = %#v, want %#v", got, wantWorkloads)
+	}
+	env := mustRead(t, s.render(t, t.TempDir(), "compose.env"))
+	for _, want := range []string{"\nCOMPOSE_PROFILES=sync\n", "\nROOST_SYNC_LISTEN=127.0.0.1:9582\n"} {
+		if !strings.Contains(env, want) {
+			t.Errorf(".env lacks %q:\n%s", strings.TrimSpace(want), env)
+		}
 	}
 
 	out, err := dryRun(bin, "roost-agent", filepath.Join(dir, "agent.yaml"))
@@ -252,6 +349,13 @@ func TestPillarRendersEveryKey(t *testing.T) {
 	if err != nil || !strings.Contains(out, "default/db (bgpCommunities 65000:300)") || !strings.Contains(out, "externalIP 192.0.2.10:6379/TCP") {
 		t.Errorf("roost-loader --dry-run on the rendered set: %v, want the service db\n%s", err, out)
 	}
+	out, err = dryRun(bin, "roost-sync", filepath.Join(dir, "sync.yaml"))
+	for _, want := range []string{"origin sync:vms, cluster prod, etcd https://10.0.0.5:2379", "1 workloads",
+		"vms/vm2  192.168.50.20, fd00:50::20", "app=employee", "io.cilium.k8s.policy.cluster=prod"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("roost-sync --dry-run on the rendered set: %v, want %q\n%s", err, want, out)
+		}
+	}
 
 	// A community that is not one: the dry-run names the field.
 	bad := fullPillar()
@@ -263,9 +367,50 @@ func TestPillarRendersEveryKey(t *testing.T) {
 		t.Errorf("roost-agent --dry-run with community 65536:1: %v, want it refused with %q\n%s", err, want, out)
 	}
 
+	// Bad values of the global view and of roost-sync: each dry-run names
+	// every field it refuses.
+	bad = fullPillar()
+	gv := bad["loader"].(map[string]any)["global_view"].(map[string]any)
+	gv["publish_ttl"] = "2500ms"
+	gv["etcd"].(map[string]any)["endpoints"] = []string{"https://10.0.0.5:2379", "http://10.0.0.6:2379"}
+	gv["etcd"].(map[string]any)["prefix"] = "roost"
+	sync := bad["sync"].(map[string]any)
+	sync["name"], sync["lease_ttl"], sync["listen"] = "VMs", 30, "localhost:9482"
+	sync["etcd"].(map[string]any)["request_timeout"] = "soon"
+	s.setPillar(t, bad)
+	dir = s.renderSet(t, true)
+	out, err = dryRun(bin, "roost-loader", filepath.Join(dir, "loader.yaml"))
+	for _, want := range []string{"globalView.publishTTL: 2.5s must be whole seconds, at least 3s",
+		"globalView.etcd.endpoints: mixes http and https", `globalView.etcd.prefix: "roost" must start and end with '/'`} {
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("roost-loader --dry-run with bad global_view values: %v, want %q\n%s", err, want, out)
+		}
+	}
+	out, err = dryRun(bin, "roost-sync", filepath.Join(dir, "sync.yaml"))
+	for _, want := range []string{`name: "VMs" must be 1-32 lower-case letters`, `leaseTTL: "30" is not a duration`,
+		`listen: "localhost:9482": host must be an IP address`, `etcd.requestTimeout: "soon" is not a duration`} {
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("roost-sync --dry-run with bad sync values: %v, want %q\n%s", err, want, out)
+		}
+	}
+	bad = fullPillar()
+	bad["sync"].(map[string]any)["workloads"] = []map[string]any{
+		{"name": "vm2", "ips": []string{"192.168.50.300"}, "labels": map[string]any{"app": "employee"}},
+		{"name": "vm3", "ip": "192.168.50.30", "labels": map[string]any{"managed": true}},
+	}
+	s.setPillar(t, bad)
+	dir = s.renderSet(t, true)
+	out, err = dryRun(bin, "roost-sync", filepath.Join(dir, "sync.yaml"))
+	for _, want := range []string{`workloads[0].ips[0]: "192.168.50.300" is not an IP address`,
+		"workloads[1].ip: unknown field: did you mean ips?", "workloads[1].labels.managed: must be a string"} {
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("roost-sync --dry-run with bad workloads: %v, want %q\n%s", err, want, out)
+		}
+	}
+
 	// salt/pillar.example, which documents every key.
 	writeFile(t, filepath.Join(s.pillars, "roost.sls"), mustRead(t, filepath.Join(repo, "salt", "pillar.example")))
-	dir = s.renderSet(t)
+	dir = s.renderSet(t, false)
 	for _, binary := range []string{"roost-agent", "roost-loader"} {
 		config := filepath.Join(dir, strings.TrimPrefix(binary, "roost-")+".yaml")
 		if out, err := dryRun(bin, binary, config); err != nil {
@@ -305,6 +450,106 @@ func TestPillarUnquotedCommunity(t *testing.T) {
 		}
 		if len(r.changed()) > 0 {
 			t.Errorf("%s changed or would change %v", strings.Join(args, " "), r.changed())
+		}
+	}
+}
+
+// TestPillarEtcdFiles: the etcd TLS files are the node's, named by path
+// under /etc/roost, which the containers mount. A path elsewhere, or one
+// the formula manages, stops the run when the states render, before
+// anything changes. Good paths are staged as copies that the check
+// (roost-validate) waits for, and a change of one restarts the container
+// that reads it, the loader or roost-sync, and only that one.
+func TestPillarEtcdFiles(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSalt(t, repo)
+	bad := fullPillar()
+	gv := bad["loader"].(map[string]any)["global_view"].(map[string]any)["etcd"].(map[string]any)
+	gv["ca_file"], gv["cert_file"] = "/srv/pki/ca.pem", "/etc/roost/policies/client.pem"
+	bad["sync"].(map[string]any)["etcd"].(map[string]any)["key_file"] = "/etc/roost/sync.yaml"
+	s.setPillar(t, bad)
+	for _, args := range [][]string{{"state.show_sls", "roost.config"}, {"state.apply", "roost", "test=True"}} {
+		r := s.apply(t, args...)
+		for _, want := range []string{
+			"roost:loader:global_view:etcd:ca_file is /srv/pki/ca.pem, not a file under /etc/roost: the containers see only /etc/roost",
+			"roost:loader:global_view:etcd:cert_file is /etc/roost/policies/client.pem, which the formula manages",
+			"roost:sync:etcd:key_file is /etc/roost/sync.yaml, which the formula manages",
+		} {
+			if r.err == nil || !strings.Contains(r.out, want) {
+				t.Errorf("%s: %v, want it refused with %q\n%s", strings.Join(args, " "), r.err, want, r.out)
+			}
+		}
+		if len(r.changed()) > 0 {
+			t.Errorf("%s changed or would change %v", strings.Join(args, " "), r.changed())
+		}
+	}
+
+	s.setPillar(t, fullPillar())
+	r := s.apply(t, "state.show_sls", "roost")
+	var doc struct {
+		Local map[string]map[string]any `json:"local"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &doc); r.err != nil || err != nil {
+		t.Fatalf("state.show_sls roost: %v %v\n%s", r.err, err, r.out)
+	}
+	// args returns a state's arguments, each list argument (require,
+	// onchanges) as "kind: id" strings.
+	args := func(id string) map[string]any {
+		t.Helper()
+		st, ok := doc.Local[id]
+		if !ok {
+			t.Fatalf("state.show_sls roost has no state %s", id)
+		}
+		out := map[string]any{}
+		for _, v := range st {
+			list, ok := v.([]any)
+			if !ok {
+				continue
+			}
+			for _, arg := range list {
+				kv, ok := arg.(map[string]any)
+				if !ok {
+					continue
+				}
+				for k, v := range kv {
+					if reqs, ok := v.([]any); ok && k != "names" {
+						var ids []string
+						for _, req := range reqs {
+							for kind, id := range req.(map[string]any) {
+								ids = append(ids, fmt.Sprintf("%s: %v", kind, id))
+							}
+						}
+						out[k] = ids
+						continue
+					}
+					out[k] = v
+				}
+			}
+		}
+		return out
+	}
+	for _, rel := range etcdFiles {
+		path := "/etc/roost/" + rel
+		a := args("roost-stage-" + path)
+		if a["name"] != "/var/lib/roost/stage/"+rel || a["source"] != path || a["show_changes"] != false || a["mode"] != "0600" {
+			t.Errorf("roost-stage-%s: %v, want %s copied to the stage, 0600, its contents never shown", path, a, path)
+		}
+		if !slices.Contains(args("roost-validate")["require"].([]string), "file: roost-stage-"+path) {
+			t.Errorf("roost-validate does not wait for the staged copy of %s", path)
+		}
+	}
+	restarts := map[string][]string{
+		"roost-loader-restart": {"file: roost-loader.yaml", "file: roost-stage-/etc/roost/etcd/ca.pem",
+			"file: roost-stage-/etc/roost/etcd/client.pem", "file: roost-stage-/etc/roost/etcd/client-key.pem"},
+		"roost-sync-restart": {"file: roost-sync.yaml", "file: roost-stage-/etc/roost/etcd/ca.pem",
+			"file: roost-stage-/etc/roost/etcd/sync.pem", "file: roost-stage-/etc/roost/etcd/sync-key.pem"},
+	}
+	for id, want := range restarts {
+		if got := args(id)["onchanges"]; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s runs on changes of %v, want %v", id, got, want)
 		}
 	}
 }

@@ -26,11 +26,12 @@ roost-clean-containers:
       - cmd: roost-clean-withdraw
 
 # Containers the compose file no longer names (or made without it).
+{%- set containers = 'roost-bird roost-agent roost-loader roost-sync' %}
 roost-clean-leftover-containers:
   cmd.run:
-    - name: docker rm -f roost-bird roost-agent roost-loader
+    - name: {{ ('for c in ' ~ containers ~ '; do if docker inspect "$c" >/dev/null 2>&1; then docker rm -f "$c"; fi; done') | json }}
     - env: {{ docker_env | json }}
-    - onlyif: docker inspect roost-bird || docker inspect roost-agent || docker inspect roost-loader
+    - onlyif: {{ ('for c in ' ~ containers ~ '; do if docker inspect "$c" >/dev/null 2>&1; then exit 0; fi; done; exit 1') | json }}
     - require:
       - cmd: roost-clean-containers
 

@@ -1,5 +1,5 @@
 {%- from "roost/map.jinja" import roost with context %}
-{%- from "roost/map.jinja" import docker_env, compose with context %}
+{%- from "roost/map.jinja" import docker_env, compose, etcd_users with context %}
 # roost.compose: the compose stack. `up -d` runs when the compose file, its
 # .env or the images changed, and when a container is missing or stopped;
 # config-only changes never restart a container.
@@ -23,9 +23,10 @@ roost-compose-env:
     - makedirs: True
     - mode: '0644'
 
-# The loader reads loader.yaml only at start (its endpoints and policies it
-# watches); a change to it restarts the loader, which adopts its pins. Before
-# the first `up` there is no container to restart.
+# The loader reads loader.yaml (and the etcd TLS files it names) only at
+# start (its endpoints and policies it watches); a change to it restarts the
+# loader, which adopts its pins. Before the first `up` there is no
+# container to restart.
 roost-loader-restart:
   cmd.run:
     - name: docker restart roost-loader
@@ -33,6 +34,11 @@ roost-loader-restart:
     - onlyif: docker inspect roost-loader >/dev/null 2>&1
     - onchanges:
       - file: roost-loader.yaml
+{%- for path in etcd_users.get('roost-loader', []) %}
+      - file: roost-stage-{{ path }}
+{%- endfor %}
+    - require:
+      - cmd: roost-validate
 
 # roost-agent refuses a reload that changes a setting it reads only at start
 # (its node, the Kubernetes source, blackhole routes, the VIPs' sources and

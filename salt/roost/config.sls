@@ -1,4 +1,4 @@
-{%- from "roost/map.jinja" import roost, bird_conf_ours with context %}
+{%- from "roost/map.jinja" import roost, bird_conf_ours, etcd_files with context %}
 # roost.config: renders the node's roost config from the pillar, checks it
 # as a whole with the binaries' --dry-run, and only then lets it land in
 # /etc/roost. A pillar that fails the check stops the run (failhard) before
@@ -64,6 +64,21 @@ roost-stage-policy-{{ name }}:
         policy: {{ policy | json }}
 {%- endfor %}
 
+# The etcd clients' TLS files (loader:global_view:etcd, sync:etcd) are the
+# node's own, under /etc/roost: copies join the staged set, so that the
+# dry-runs find them where loader.yaml and sync.yaml name them. A change
+# of one restarts the container that reads it (roost.compose, roost.sync).
+{%- for path in etcd_files %}
+roost-stage-{{ path }}:
+  file.managed:
+    - name: {{ roost.paths.stage }}/{{ path[roost.paths.etc | length + 1:] }}
+    - source: {{ path }}
+    - makedirs: True
+    - mode: '0600'
+    - show_changes: False
+    - failhard: True
+{%- endfor %}
+
 roost-stage-policies:
   file.directory:
     - name: {{ roost.paths.stage }}/policies
@@ -89,6 +104,9 @@ roost-validate:
       - file: roost-stage-policies
 {%- for name in files %}
       - file: roost-stage-{{ name }}
+{%- endfor %}
+{%- for path in etcd_files %}
+      - file: roost-stage-{{ path }}
 {%- endfor %}
 
 # 3. Land: each file checked again (check_cmd) on its way in.

@@ -3,6 +3,10 @@
 # roost.images: the BIRD and roost images in the local engine, loaded from
 # tarballs (roost:images:tarballs, the air-gapped path) or pulled. Tags are
 # taken as immutable: an image is loaded or pulled only while it is missing.
+# It needs the engine (roost.docker), also when applied alone, or through
+# roost.config, roost.compose or roost.sync.
+include:
+  - roost.docker
 {%- set images = [roost.images.bird, roost.images.roost] %}
 {%- set present = 'docker image inspect ' ~ images | join(' ') ~ ' >/dev/null 2>&1' %}
 {%- set deps = [] %}
