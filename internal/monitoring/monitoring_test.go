@@ -56,6 +56,13 @@ var metrics = map[string][]string{
 	"roost_policy_apply_failures": nil,
 	"roost_policy_ready":          nil,
 	"roost_policy_endpoints":      {"local", "enforced"},
+	// roost-loader's global view (internal/policyd/server.go)
+	"roost_globalview_connected":        nil,
+	"roost_globalview_endpoints":        {"origin"},
+	"roost_globalview_conflicts":        nil,
+	"roost_globalview_view_age_seconds": nil,
+	"roost_globalview_revision":         nil,
+	"roost_globalview_publisher_leader": nil,
 	// roost-loader's load balancers (socketLB, xdpLB)
 	"roost_socket_lb_operations_total":           {"reason"},
 	"roost_socket_lb_frontend_connections_total": {"frontend"},
