@@ -90,9 +90,9 @@ func (d *Daemon) Handler() http.Handler {
 		})
 	}
 	route("/v1/workloads/{namespace}/{name}", map[string]http.HandlerFunc{
-		http.MethodPut: d.servePut, http.MethodDelete: d.serveDelete, http.MethodGet: d.serveGet,
+		http.MethodPut: d.servePut, http.MethodDelete: d.serveNoContent(d.deregister), http.MethodGet: d.serveGet,
 	})
-	route("/v1/workloads/{namespace}/{name}/heartbeat", map[string]http.HandlerFunc{http.MethodPost: d.serveHeartbeat})
+	route("/v1/workloads/{namespace}/{name}/heartbeat", map[string]http.HandlerFunc{http.MethodPost: d.serveNoContent(d.heartbeat)})
 	route("/v1/workloads", map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
 		out := WorkloadList{Workloads: []WorkloadInfo{}}
 		for _, e := range d.workloads() {
@@ -158,32 +158,22 @@ func (d *Daemon) servePut(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, info(e))
 }
 
-func (d *Daemon) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
-	var ps fieldcheck.Problems
-	ns, name := pathID(r, &ps)
-	if len(ps) > 0 {
-		d.failProblems(w, ps)
-		return
+// serveNoContent returns a handler that applies act to the workload the
+// path names, answering 204 or act's error.
+func (d *Daemon) serveNoContent(act func(id string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var ps fieldcheck.Problems
+		ns, name := pathID(r, &ps)
+		if len(ps) > 0 {
+			d.failProblems(w, ps)
+			return
+		}
+		if err := act(ns + "/" + name); err != nil {
+			d.failRegistry(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	}
-	if err := d.heartbeat(ns + "/" + name); err != nil {
-		d.failRegistry(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (d *Daemon) serveDelete(w http.ResponseWriter, r *http.Request) {
-	var ps fieldcheck.Problems
-	ns, name := pathID(r, &ps)
-	if len(ps) > 0 {
-		d.failProblems(w, ps)
-		return
-	}
-	if err := d.deregister(ns + "/" + name); err != nil {
-		d.failRegistry(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (d *Daemon) serveGet(w http.ResponseWriter, r *http.Request) {
