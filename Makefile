@@ -22,11 +22,12 @@ deps:
 deps-test:
 	./scripts/deps.sh test
 
-# labspec reads the lab's description file (scripts/lab/lab.yaml) for
-# scripts/lab.sh; it is not part of the release.
+# roost-lab (scripts/lab) builds, checks and tears down the lab from its
+# description file (scripts/lab/lab.yaml); it is not part of the release.
 build: deps
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES)) ./scripts/labspec
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/roost-lab ./scripts/lab
 
 # generate rebuilds the eBPF objects and their Go bindings (bpf/) with
 # Debian's clang-19; bpf's TestGeneratedCurrent checks the committed ones.
@@ -56,13 +57,13 @@ lint:
 	$(GO) run $(STATICCHECK) $(PKGS)
 
 lab: build
-	./scripts/lab.sh up
+	$(BIN)/roost-lab up
 
-lab-down:
-	./scripts/lab.sh down
+lab-down: build
+	$(BIN)/roost-lab down
 
-lab-status:
-	./scripts/lab.sh status
+lab-status: build
+	$(BIN)/roost-lab status
 
 bench: build
 	./scripts/bench.sh

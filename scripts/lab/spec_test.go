@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +16,7 @@ import (
 	"github.com/roost-net/roost/internal/syncd"
 )
 
-const defaultFile = "../lab/lab.yaml"
+const defaultFile = "lab.yaml"
 
 func readFile(t *testing.T, name string) string {
 	t.Helper()
@@ -69,131 +68,14 @@ func TestThreeNodes(t *testing.T) {
 	}
 }
 
-// TestClusterRule checks labspec's cluster names against globalview's
+// TestClusterRule checks the lab's cluster names against globalview's
 // origins, which the loaders and roost-sync enforce.
 func TestClusterRule(t *testing.T) {
 	for _, name := range []string{"lab1", "a", "a-b", "lab-", "1lab", "Lab", "lab_1", "", strings.Repeat("a", 32), strings.Repeat("a", 33), "a--b", "x9"} {
 		want := globalview.ClusterOrigin(name).Validate() == nil
 		if got := clusterRE.MatchString(name); got != want {
-			t.Errorf("%q: labspec says %v, globalview %v", name, got, want)
+			t.Errorf("%q: the lab says %v, globalview %v", name, got, want)
 		}
-	}
-}
-
-// bashOut evaluates script in bash (-u, -e) and returns its output.
-func bashOut(t *testing.T, script string) string {
-	t.Helper()
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
-	cmd := exec.Command(bash, "-euc", script)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("bash: %v\n%s\nscript:\n%s", err, stderr.String(), script)
-	}
-	return string(out)
-}
-
-// TestBash evaluates the default file's bash, as lab.sh does, inside a
-// function (the arrays must be global), and reads the arrays back.
-func TestBash(t *testing.T) {
-	var env bytes.Buffer
-	if err := parse(t, readFile(t, defaultFile)).WriteBash(&env); err != nil {
-		t.Fatal(err)
-	}
-	script := `load() { eval "$1"; }
-load "$ENV"
-printf '%s|' "${TORS[@]}"; echo
-printf '%s|' "${NODES[@]}"; echo
-printf '%s|' "${LINKS[@]}"; echo
-printf '%s|' "${PODS[@]}"; echo
-printf '%s|' "${VMS[@]}"; echo
-printf '%s|' "${SERVERS[@]}"; echo
-printf '%s|' "${SERVICES[@]}"; echo
-printf '%s|' "${CHECKS[@]}"; echo
-printf '%s|' "${CHECKS6[@]}"; echo
-printf '%s|' "${DEREG_CHECKS[@]}" "${DEREG_CHECKS6[@]}"; echo
-printf '%s|' "${CLUSTERS[@]}" "${ATTACHED[@]}"; echo
-echo "$UPLINK_MTU ${TOR_ASN[tor2]} ${TOR_ROUTER_ID[tor2]} ${NODE_ASN[node2]} ${NODE_ROUTER_ID[node2]}"
-echo "${NODE_PODCIDR[node1/4]} ${NODE_PODCIDR[node2/6]} ${NODE_LO[node1/4]} ${NODE_LO[node2/6]}"
-echo "${LINK_ID[tor1/node2]} ${LINK_ADDR[3/tor/4]} ${LINK_ADDR[3/node/6]} ${LINK_BITS[3/4]} ${LINK_BITS[3/6]}"
-echo "${WORKLOAD_IP[db2/4]} ${WORKLOAD_IP[vm1/6]} ${WORKLOAD_APP[db2]} ${WORKLOAD_APP[vm1]} ${POD_NODE[db2]} ${POD_NODE[vm1]-none}"
-echo "${SUBNET_TOR[vm1]} ${SUBNET_ADDR[vm1/4]} ${SUBNET_NET[vm1/4]} ${SUBNET_NET[vm1/6]} ${SUBNET_GATEWAY[vm1/4]} ${SUBNET_GATEWAY[vm1/6]}"
-echo "${SUBNET_TOR[etcd]} ${SUBNET_ADDR[etcd/4]} ${SUBNET_ADDR[etcd/6]} ${SUBNET_GATEWAY[etcd/4]}"
-echo "${CLUSTER_NODES[lab2]}|${NODE_CLUSTER[node3]} ${WORKLOAD_CLUSTER[guest3]} ${WORKLOAD_CLUSTER[vm1]} ${WORKLOAD_CLUSTER[vm2]-none} ${VM_SYNC[vm2]} ${VM_SYNC[vm1]-none} ${SERVICE_CLUSTER[db]}"
-echo "$ETCD $SYNC $SYNC_PORT ${SYNC_CLUSTER:-none} $WORKLOAD_NAMESPACE ${VIEW_NAME[employee3]} ${VIEW_NAME[vm1]} ${VIEW_NAME[vm2]}"
-echo "${REGISTRATION[vm2]} ${REGISTRATION[vm1]-none}"
-grep -c '^  - name:' <<<"${ENDPOINTS_FILE[lab1]}"
-grep -c '^  - name:' <<<"${SERVICES_FILE[lab2]}" || true
-declare -p NODES NODE_ASN | cut -c1-12
-(NODES=(x)) 2>/dev/null && echo writable || echo read-only
-`
-	got := bashOut(t, "ENV="+Quote(env.String())+"\n"+script)
-	want := `tor1|tor2|
-node1|node2|node3|node4|
-tor1 node1 1|tor2 node1 2|tor1 node2 3|tor2 node2 4|tor1 node3 5|tor2 node3 6|tor1 node4 7|tor2 node4 8|
-db|employee|guest|employee2|db2|employee3|guest3|
-vm1|vm2|
-db 6379 22|db2 6379|
-db 10.96.0.10 192.0.2.10 6379 db db2|
-employee db 6379 allow|employee2 db 6379 allow|vm1 db 6379 allow|guest db 6379 drop|employee db 22 drop|employee db2 6379 allow|guest db2 6379 drop|employee2 svc:db 6379 allow|guest svc:db 6379 drop|vm1 vip:db 6379 allow|guest vip:db 6379 drop|employee3 db 6379 allow|guest3 db 6379 drop|vm2 db 6379 allow|
-employee db 6379 allow|employee2 db 6379 allow|vm1 db 6379 allow|guest db 6379 drop|employee db 22 drop|employee db2 6379 allow|guest db2 6379 drop|employee3 db 6379 allow|guest3 db 6379 drop|vm2 db 6379 allow|
-vm2 db 6379 drop|vm2 db 6379 drop|
-lab1|lab2|vm1|vm2|etcd|
-1600 65000 10.0.2.1 65102 10.0.3.2
-10.244.1.0/24 fd00:244:2::/64 10.244.1.1 fd00:244:2::1
-3 10.0.3.1 fd00:0:3::2 30 64
-10.244.2.12 fd00:0:9::10 protected-db employee node2 none
-tor1 10.0.9.10/24 10.0.9.0/24 fd00:0:9::/64 10.0.9.1 fd00:0:9::1
-tor1 10.0.8.10/24 fd00:0:8::10/64 10.0.8.1
-node3 node4|lab2 lab2 lab1 none lab none lab1
-etcd lab 9482 none default cluster:lab2/default/employee3 cluster:lab1/default/vm1 sync:lab/default/vm2
-{"ips":["10.0.10.10","fd00:0:10::10"],"labels":{"app":"employee"}} none
-8
-0
-declare -ar 
-declare -Ar 
-read-only
-`
-	if got != want {
-		t.Errorf("bash read back:\n%s\nwant:\n%s", got, want)
-	}
-}
-
-// TestQuote checks that bash reads every quoted string back exactly, as a
-// value and as an associative array's key.
-func TestQuote(t *testing.T) {
-	values := []string{"", "plain", "two words", "it's", "'", "''", `a\b`, `"q"`, "$HOME", "$(false)", "`false`",
-		"!x", "*", "a\nb", "tab\there", "]=x", "[k]", "x;false", "é ünïcode", "-e", "~root", "#c", "{a,b}"}
-	var b bytes.Buffer
-	w := &bashWriter{w: &b}
-	var a assoc
-	for i, v := range values {
-		a.set(v+"k", strings.Repeat("x", i))
-	}
-	w.array("V", values)
-	w.assoc("A", a)
-	w.scalar("S", values[len(values)-1]+"'$x")
-	if w.err != nil {
-		t.Fatal(w.err)
-	}
-	out := bashOut(t, b.String()+`
-printf '%s\0' "${V[@]}"
-for k in "${V[@]}"; do printf '%s\0' "${A[${k}k]}"; done
-printf '%s\0' "$S" "${#A[@]}"
-`)
-	var want []string
-	want = append(want, values...)
-	for i := range values {
-		want = append(want, strings.Repeat("x", i))
-	}
-	want = append(want, values[len(values)-1]+"'$x", "23")
-	got := strings.Split(strings.TrimSuffix(out, "\x00"), "\x00")
-	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
-		t.Errorf("read back %q\nwant %q", got, want)
 	}
 }
 
@@ -351,24 +233,25 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		args               []string
-		code               int
-		stdout, stderrPart string
+		args       []string
+		code       int
+		stderrPart string
 	}{
-		{[]string{"check", defaultFile}, 0, "", ""},
-		{[]string{"env", defaultFile}, 0, "declare -gra TORS=('tor1' 'tor2')\n", ""},
-		{[]string{"check", bad}, 1, "", bad + ":5: node: unknown field: did you mean nodes?"},
-		{[]string{"env", bad}, 1, "", "tors: no ToR"},
-		{[]string{"check", "/nonexistent.yaml"}, 1, "", "no such file"},
-		{[]string{"check"}, 2, "", "usage"},
-		{[]string{"print", defaultFile}, 2, "", "usage"},
+		{[]string{"check", defaultFile}, 0, ""},
+		{[]string{"check", "testdata/three-nodes.yaml"}, 0, ""},
+		{[]string{"check", bad}, 1, bad + ":5: node: unknown field: did you mean nodes?"},
+		{[]string{"check", bad}, 1, "tors: no ToR"},
+		{[]string{"check", "/nonexistent.yaml"}, 1, "no such file"},
+		{[]string{"check"}, 2, "usage"},
+		{[]string{"print", defaultFile}, 2, "usage"},
+		{[]string{"up", "extra"}, 2, "usage"},
+		{nil, 2, "usage"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(tc.args, &stdout, &stderr)
-		if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || (tc.stdout == "" && stdout.Len() > 0) ||
-			!strings.Contains(stderr.String(), tc.stderrPart) {
-			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, code, stdout.String(), stderr.String(),
-				tc.code, tc.stdout, tc.stderrPart)
+		if code != tc.code || stdout.Len() > 0 || !strings.Contains(stderr.String(), tc.stderrPart) {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want %d, no output, %q", tc.args, code, stdout.String(), stderr.String(),
+				tc.code, tc.stderrPart)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func (l *Lab) EndpointsFile(c string) string {
 	if entries.Len() == 0 {
 		entries.WriteString(" []")
 	}
-	b.WriteString("# written by scripts/lab.sh (rendered by scripts/labspec): the workloads of cluster " + c + "\nendpoints:" + entries.String() + "\n")
+	b.WriteString("# written by roost-lab (scripts/lab): the workloads of cluster " + c + "\nendpoints:" + entries.String() + "\n")
 	b.WriteString("# its nodes: their uplinks' and lo's addresses\nnodes:\n")
 	for _, nd := range l.Nodes {
 		if nd.Cluster != c {
@@ -61,7 +61,7 @@ func (l *Lab) EndpointsFile(c string) string {
 // for the nodes of cluster c: the services whose backends are its pods.
 func (l *Lab) ServicesFile(c string) string {
 	var b strings.Builder
-	b.WriteString("# written by scripts/lab.sh (rendered by scripts/labspec): the services of cluster " + c + "\nservices:")
+	b.WriteString("# written by roost-lab (scripts/lab): the services of cluster " + c + "\nservices:")
 	n := 0
 	for _, s := range l.Services {
 		if s.Cluster != c {
