@@ -55,8 +55,8 @@ func (g *globalView) hooks() policyd.GlobalView {
 	}
 	var h policyd.GlobalView
 	if g.pub != nil {
-		h.Publish = func(eps []globalview.Endpoint) error {
-			_, err := g.pub.Set(eps)
+		h.Publish = func(eps []globalview.Endpoint, nodes []globalview.Node) error {
+			_, err := g.pub.Set(eps, nodes)
 			return err
 		}
 	}

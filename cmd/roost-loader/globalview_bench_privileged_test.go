@@ -98,7 +98,7 @@ func BenchmarkPrivilegedGlobalViewConvergence(b *testing.B) {
 
 	// published sets eps and returns the revision etcd holds them at.
 	published := func(eps []globalview.Endpoint) int64 {
-		gen, err := pub.Set(eps)
+		gen, err := pub.Set(eps, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -44,6 +45,24 @@ const (
 	c1File    = "endpoints:\n  - {name: db, ips: [" + dbIP + "], labels: {app: protected-db}}\n"
 	c2File    = "endpoints:\n  - {name: employee, ips: [" + employeeIP + "], labels: {app: employee}}\n" +
 		"  - {name: guest, ips: [" + guestIP + "], labels: {app: guest}}\n"
+	// entitiesPolicy opens db's 7000 to the world and 7001 to the
+	// remote nodes.
+	entitiesPolicy = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: entities
+spec:
+  endpointSelector:
+    matchLabels:
+      app: protected-db
+  ingress:
+  - fromEntities: [world]
+    toPorts:
+    - ports: [{port: "7000", protocol: TCP}]
+  - fromEntities: [remote-node]
+    toPorts:
+    - ports: [{port: "7001", protocol: TCP}]
+`
 	// publishTTL is every test loader's globalView.publishTTL.
 	publishTTL = 3 * time.Second
 )
@@ -51,8 +70,9 @@ const (
 // globalNode is a node of a global view test, and the etcd it follows.
 type globalNode struct {
 	*node
-	name string
-	etcd *testenv.Etcd
+	name   string
+	etcd   *testenv.Etcd
+	epFile string // its endpoints file
 }
 
 // newGlobalNode returns a node named name of cluster whose loader follows
@@ -67,13 +87,12 @@ func newGlobalNode(t testing.TB, e *testenv.Etcd, cluster, name, eps string) *gl
 	if err != nil {
 		t.Fatal(err)
 	}
-	var epFile string
 	for _, line := range strings.Split(string(cfg), "\n") {
 		if f, ok := strings.CutPrefix(line, "endpointsFile: "); ok {
-			epFile = f
+			n.epFile = f
 		}
 	}
-	n.writeFile(t, epFile, eps)
+	n.writeFile(t, n.epFile, eps)
 	n.writeFile(t, n.config, strings.Replace(string(cfg), "node: node1\n", "node: "+name+"\n", 1)+fmt.Sprintf(`cluster: %s
 globalView:
   etcd:
@@ -199,18 +218,23 @@ func (s *syncer) register(t *testing.T, vm bool) {
 		eps = append(eps, globalview.Endpoint{Origin: globalview.SyncOrigin("vms"), Namespace: "default", Name: "vm",
 			IPs: []netip.Addr{netip.MustParseAddr(outsideIP)}, Labels: labels})
 	}
-	if _, err := s.pub.Set(eps); err != nil {
+	if _, err := s.pub.Set(eps, nil); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // addVM adds node A's vm namespace, routed like its pods.
-func addVM(t *testing.T, n *node) string {
+func addVM(t *testing.T, n *node) string { return addOutside(t, n, "rlvm", outsideIP) }
+
+// addOutside adds a namespace (named after prefix) holding ip behind node
+// n, routed like its pods: what sends as ip, as far as n's datapath can
+// tell.
+func addOutside(t *testing.T, n *node, prefix, ip string) string {
 	t.Helper()
-	ns := testenv.NetNS(t, "rlvm")
+	ns := testenv.NetNS(t, prefix)
 	hostIf, vmIf := testenv.Name("h"), testenv.Name("p")
-	testenv.Veth(t, n.ns, hostIf, gatewayIP+"/32", ns, vmIf, outsideIP+"/32")
-	testenv.Run(t, "ip", "-n", n.ns, "route", "add", outsideIP+"/32", "dev", hostIf)
+	testenv.Veth(t, n.ns, hostIf, gatewayIP+"/32", ns, vmIf, ip+"/32")
+	testenv.Run(t, "ip", "-n", n.ns, "route", "add", ip+"/32", "dev", hostIf)
 	testenv.Run(t, "ip", "-n", ns, "route", "add", gatewayIP, "dev", vmIf, "scope", "link")
 	testenv.Run(t, "ip", "-n", ns, "route", "add", "default", "via", gatewayIP)
 	return ns
@@ -218,11 +242,14 @@ func addVM(t *testing.T, n *node) string {
 
 // probe says whether a TCP connection from ns reaches db's 6379, and fails
 // the test on any answer but a connection or a drop.
-func probe(t *testing.T, ns string) bool {
+func probe(t *testing.T, ns string) bool { return probeTo(t, ns, dbRedis) }
+
+// probeTo says whether a TCP connection from ns reaches addr.
+func probeTo(t *testing.T, ns, addr string) bool {
 	t.Helper()
-	err := testenv.ConnectHello(ns, dbRedis, 500*time.Millisecond)
+	err := testenv.ConnectHello(ns, addr, 500*time.Millisecond)
 	if err != nil && !errors.Is(err, testenv.ErrDropped) {
-		t.Fatalf("%s -> db:6379: %v", ns, err)
+		t.Fatalf("%s -> %s: %v", ns, addr, err)
 	}
 	return err == nil
 }
@@ -230,9 +257,14 @@ func probe(t *testing.T, ns string) bool {
 // waitReach polls a connection from ns to db's 6379 until it is allowed
 // (or dropped), for up to 20 s, and returns how long that took.
 func waitReach(t *testing.T, what, ns string, allowed bool) time.Duration {
+	return waitReachTo(t, what, ns, dbRedis, allowed)
+}
+
+// waitReachTo is waitReach to addr.
+func waitReachTo(t *testing.T, what, ns, addr string, allowed bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for !probe(t, ns) == allowed {
+	for !probeTo(t, ns, addr) == allowed {
 		if time.Since(start) > 20*time.Second {
 			t.Fatalf("%s: still %v after %v", what, !allowed, time.Since(start))
 		}
@@ -263,7 +295,8 @@ func twoClusters(t *testing.T, members int) (e *testenv.Etcd, a, b *globalNode, 
 // outside workload with real loaders, real etcd and real traffic: node A
 // (cluster c1) admits c2's employee and the registered vm to db, not c2's
 // guest; identities are the same numbers on both clusters' loaders; a vm
-// deregistered is dropped; node B's loader killed, c2's endpoints stay until
+// deregistered is dropped; c2's nodes, once published, are remote-node on
+// node A, not the world; node B's loader killed, c2's endpoints stay until
 // their lease expires and are gone after it.
 func TestPrivilegedLoaderGlobalView(t *testing.T) {
 	_, a, b, vm, sync := twoClusters(t, 1)
@@ -329,6 +362,36 @@ func TestPrivilegedLoaderGlobalView(t *testing.T) {
 		t.Logf("vm deregistered: dropped after %v", waitReach(t, "vm deregistered", vm, false).Round(time.Millisecond))
 		if !probe(t, a.employee) {
 			t.Error("employee dropped after the vm left")
+		}
+	})
+
+	t.Run("other clusters' nodes are remote-node", func(t *testing.T) {
+		// As Cilium's ClusterMesh gives every connected cluster's nodes
+		// remote-node: a rule for the world does not admit them once c2
+		// publishes them, and one for remote-node does.
+		const nodeBIP = "192.168.50.20"
+		nodeB := addOutside(t, a.node, "rlnb", nodeBIP)
+		world, remoteNode := dbIP+":7000", dbIP+":7001"
+		testenv.ServeHello(t, a.db, world)
+		testenv.ServeHello(t, a.db, remoteNode)
+		a.writeFile(t, filepath.Join(a.policyDir, "entities.yaml"), entitiesPolicy)
+		waitReachTo(t, "node B's address, unknown, is the world's", nodeB, world, true)
+		if probeTo(t, nodeB, remoteNode) {
+			t.Error("node B's address, unknown, reaches the remote-node port")
+		}
+		b.writeFile(t, b.epFile, c2File+"nodes:\n  - {name: node-b, ips: ["+nodeBIP+"]}\n")
+		took := waitReachTo(t, "node B published: remote-node", nodeB, remoteNode, true)
+		t.Logf("node B's address remote-node on node A %v after c2 published it", took.Round(time.Millisecond))
+		if probeTo(t, nodeB, world) {
+			t.Error("c2's node reaches the port of fromEntities: [world]; Cilium gives it remote-node")
+		}
+		s, err := a.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(s.Nodes, func(n loaderapi.Node) bool { return n.Name == "node-b" && n.Origin == "cluster:c2" }) ||
+			s.GlobalView.Nodes["cluster:c2"] != 1 {
+			t.Errorf("node A's status: nodes %+v, global view %+v; want node-b of cluster:c2", s.Nodes, s.GlobalView)
 		}
 	})
 
@@ -569,7 +632,7 @@ func TestPrivilegedLoaderGlobalViewKubernetes(t *testing.T) {
 	}
 
 	n.start(t)
-	v := waitView("prod/db and prod/api published", func(v globalview.View) bool { return len(v.Endpoints) == 2 })
+	v := waitView("prod/db, prod/api and node1 published", func(v globalview.View) bool { return len(v.Endpoints) == 2 && len(v.Nodes) == 1 })
 	db, ok := v.Endpoints["cluster:c1/prod/db"]
 	if !ok {
 		t.Fatalf("view %+v lacks cluster:c1/prod/db", v.Endpoints)
@@ -582,6 +645,10 @@ func TestPrivilegedLoaderGlobalViewKubernetes(t *testing.T) {
 	}
 	if db.Node != "node1" || fmt.Sprint(db.IPs) != "["+dbIP+"]" {
 		t.Errorf("published db: node %q, IPs %v", db.Node, db.IPs)
+	}
+	// The cluster's Node objects too: the other clusters' remote nodes.
+	if nd, ok := v.Nodes["cluster:c1/_nodes/node1"]; !ok || fmt.Sprint(nd.IPs) != "[10.0.3.1]" {
+		t.Errorf("published nodes %+v, want node1 with 10.0.3.1", v.Nodes)
 	}
 	n.waitFor(t, "the loader's own view", func() (bool, string) {
 		s, err := n.status()

@@ -46,8 +46,9 @@ where it learnt of each: "file" (its endpoints file), "kubernetes" (a pod of
 its cluster), or, from the global view on etcd, "cluster:NAME" (a pod of
 another cluster, named cluster:NAME/NAMESPACE/POD) and "sync:NAME" (an
 outside workload that roost-sync NAME registered). Below the table: the
-global view's state, and the endpoints of the view that were skipped
-because another endpoint holds one of their addresses.`,
+global view's state (with how many of the other clusters' nodes it knows,
+whose addresses are remote-node to policy), and the endpoints and nodes of
+the view that were skipped because another holds one of their addresses.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := o.context(cmd)
@@ -113,8 +114,12 @@ func printGlobalView(w io.Writer, g *loaderapi.GlobalView) {
 	for _, o := range slices.Sorted(maps.Keys(g.Origins)) {
 		origins = append(origins, fmt.Sprintf("%s=%d", o, g.Origins[o]))
 	}
-	fmt.Fprintf(w, "global view: %s, revision %d, age %s; from the view: %s; own cluster's (from local sources): %d\n",
-		state, g.Revision, g.ViewAge.Round(time.Millisecond), dash(strings.Join(origins, " ")), g.Own)
+	var nodes []string
+	for _, o := range slices.Sorted(maps.Keys(g.Nodes)) {
+		nodes = append(nodes, fmt.Sprintf("%s=%d", o, g.Nodes[o]))
+	}
+	fmt.Fprintf(w, "global view: %s, revision %d, age %s; from the view: %s; other clusters' nodes (remote-node): %s; own cluster's (from local sources): %d\n",
+		state, g.Revision, g.ViewAge.Round(time.Millisecond), dash(strings.Join(origins, " ")), dash(strings.Join(nodes, " ")), g.Own)
 	if g.LastError != "" {
 		fmt.Fprintf(w, "global view: last error at %s: %s\n", g.LastErrorTime.Format(time.RFC3339), g.LastError)
 	}
@@ -123,7 +128,7 @@ func printGlobalView(w io.Writer, g *loaderapi.GlobalView) {
 		if p.Leader {
 			role = "leader"
 		}
-		fmt.Fprintf(w, "publisher of %s: %s, %d endpoints, generation %d published %d\n", p.Origin, role, p.Endpoints, p.Generation, p.Published)
+		fmt.Fprintf(w, "publisher of %s: %s, %d endpoints, %d nodes, generation %d published %d\n", p.Origin, role, p.Endpoints, p.Nodes, p.Generation, p.Published)
 	}
 	for _, c := range g.Conflicts {
 		fmt.Fprintf(w, "conflict: %s\n", c)

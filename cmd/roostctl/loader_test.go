@@ -62,10 +62,10 @@ func fakeLoader(t *testing.T) *httptest.Server {
 			{Name: "db", Origin: "file", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.10")}, Labels: map[string]string{"app": "protected-db"}, Identity: 7, Local: true, Enforced: true},
 			{Name: "sync:vms/default/vm2", Origin: "sync:vms", IPs: []netip.Addr{netip.MustParseAddr("10.0.10.10")}, Labels: map[string]string{"app": "employee"}, Identity: 9},
 		},
-		GlobalView: &loaderapi.GlobalView{Connected: false, Listed: true, Revision: 42, Origins: map[string]int{"sync:vms": 1, "cluster:c2": 0}, Own: 3,
+		GlobalView: &loaderapi.GlobalView{Connected: false, Listed: true, Revision: 42, Origins: map[string]int{"sync:vms": 1, "cluster:c2": 0}, Nodes: map[string]int{"cluster:c2": 2}, Own: 3,
 			LastError: "etcd http://10.0.8.10:2379: context deadline exceeded",
 			Conflicts: []string{"cluster:c2/default/x skipped: 10.244.1.10 is the local endpoint \"db\"'s"},
-			Publisher: &loaderapi.Publisher{Origin: "cluster:c1", Leader: true, Endpoints: 3, Generation: 2, Published: 2}},
+			Publisher: &loaderapi.Publisher{Origin: "cluster:c1", Leader: true, Endpoints: 3, Nodes: 2, Generation: 2, Published: 2}},
 		PolicyErrors: []loaderapi.PolicyError{{Kind: "CiliumNetworkPolicy", Namespace: "prod", Name: "bad",
 			Error: "CiliumNetworkPolicy prod/bad: spec.egress: not supported by roost (egress policy; roost enforces ingress only); the policy is rejected whole"}},
 		Warnings: []string{"p.yaml:6: metadata.uid: set by the API server; ignored"},
@@ -89,8 +89,8 @@ func TestLoaderCommands(t *testing.T) {
 		want []string
 	}{
 		{[]string{"endpoints"}, []string{"db", "10.244.1.10", "enforced", "app=protected-db", "sync:vms/default/vm2  sync:vms",
-			"global view: NOT connected (enforcing the last view), revision 42", "cluster:c2=0 sync:vms=1", "own cluster's (from local sources): 3",
-			"last error at", "context deadline exceeded", "publisher of cluster:c1: leader, 3 endpoints",
+			"global view: NOT connected (enforcing the last view), revision 42", "cluster:c2=0 sync:vms=1", "other clusters' nodes (remote-node): cluster:c2=2", "own cluster's (from local sources): 3",
+			"last error at", "context deadline exceeded", "publisher of cluster:c1: leader, 3 endpoints, 2 nodes",
 			`conflict: cluster:c2/default/x skipped: 10.244.1.10 is the local endpoint "db"'s`}},
 		{[]string{"endpoints", "--origin", "sync:vms", "-o", "json"}, []string{`"origin": "sync:vms"`}},
 		{[]string{"identities"}, []string{"reserved", "world", "app=employee"}},

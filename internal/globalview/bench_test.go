@@ -58,7 +58,7 @@ func BenchmarkPublish10k(b *testing.B) {
 
 		eps := podLike(o, n, "1.0")
 		began := time.Now()
-		gen, err := p.Set(eps)
+		gen, err := p.Set(eps, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func BenchmarkPublish10k(b *testing.B) {
 			eps[j].Labels["app.kubernetes.io/version"] = "1.1"
 		}
 		began = time.Now()
-		if gen, err = p.Set(eps); err != nil {
+		if gen, err = p.Set(eps, nil); err != nil {
 			b.Fatal(err)
 		}
 		change := waitPublished(b, p, gen).Last

@@ -123,20 +123,8 @@ func (e Endpoint) Validate() error {
 	if msgs := validation.IsDNS1123Subdomain(e.Name); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("name %q: %s", e.Name, strings.Join(msgs, "; ")))
 	}
-	if len(e.IPs) == 0 {
-		errs = append(errs, errors.New("no IPs"))
-	}
-	seen := make(map[netip.Addr]bool, len(e.IPs))
-	for _, ip := range e.IPs {
-		switch {
-		case !ip.IsValid():
-			errs = append(errs, errors.New("an invalid IP"))
-		case ip.Zone() != "" || ip.Is4In6():
-			errs = append(errs, fmt.Errorf("IP %s: want a plain IPv4 or IPv6 address", ip))
-		case seen[ip]:
-			errs = append(errs, fmt.Errorf("IP %s twice", ip))
-		}
-		seen[ip] = true
+	if err := validateIPs(e.IPs); err != nil {
+		errs = append(errs, err)
 	}
 	if ns, ok := e.Labels[policy.NamespaceLabel]; ok && ns != e.Namespace {
 		errs = append(errs, fmt.Errorf("label %s=%q does not match namespace %q", policy.NamespaceLabel, ns, e.Namespace))
@@ -199,6 +187,7 @@ func encode(e Endpoint) ([]byte, error) {
 // Layout is the key layout under a root prefix (Config.Prefix):
 //
 //	<root>endpoints/<origin>/<namespace>/<name>   an endpoint (value: JSON)
+//	<root>endpoints/<origin>/_nodes/<name>        a cluster's node (value: JSON)
 //	<root>leaders/<origin>/<lease id in hex>      a publisher's candidacy
 type Layout struct{ Root string }
 

@@ -105,7 +105,7 @@ func TestPublishSubscribe(t *testing.T) {
 // set sets p's endpoints and fails the test when Set finds a problem.
 func set(tb testing.TB, p *Publisher, eps ...Endpoint) uint64 {
 	tb.Helper()
-	gen, err := p.Set(eps)
+	gen, err := p.Set(eps, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestSetRejects(t *testing.T) {
 		ep(prod, "web", "web-0", "10.0.0.2"),
 		ep(prod, "web", "Bad", "10.0.0.3"),
 		ep(prod, "web", "web-4", "10.0.0.4", policy.ClusterLabel, "dev"),
-	})
+	}, nil)
 	for _, want := range []string{
 		"cluster:dev/web/web-9: origin is not this publisher's cluster:prod",
 		"cluster:prod/web/web-0: given twice",
@@ -684,7 +684,7 @@ func TestEtcdRolesEnforceAuthority(t *testing.T) {
 	writer, reader := client("roost-cluster-c1"), client("roost-reader")
 	_, rec, _ := subscribe(t, reader)
 	p, _ := publisher(t, writer, c1, "c1", 3*time.Second)
-	gen, err := p.Set(numbered(c1, "default", 3))
+	gen, err := p.Set(numbered(c1, "default", 3), nil)
 	must("set", err)
 	waitPublished(t, p, gen)
 	rec.wait(t, "c1's endpoints", hasIDs("cluster:c1/default/w-0", "cluster:c1/default/w-1", "cluster:c1/default/w-2"))
@@ -692,7 +692,7 @@ func TestEtcdRolesEnforceAuthority(t *testing.T) {
 	// The same certificate cannot publish another cluster's endpoints.
 	c2 := ClusterOrigin("c2")
 	q, _ := publisher(t, writer, c2, "c1-as-c2", 3*time.Second)
-	if _, err := q.Set(numbered(c2, "default", 1)); err != nil {
+	if _, err := q.Set(numbered(c2, "default", 1), nil); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(testTimeout)

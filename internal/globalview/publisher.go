@@ -130,8 +130,9 @@ type PublisherStatus struct {
 	// holds, once this publisher has written it as the leader.
 	Generation uint64 `json:"generation"`
 	Published  uint64 `json:"published"`
-	// Endpoints is how many endpoints the desired set has.
+	// Endpoints and Nodes are how many of each the desired set has.
 	Endpoints int `json:"endpoints"`
+	Nodes     int `json:"nodes"`
 	// Terms counts the terms begun (campaigns).
 	Terms int `json:"terms"`
 	// Last is the last successful publication.
@@ -168,39 +169,46 @@ func NewPublisher(c *Client, origin Origin, opts PublisherOptions) (*Publisher, 
 	return p, nil
 }
 
-// Set replaces the desired set with eps and returns its generation. An
-// endpoint that is invalid (Endpoint.Validate), of another origin, or whose
-// ID repeats an earlier one is left out, and the returned error names each;
-// the others are published all the same.
-func (p *Publisher) Set(eps []Endpoint) (uint64, error) {
-	desired := make(map[string][]byte, len(eps))
+// Set replaces the desired set with eps and nodes (a cluster's; a
+// syncer's origin has none) and returns its generation. An endpoint or
+// node that is invalid (Validate), of another origin, or whose ID repeats
+// an earlier one is left out, and the returned error names each; the
+// others are published all the same.
+func (p *Publisher) Set(eps []Endpoint, nodes []Node) (uint64, error) {
+	desired := make(map[string][]byte, len(eps)+len(nodes))
 	var errs []error
-	for _, e := range eps {
-		if e.Origin != p.origin {
-			errs = append(errs, fmt.Errorf("endpoint %s: origin is not this publisher's %s", e.ID(), p.origin))
-			continue
+	add := func(id, key string, origin Origin, valid error, encode func() ([]byte, error)) {
+		if origin != p.origin {
+			errs = append(errs, fmt.Errorf("%s: origin is not this publisher's %s", id, p.origin))
+			return
 		}
-		if err := e.Validate(); err != nil {
-			errs = append(errs, err)
-			continue
+		if valid != nil {
+			errs = append(errs, valid)
+			return
 		}
-		key := p.c.layout.Key(e)
 		if _, dup := desired[key]; dup {
-			errs = append(errs, fmt.Errorf("endpoint %s: given twice; the first is kept", e.ID()))
-			continue
+			errs = append(errs, fmt.Errorf("%s: given twice; the first is kept", id))
+			return
 		}
-		v, err := encode(e)
+		v, err := encode()
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			return
 		}
 		desired[key] = v
+	}
+	for _, e := range eps {
+		add("endpoint "+e.ID(), p.c.layout.Key(e), e.Origin, e.Validate(), func() ([]byte, error) { return encode(e) })
+	}
+	endpoints := len(desired)
+	for _, n := range nodes {
+		add("node "+n.ID(), p.c.layout.NodeKey(n), n.Origin, n.Validate(), func() ([]byte, error) { return encodeNode(n) })
 	}
 	p.mu.Lock()
 	p.desired = desired
 	p.gen++
 	gen := p.gen
-	p.status.Generation, p.status.Endpoints = gen, len(desired)
+	p.status.Generation, p.status.Endpoints, p.status.Nodes = gen, endpoints, len(desired)-endpoints
 	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:

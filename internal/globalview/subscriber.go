@@ -22,6 +22,9 @@ type View struct {
 	Revision int64
 	// Endpoints are by Endpoint.ID. The map is the receiver's.
 	Endpoints map[string]Endpoint
+	// Nodes are the clusters' nodes, by Node.ID. The map is the
+	// receiver's.
+	Nodes map[string]Node
 	// Problems are the keys under the endpoints prefix that were skipped,
 	// sorted by key.
 	Problems []Problem
@@ -103,6 +106,7 @@ type SubscriberStatus struct {
 	// Revision is the revision of the view.
 	Revision  int64 `json:"revision"`
 	Endpoints int   `json:"endpoints"`
+	Nodes     int   `json:"nodes"`
 	Problems  int   `json:"problems"`
 	// Views counts the views passed on; Lists the complete listings
 	// (the first, and each resync).
@@ -220,7 +224,7 @@ func (s *Subscriber) list(ctx context.Context, v *viewState) error {
 func (s *Subscriber) emit(v *viewState) {
 	view := v.view()
 	s.mu.Lock()
-	s.status.Revision, s.status.Endpoints, s.status.Problems = view.Revision, len(view.Endpoints), len(view.Problems)
+	s.status.Revision, s.status.Endpoints, s.status.Nodes, s.status.Problems = view.Revision, len(view.Endpoints), len(view.Nodes), len(view.Problems)
 	s.status.Views++
 	s.mu.Unlock()
 	s.onView(view)
@@ -365,28 +369,39 @@ type viewState struct {
 	entries map[string]entry
 }
 
-// entry is one key: an endpoint, or why it was skipped.
+// entry is one key: an endpoint or a node, or why it was skipped.
 type entry struct {
-	ep  Endpoint
-	err error
+	ep   Endpoint
+	node *Node
+	err  error
 }
 
 // entry decodes one key.
 func (l Layout) entry(key string, value []byte) entry {
+	if l.isNodeKey(key) {
+		n, err := l.decodeNode(key, value)
+		if err != nil {
+			return entry{err: err}
+		}
+		return entry{node: &n}
+	}
 	ep, err := l.decode(key, value)
 	return entry{ep: ep, err: err}
 }
 
 // view returns a copy of v for the receiver.
 func (v *viewState) view() View {
-	out := View{Revision: v.rev, Endpoints: make(map[string]Endpoint, len(v.entries))}
+	out := View{Revision: v.rev, Endpoints: make(map[string]Endpoint, len(v.entries)), Nodes: map[string]Node{}}
 	for _, key := range slices.Sorted(maps.Keys(v.entries)) {
 		e := v.entries[key]
-		if e.err != nil {
+		switch {
+		case e.err != nil:
 			out.Problems = append(out.Problems, Problem{Key: key, Err: e.err.Error()})
-			continue
+		case e.node != nil:
+			out.Nodes[e.node.ID()] = *e.node
+		default:
+			out.Endpoints[e.ep.ID()] = e.ep
 		}
-		out.Endpoints[e.ep.ID()] = e.ep
 	}
 	slices.SortFunc(out.Problems, func(a, b Problem) int { return cmp.Compare(a.Key, b.Key) })
 	return out

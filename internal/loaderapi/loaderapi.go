@@ -87,11 +87,15 @@ type GlobalView struct {
 	// Origins counts the view's endpoints enforced, by origin
 	// ("cluster:c2", "sync:vms").
 	Origins map[string]int `json:"origins"`
+	// Nodes counts the other clusters' nodes whose addresses are
+	// remote-node, by origin.
+	Nodes map[string]int `json:"nodes,omitempty"`
 	// Own counts the view's endpoints of this loader's cluster, which it
 	// takes from its local sources instead.
 	Own int `json:"own"`
-	// Conflicts are the view's endpoints skipped because an address of
-	// theirs is a local endpoint's or another view endpoint's.
+	// Conflicts are the view's endpoints and nodes skipped because an
+	// address of theirs is a local endpoint's or node's, or another
+	// origin's.
 	Conflicts []string `json:"conflicts,omitempty"`
 	// Problems are the keys whose values were skipped, with why.
 	Problems      []string  `json:"problems,omitempty"`
@@ -107,10 +111,11 @@ type GlobalView struct {
 type Publisher struct {
 	Origin string `json:"origin"`
 	Leader bool   `json:"leader"`
-	// Endpoints is how many endpoints it was last given; Generation
+	// Endpoints and Nodes are how many of each it was last given; Generation
 	// counts the sets given, and Published is the generation etcd holds
 	// once this loader wrote it as the leader.
 	Endpoints     int       `json:"endpoints"`
+	Nodes         int       `json:"nodes"`
 	Generation    uint64    `json:"generation"`
 	Published     uint64    `json:"published"`
 	Terms         int       `json:"terms"`
@@ -120,8 +125,11 @@ type Publisher struct {
 
 // Node is another node of the cluster, as the loader knows it.
 type Node struct {
-	Name string       `json:"name"`
-	IPs  []netip.Addr `json:"ips"`
+	Name string `json:"name"`
+	// Origin is the global view's origin of another cluster's node
+	// ("cluster:c2"); empty for a node of this loader's cluster.
+	Origin string       `json:"origin,omitempty"`
+	IPs    []netip.Addr `json:"ips"`
 }
 
 // PolicyError is a policy object of the Kubernetes API that roost refused.

@@ -27,9 +27,9 @@ const (
 // GlobalView is what the loop needs of the global endpoint view besides
 // the views themselves (SetView).
 type GlobalView struct {
-	// Publish, when not nil, is given the cluster's local endpoints
-	// whenever they change (globalview.Publisher.Set).
-	Publish func(eps []globalview.Endpoint) error
+	// Publish, when not nil, is given the cluster's local endpoints and
+	// nodes whenever they change (globalview.Publisher.Set).
+	Publish func(eps []globalview.Endpoint, nodes []globalview.Node) error
 	// Status, when not nil, reports the subscriber's and, when
 	// publishing, the publisher's state for the status API.
 	Status func() (globalview.SubscriberStatus, *globalview.PublisherStatus)
@@ -56,6 +56,11 @@ type viewMerge struct {
 	// the local sources stand for.
 	own       int
 	conflicts []string
+	// nodes are the other clusters' nodes (Origin set), whose addresses
+	// are remote-node, as Cilium's ClusterMesh makes them; nodeCounts
+	// counts them by origin.
+	nodes      []loaderapi.Node
+	nodeCounts map[string]int
 }
 
 // mergeView returns the endpoints of v to enforce beside the local ones,
@@ -104,6 +109,64 @@ func mergeView(v *globalview.View, own globalview.Origin, local map[netip.Addr]s
 	return m
 }
 
+// mergeViewNodes adds to m the nodes of v's other origins than own. A node
+// with an address that taken holds (address → whose: the local endpoints',
+// the view endpoints' m enforces, this node's and the local nodes') is
+// skipped whole, as is every node of an address that several origins'
+// nodes claim; each skip is a conflict. A skipped node's traffic is the
+// world's.
+func (m *viewMerge) mergeViewNodes(v *globalview.View, own globalview.Origin, taken map[netip.Addr]string) {
+	m.nodeCounts = map[string]int{}
+	claims := make(map[netip.Addr][]string)
+	var ids []string
+	for id, n := range v.Nodes {
+		if n.Origin == own {
+			continue
+		}
+		ids = append(ids, id)
+		for _, ip := range n.IPs {
+			claims[ip] = append(claims[ip], id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		n := v.Nodes[id]
+		var why []string
+		for _, ip := range n.IPs {
+			if whose, ok := taken[ip]; ok {
+				why = append(why, fmt.Sprintf("%s is %s", ip, whose))
+			} else if c := claims[ip]; len(c) > 1 {
+				others := slices.DeleteFunc(slices.Clone(c), func(o string) bool { return o == id })
+				slices.Sort(others)
+				why = append(why, fmt.Sprintf("%s is also claimed by %s", ip, strings.Join(others, ", ")))
+			}
+		}
+		if len(why) > 0 {
+			m.conflicts = append(m.conflicts, fmt.Sprintf("%s skipped: %s", id, strings.Join(why, "; ")))
+			continue
+		}
+		ips := slices.Clone(n.IPs)
+		slices.SortFunc(ips, netip.Addr.Compare)
+		m.nodes = append(m.nodes, loaderapi.Node{Name: n.Name, Origin: n.Origin.String(), IPs: ips})
+		m.nodeCounts[n.Origin.String()]++
+	}
+}
+
+// publishedNodes converts the cluster's nodes (name → addresses, this
+// node's included) to the published ones; a node without an address is
+// left out.
+func publishedNodes(nodeIPs map[string][]netip.Addr, origin globalview.Origin) []globalview.Node {
+	var out []globalview.Node
+	for _, name := range slices.Sorted(maps.Keys(nodeIPs)) {
+		ips := slices.Clone(nodeIPs[name])
+		slices.SortFunc(ips, netip.Addr.Compare)
+		if ips = slices.Compact(ips); len(ips) > 0 {
+			out = append(out, globalview.Node{Origin: origin, Name: name, IPs: ips})
+		}
+	}
+	return out
+}
+
 // published converts the local endpoints to the cluster's published ones.
 // A pod ("namespace/name") is published under its name; nodes are the
 // pods' nodes by endpoint name.
@@ -120,36 +183,45 @@ func published(eps []policy.Endpoint, namespaces map[string]string, nodes map[st
 	return out
 }
 
-// samePublished reports whether a and b are the same endpoints in the same
-// order.
-func samePublished(a, b []globalview.Endpoint) bool {
-	return slices.EqualFunc(a, b, func(x, y globalview.Endpoint) bool {
+// samePublished reports whether a and b are the same endpoints and nodes
+// in the same order.
+func samePublished(a, b publishedSet) bool {
+	return slices.EqualFunc(a.eps, b.eps, func(x, y globalview.Endpoint) bool {
 		return x.Origin == y.Origin && x.Namespace == y.Namespace && x.Name == y.Name && x.Node == y.Node &&
 			slices.Equal(x.IPs, y.IPs) && maps.Equal(x.Labels, y.Labels)
+	}) && slices.EqualFunc(a.nodes, b.nodes, func(x, y globalview.Node) bool {
+		return x.Origin == y.Origin && x.Name == y.Name && slices.Equal(x.IPs, y.IPs)
 	})
 }
 
-// publish hands eps to the publisher when they differ from what it was
-// last given. A refused endpoint is a note; the others are published.
-func (d *Daemon) publish(eps []globalview.Endpoint) []string {
+// publishedSet is what the publisher was last given.
+type publishedSet struct {
+	eps   []globalview.Endpoint
+	nodes []globalview.Node
+}
+
+// publish hands set to the publisher when it differs from what it was
+// last given. A refused endpoint or node is a note; the others are
+// published.
+func (d *Daemon) publish(set publishedSet) []string {
 	if d.gv.Publish == nil {
 		return nil
 	}
 	d.mu.Lock()
-	same := d.lastPublished != nil && samePublished(d.lastPublished, eps)
+	same := d.lastPublished != nil && samePublished(*d.lastPublished, set)
 	notes := d.publishNotes
 	d.mu.Unlock()
 	if same {
 		return notes
 	}
 	notes = nil
-	if err := d.gv.Publish(eps); err != nil {
+	if err := d.gv.Publish(set.eps, set.nodes); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			notes = append(notes, "not published: "+line)
 		}
 	}
 	d.mu.Lock()
-	d.lastPublished, d.publishNotes = eps, notes
+	d.lastPublished, d.publishNotes = &set, notes
 	d.mu.Unlock()
 	return notes
 }
@@ -159,7 +231,8 @@ func (d *Daemon) globalViewStatus() *loaderapi.GlobalView {
 	if !d.cfg.GlobalView.Enabled {
 		return nil
 	}
-	out := &loaderapi.GlobalView{Origins: maps.Clone(d.viewCounts), Own: d.viewOwn, Conflicts: slices.Clone(d.viewConflicts), Applied: d.applied}
+	out := &loaderapi.GlobalView{Origins: maps.Clone(d.viewCounts), Nodes: maps.Clone(d.viewNodeCounts), Own: d.viewOwn,
+		Conflicts: slices.Clone(d.viewConflicts), Applied: d.applied}
 	if d.view != nil {
 		out.Revision = d.view.Revision
 		for _, p := range d.view.Problems {
@@ -172,7 +245,7 @@ func (d *Daemon) globalViewStatus() *loaderapi.GlobalView {
 	s, p := d.gv.Status()
 	out.Connected, out.Listed, out.ViewAge, out.LastError, out.LastErrorTime = s.Connected, s.Listed, s.ViewAge, s.LastError, s.LastErrorTime
 	if p != nil {
-		out.Publisher = &loaderapi.Publisher{Origin: p.Origin, Leader: p.Leader, Endpoints: p.Endpoints, Generation: p.Generation,
+		out.Publisher = &loaderapi.Publisher{Origin: p.Origin, Leader: p.Leader, Endpoints: p.Endpoints, Nodes: p.Nodes, Generation: p.Generation,
 			Published: p.Published, Terms: p.Terms, LastError: p.LastError, LastErrorTime: p.LastErrorTime}
 	}
 	return out

@@ -86,15 +86,61 @@ func TestMergeView(t *testing.T) {
 
 // recordingPublisher records the sets given to Publish.
 type recordingPublisher struct {
-	mu   sync.Mutex
-	sets [][]globalview.Endpoint
+	mu    sync.Mutex
+	sets  [][]globalview.Endpoint
+	nodes [][]globalview.Node
 }
 
-func (r *recordingPublisher) publish(eps []globalview.Endpoint) error {
+func (r *recordingPublisher) publish(eps []globalview.Endpoint, nodes []globalview.Node) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sets = append(r.sets, eps)
+	r.nodes = append(r.nodes, nodes)
 	return nil
+}
+
+func viewNode(origin globalview.Origin, name string, ips ...string) globalview.Node {
+	n := globalview.Node{Origin: origin, Name: name}
+	for _, ip := range ips {
+		n.IPs = append(n.IPs, netip.MustParseAddr(ip))
+	}
+	return n
+}
+
+// TestMergeViewNodes checks which other clusters' nodes become
+// remote-node: not this cluster's, not one holding an address of an
+// endpoint or of this cluster's nodes, not two claiming one address.
+func TestMergeViewNodes(t *testing.T) {
+	own, c2, c3 := globalview.ClusterOrigin("dc1"), globalview.ClusterOrigin("dc2"), globalview.ClusterOrigin("dc3")
+	v := viewOf(7)
+	v.Nodes = map[string]globalview.Node{}
+	for _, n := range []globalview.Node{
+		viewNode(own, "node1", "10.0.1.2"),               // this cluster's: its local sources stand for it
+		viewNode(c2, "node3", "10.0.5.2", "fd00:0:5::2"), // remote-node
+		viewNode(c2, "node4", "10.0.7.2", "10.244.1.10"), // holds a local endpoint's address
+		viewNode(c3, "node5", "10.0.9.2"),                // both claim 10.0.9.2
+		viewNode(c2, "node6", "10.0.9.2"),
+	} {
+		v.Nodes[n.ID()] = n
+	}
+	taken := map[netip.Addr]string{netip.MustParseAddr("10.244.1.10"): `the local endpoint "local-db"'s`}
+	var m viewMerge
+	m.mergeViewNodes(&v, own, taken)
+	want := []loaderapi.Node{{Name: "node3", Origin: "cluster:dc2", IPs: []netip.Addr{netip.MustParseAddr("10.0.5.2"), netip.MustParseAddr("fd00:0:5::2")}}}
+	if diff := cmp.Diff(want, m.nodes, cmpAddr); diff != "" {
+		t.Errorf("nodes (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{"cluster:dc2": 1}, m.nodeCounts); diff != "" {
+		t.Errorf("node counts (-want +got):\n%s", diff)
+	}
+	wantConflicts := []string{
+		`cluster:dc2/_nodes/node4 skipped: 10.244.1.10 is the local endpoint "local-db"'s`,
+		`cluster:dc2/_nodes/node6 skipped: 10.0.9.2 is also claimed by cluster:dc3/_nodes/node5`,
+		`cluster:dc3/_nodes/node5 skipped: 10.0.9.2 is also claimed by cluster:dc2/_nodes/node6`,
+	}
+	if diff := cmp.Diff(wantConflicts, m.conflicts); diff != "" {
+		t.Errorf("conflicts (-want +got):\n%s", diff)
+	}
 }
 
 // TestGlobalView checks that a loader with a global view waits for its
@@ -117,12 +163,21 @@ func TestGlobalView(t *testing.T) {
 		t.Fatal("applied or published before the first view")
 	}
 
-	d.SetView(viewOf(3,
+	v := viewOf(3,
 		viewEndpoint(globalview.ClusterOrigin("dc1"), "default", "stale", "employee", "10.244.1.99"),
 		viewEndpoint(globalview.ClusterOrigin("dc2"), "default", "employee3", "employee", "10.244.3.11"),
 		viewEndpoint(globalview.ClusterOrigin("dc2"), "default", "guest3", "guest", "10.244.4.10"),
 		viewEndpoint(globalview.SyncOrigin("vms"), "default", "vm2", "employee", "10.0.10.10"),
-	))
+	)
+	v.Nodes = map[string]globalview.Node{}
+	for _, n := range []globalview.Node{
+		viewNode(globalview.ClusterOrigin("dc2"), "node3", "10.0.5.2"),
+		viewNode(globalview.ClusterOrigin("dc2"), "node9", "10.0.3.2"), // this cluster's node2's address
+		viewNode(globalview.ClusterOrigin("dc1"), "node7", "10.0.7.7"), // this cluster's own: not taken from the view
+	} {
+		v.Nodes[n.ID()] = n
+	}
+	d.SetView(v)
 	if err := d.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,19 +205,42 @@ func TestGlobalView(t *testing.T) {
 			t.Errorf("%s → db:6379 = %v, want %v", ip, got, want)
 		}
 	}
+	// Another cluster's node is remote-node, as to Cilium's ClusterMesh;
+	// a node of this cluster's own origin in the view is not taken, nor
+	// one holding this cluster's node's address (that stays its).
+	for ip, want := range map[string]policy.Identity{"10.0.5.2": policy.IdentityRemoteNode, "10.0.7.7": policy.IdentityWorldIPv4,
+		"10.0.3.2": policy.IdentityRemoteNode} {
+		if got := res.Lookup(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("identity of %s = %v, want %v", ip, got, want)
+		}
+	}
+	if !slices.ContainsFunc(s.Nodes, func(n loaderapi.Node) bool { return n.Name == "node3" && n.Origin == "cluster:dc2" }) {
+		t.Errorf("status nodes %+v lack dc2's node3", s.Nodes)
+	}
+	if !slices.ContainsFunc(s.GlobalView.Conflicts, func(c string) bool {
+		return strings.HasPrefix(c, `cluster:dc2/_nodes/node9 skipped: 10.0.3.2 is this cluster's node "node2"'s`)
+	}) {
+		t.Errorf("conflicts %q lack node9's", s.GlobalView.Conflicts)
+	}
 	// Identities are label-derived: the employee of dc2 has the identity
 	// an employee of dc2 has everywhere, apart from the local one's.
 	if ids["cluster:dc2/default/employee3"] == ids["employee"] || ids["cluster:dc2/default/employee3"] == 0 {
 		t.Errorf("identities: %v", ids)
 	}
 	g := s.GlobalView
-	if g == nil || g.Revision != 3 || g.Own != 1 || g.Origins["cluster:dc2"] != 2 || g.Origins["sync:vms"] != 1 {
+	if g == nil || g.Revision != 3 || g.Own != 1 || g.Origins["cluster:dc2"] != 2 || g.Origins["sync:vms"] != 1 || g.Nodes["cluster:dc2"] != 1 {
 		t.Errorf("global view status = %+v", g)
 	}
 
 	// Published: the local endpoints, under this cluster's origin, once.
 	if len(pub.sets) != 1 || len(pub.sets[0]) != 2 {
 		t.Fatalf("published %v", pub.sets)
+	}
+	// and the cluster's nodes, this one's included.
+	wantNodes := []globalview.Node{viewNode(globalview.ClusterOrigin("dc1"), "node1", "10.0.2.2"),
+		viewNode(globalview.ClusterOrigin("dc1"), "node2", "10.0.3.2", "10.0.4.2")}
+	if diff := cmp.Diff(wantNodes, pub.nodes[0], cmpAddr); diff != "" {
+		t.Errorf("published nodes (-want +got):\n%s", diff)
 	}
 	for _, e := range pub.sets[0] {
 		if e.Origin != globalview.ClusterOrigin("dc1") || e.Namespace != "default" || e.Labels[policy.ClusterLabel] != "dc1" {

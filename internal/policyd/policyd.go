@@ -156,14 +156,16 @@ type Daemon struct {
 
 	// view is the latest global view; nil before the first.
 	view *globalview.View
-	// What the last reconcile found of the view: endpoints enforced by
-	// origin, this cluster's own, and those skipped.
-	viewCounts    map[string]int
-	viewOwn       int
-	viewConflicts []string
+	// What the last reconcile found of the view: endpoints and other
+	// clusters' nodes enforced by origin, this cluster's own endpoints,
+	// and those skipped.
+	viewCounts     map[string]int
+	viewNodeCounts map[string]int
+	viewOwn        int
+	viewConflicts  []string
 	// lastPublished is what the publisher was last given, and what it
 	// refused of it.
-	lastPublished []globalview.Endpoint
+	lastPublished *publishedSet
 	publishNotes  []string
 	// applied is the revision of the view last applied; appliedWake is
 	// closed and replaced whenever it changes.
@@ -373,7 +375,8 @@ func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube, view *globalview.Vi
 		podNodes = kube.Pods.Nodes
 	}
 	if cfg.GlobalView.Enabled {
-		in.notes = append(in.notes, d.publish(published(in.endpoints, namespaces, podNodes, globalview.ClusterOrigin(cfg.Cluster)))...)
+		own := globalview.ClusterOrigin(cfg.Cluster)
+		in.notes = append(in.notes, d.publish(publishedSet{eps: published(in.endpoints, namespaces, podNodes, own), nodes: publishedNodes(nodeIPs, own)})...)
 		in.view = mergeView(view, globalview.ClusterOrigin(cfg.Cluster), local)
 		for name, o := range in.view.origins {
 			in.origins[name] = o
@@ -413,6 +416,29 @@ func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube, view *globalview.Vi
 		slices.SortFunc(ips, netip.Addr.Compare)
 		in.nodes = append(in.nodes, loaderapi.Node{Name: name, IPs: slices.Compact(ips)})
 	}
+	if cfg.GlobalView.Enabled {
+		// The other clusters' nodes: their addresses are remote-node
+		// unless an endpoint, this node or a node of this cluster holds
+		// them.
+		taken := make(map[netip.Addr]string)
+		for _, ep := range in.view.endpoints {
+			for _, ip := range ep.IPs {
+				taken[ip] = fmt.Sprintf("the view endpoint %s's", ep.Name)
+			}
+		}
+		for ip, name := range local {
+			taken[ip] = fmt.Sprintf("the local endpoint %q's", name)
+		}
+		for _, n := range in.nodes {
+			for _, ip := range n.IPs {
+				taken[ip] = fmt.Sprintf("this cluster's node %q's", n.Name)
+			}
+		}
+		for _, ip := range in.hostIPs {
+			taken[ip] = "this node's"
+		}
+		in.view.mergeViewNodes(view, globalview.ClusterOrigin(cfg.Cluster), taken)
+	}
 	slices.SortFunc(in.refused, func(a, b loaderapi.PolicyError) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
@@ -445,15 +471,20 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube, view *globalview
 	// The global view's endpoints run elsewhere: another cluster's pods,
 	// outside workloads. They only feed identities and the ipcache.
 	eps = append(eps, in.view.endpoints...)
-	var nodeIPs []netip.Addr
+	var nodeIPs, viewNodeIPs []netip.Addr
 	for _, n := range in.nodes {
 		nodeIPs = append(nodeIPs, n.IPs...)
+	}
+	// The other clusters' nodes are remote-node to policy too, but not
+	// this cluster's nodes to the load balancers (onNodes).
+	for _, n := range in.view.nodes {
+		viewNodeIPs = append(viewNodeIPs, n.IPs...)
 	}
 	d.mu.Lock()
 	prev := d.resolved
 	d.mu.Unlock()
 	res, err := policy.Compile(in.policies, eps,
-		policy.WithHostIPs(in.hostIPs...), policy.WithRemoteNodeIPs(nodeIPs...),
+		policy.WithHostIPs(in.hostIPs...), policy.WithRemoteNodeIPs(nodeIPs...), policy.WithRemoteNodeIPs(viewNodeIPs...),
 		policy.WithCluster(cfg.Cluster), policy.WithPrevious(prev))
 	if err != nil {
 		return "", fmt.Errorf("compile policy: %w", err)
@@ -473,7 +504,7 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube, view *globalview
 	defer d.mu.Unlock()
 	d.resolved = res
 	d.status.Endpoints = endpointStatus(eps, res, in.origins)
-	d.viewCounts, d.viewOwn, d.viewConflicts = in.view.counts, in.view.own, in.view.conflicts
+	d.viewCounts, d.viewNodeCounts, d.viewOwn, d.viewConflicts = in.view.counts, in.view.nodeCounts, in.view.own, in.view.conflicts
 	if view != nil && view.Revision != d.applied {
 		d.applied = view.Revision
 		close(d.appliedWake)
@@ -485,7 +516,7 @@ func (d *Daemon) reconcile(cfg loaderconfig.Config, kube *Kube, view *globalview
 	}
 	d.status.Policies = len(in.policies)
 	d.status.HostIPs = in.hostIPs
-	d.status.Nodes = in.nodes
+	d.status.Nodes = append(slices.Clone(in.nodes), in.view.nodes...)
 	d.status.Warnings = in.warnings
 	d.status.PolicyErrors = in.refused
 	d.status.Notes = in.notes

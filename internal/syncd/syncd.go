@@ -381,7 +381,7 @@ func (d *Daemon) publishLocked() {
 	for i, e := range entries {
 		eps[i] = e.Endpoint(d.origin, d.cfg.Cluster)
 	}
-	gen, err := d.pub.Set(eps)
+	gen, err := d.pub.Set(eps, nil)
 	d.gen = gen
 	if err != nil {
 		// Every workload was checked on its way in: this is a bug.

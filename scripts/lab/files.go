@@ -17,8 +17,8 @@ const WorkloadNamespace = "default"
 // cluster c: its pods and the vms it lists, each with its addresses (IPv4
 // then IPv6) and app label, and its nodes with their addresses (one per
 // uplink and lo's, IPv4 then IPv6). To policy, a node is host on itself
-// and remote-node elsewhere; another cluster's nodes are the world, as
-// they are to that cluster's Kubernetes.
+// and remote-node elsewhere, in its cluster and, through the global view,
+// in the others.
 func (l *Lab) EndpointsFile(c string) string {
 	var b, entries strings.Builder
 	entry := func(name, app string, ips ...netip.Addr) {
