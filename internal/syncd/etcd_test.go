@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -354,4 +355,39 @@ func TestStandby(t *testing.T) {
 	if s := b.d.Status(); !s.Publisher.Leader || s.Publisher.Published != s.Generation {
 		t.Errorf("standby after the hand-over: %+v", s)
 	}
+}
+
+// TestEtcdHangs freezes etcd (SIGSTOP): the syncer must not go on
+// reporting ready on an etcd that answers nothing. It turns unready once
+// its publisher's term ends, which is bounded by the lease, and ready
+// again once etcd goes on; its API answers meanwhile.
+func TestEtcdHangs(t *testing.T) {
+	e := startEtcd(t)
+	cfg := etcdConfig(t, e, vm1File)
+	a := start(t, newDaemon(t, cfg, "a"))
+	waitReady(t, a, http.StatusOK, "ready")
+
+	m := e.Members[0]
+	m.Signal(syscall.SIGSTOP)
+	continued := false
+	resume := func() {
+		if !continued {
+			continued = true
+			m.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume) // before etcd's own cleanup stops it
+	frozen := time.Now()
+	waitReady(t, a, http.StatusServiceUnavailable, "not the writer of sync:lab")
+	took := time.Since(frozen)
+	t.Logf("unready %v after etcd froze (lease %v)", took.Round(time.Millisecond), cfg.LeaseTTL)
+	if took > 2*cfg.LeaseTTL {
+		t.Errorf("unready only %v after etcd froze; want within about the lease, %v", took, cfg.LeaseTTL)
+	}
+	mustCall(t, "PUT", a.url+"/v1/workloads/default/vm2", `{"ips":["10.0.9.20"]}`, http.StatusCreated)
+
+	resume()
+	rec := subscribe(t, e)
+	waitReady(t, a, http.StatusOK, "ready")
+	rec.wait(t, "vm2, registered while etcd hung, published", hasIDs("sync:lab/default/vm1", "sync:lab/default/vm2"))
 }

@@ -204,6 +204,18 @@ func (m *EtcdMember) Kill() {
 	m.proc = nil
 }
 
+// Signal sends sig to the member (SIGSTOP and SIGCONT make it hang and go
+// on, as a member stuck on its disk would).
+func (m *EtcdMember) Signal(sig syscall.Signal) {
+	m.tb.Helper()
+	if m.proc == nil {
+		m.tb.Fatalf("etcd %s is not running", m.Name)
+	}
+	if err := syscall.Kill(-m.proc.cmd.Process.Pid, sig); err != nil {
+		m.tb.Fatalf("signal etcd %s: %v", m.Name, err)
+	}
+}
+
 // Running reports whether the member's process is running.
 func (m *EtcdMember) Running() bool {
 	if m.proc == nil {
