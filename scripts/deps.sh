@@ -47,7 +47,7 @@ declare -A PKGS=(
 	# lab counts what its ToRs forward with it.
 	[nftables]=/usr/sbin/nft
 	[curl]=/usr/bin/curl
-	# The store of the global endpoint view: the lab's etcd (scripts/lab.sh),
+	# The store of the global endpoint view: the lab's etcd (roost-lab),
 	# internal/globalview's tests (testenv.StartEtcd: one to three members
 	# per test), and the store behind the tests' kube-apiserver
 	# (internal/testenv).

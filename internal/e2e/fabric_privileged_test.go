@@ -43,7 +43,7 @@ type workload struct {
 	node          int // index into fabric.nodes
 }
 
-// workloads returns the pods, as in scripts/lab.sh: db and employee on
+// workloads returns the pods, as in the lab (docs/lab.md): db and employee on
 // node1, guest and employee2 on node2.
 func workloads() []workload {
 	return []workload{
@@ -151,7 +151,7 @@ func sysctl(t *testing.T, ns string, settings ...string) {
 }
 
 // newFabric builds the namespaces, links, addresses and routes of
-// scripts/lab.sh's topology (without its VMs): node i's link to ToR j is
+// the lab's topology (docs/lab.md), without its VMs: node i's link to ToR j is
 // 10.0.(2i+j+1).0/30, the ToR .1 and the node .2; each node's default
 // route is ECMP over both ToRs; each pod has its address as a /32 on eth0
 // and a default route via 169.254.1.1 (scope link), the address of the
@@ -569,7 +569,7 @@ func dialUDP(t *testing.T, ns, addr string) *net.UDPConn {
 	return conn
 }
 
-// TestPrivilegedTwoNodesThroughToRs runs scripts/lab.sh's fabric as real
+// TestPrivilegedTwoNodesThroughToRs runs the lab's fabric (docs/lab.md) as real
 // processes: two FRR ToRs and two nodes, each with BIRD, roost-agent
 // announcing its PodCIDR and roost-loader enforcing the seed policy. Once
 // both ToRs route both PodCIDRs and both loaders know every endpoint, real
