@@ -21,6 +21,7 @@ import (
 	"github.com/roost-net/roost/internal/config"
 	"github.com/roost-net/roost/internal/filewatch"
 	"github.com/roost-net/roost/internal/k8swatch"
+	"github.com/roost-net/roost/internal/logflags"
 	"github.com/roost-net/roost/internal/routes"
 	"github.com/roost-net/roost/internal/serve"
 	"github.com/roost-net/roost/internal/services/kubewatch"
@@ -81,8 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	path := fs.String("config", config.DefaultPath, "config file (YAML)")
 	dryRun := fs.Bool("dry-run", false, "validate the config, print the rendered BIRD config and exit")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	format := fs.String("log-format", "text", "log format: text or json")
+	logFlags := logflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -119,19 +119,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return dryRunRender(cfg, stdout)
 	}
 
-	log := logrus.New()
-	log.SetOutput(stderr)
-	lvl, err := logrus.ParseLevel(*level)
+	log, err := logFlags.Logger(stderr)
 	if err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log.SetLevel(lvl)
-	switch *format {
-	case "text":
-	case "json":
-		log.SetFormatter(&logrus.JSONFormatter{})
-	default:
-		return fmt.Errorf("--log-format %q: want text or json", *format)
+		return err
 	}
 
 	bird, poller := agent.NewBirdClient(cfg.Bird.Socket), agent.NewBirdClient(cfg.Bird.Socket)

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/roost-net/roost/internal/k8swatch"
 	"github.com/roost-net/roost/internal/loader"
 	"github.com/roost-net/roost/internal/loaderconfig"
+	"github.com/roost-net/roost/internal/logflags"
 	"github.com/roost-net/roost/internal/maglev"
 	"github.com/roost-net/roost/internal/policy"
 	"github.com/roost-net/roost/internal/policyd"
@@ -95,8 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	path := fs.String("config", loaderconfig.DefaultPath, "config file (YAML)")
 	dryRun := fs.Bool("dry-run", false, "validate config, endpoints, services and policies, print the resolved policy and services and exit")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	format := fs.String("log-format", "text", "log format: text or json")
+	logFlags := logflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -120,19 +119,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return dryRunResolve(cfg, stdout, stderr)
 	}
 
-	log := logrus.New()
-	log.SetOutput(stderr)
-	lvl, err := logrus.ParseLevel(*level)
+	log, err := logFlags.Logger(stderr)
 	if err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log.SetLevel(lvl)
-	switch *format {
-	case "text":
-	case "json":
-		log.SetFormatter(&logrus.JSONFormatter{})
-	default:
-		return fmt.Errorf("--log-format %q: want text or json", *format)
+		return err
 	}
 
 	l, err := loader.Open(loader.Options{BPFFS: cfg.BPFFS, Log: log})

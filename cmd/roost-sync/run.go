@@ -14,9 +14,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/roost-net/roost/internal/globalview"
+	"github.com/roost-net/roost/internal/logflags"
 	"github.com/roost-net/roost/internal/syncconfig"
 	"github.com/roost-net/roost/internal/syncd"
 )
@@ -67,27 +66,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	path := fs.String("config", syncconfig.DefaultPath, "config file (YAML)")
 	dryRun := fs.Bool("dry-run", false, "load the config and the workloads file, print the workloads and exit")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	format := fs.String("log-format", "text", "log format: text or json")
+	logFlags := logflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
 	}
-	log := logrus.New()
-	log.SetOutput(stderr)
-	lvl, err := logrus.ParseLevel(*level)
+	log, err := logFlags.Logger(stderr)
 	if err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log.SetLevel(lvl)
-	switch *format {
-	case "text":
-	case "json":
-		log.SetFormatter(&logrus.JSONFormatter{})
-	default:
-		return fmt.Errorf("--log-format %q: want text or json", *format)
+		return err
 	}
 
 	f, err := os.Open(*path)
