@@ -452,6 +452,28 @@ func deploySalt(t *testing.T, composeCmd string) {
 	waitSyncEndpoints(t, d, "sync:vms/default/backup")
 	t.Logf("renewed loader certificate: applied, loader restarted and ready in %v", time.Since(began).Round(time.Millisecond))
 
+	// 5d. The same for roost-sync's certificate: roost-sync alone
+	// restarts, becomes its origin's writer again with the new one, and
+	// the pillar's workload stays in the loader's view.
+	began = time.Now()
+	cert, key = etcd.CA.Issue(t, "roost-sync-vms", false)
+	placeEtcd("sync.pem", cert)
+	placeEtcd("sync-key.pem", key)
+	r = s.apply(t, "state.apply", "roost")
+	if r.err != nil || len(r.failed()) > 0 || !ran("roost-sync-restart") || ran("roost-loader-restart") || ran("roost-agent-restart") {
+		t.Fatalf("renewed roost-sync certificate: %v; changed %v; failed %v, want roost-sync alone restarted\n%s", r.err, r.changed(), r.failed(), r.out)
+	}
+	waitHealthy(t, d, "roost-sync") // ready: the writer of sync:vms, its set in etcd
+	now = startedAt(t, d)
+	for c, at := range now {
+		if restarted := at != started[c]; restarted != (c == "roost-sync") {
+			t.Errorf("renewed roost-sync certificate: %s restarted: %v; before %v, after %v", c, restarted, started, now)
+		}
+	}
+	started = now
+	waitSyncEndpoints(t, d, "sync:vms/default/backup")
+	t.Logf("renewed roost-sync certificate: applied, roost-sync restarted and ready in %v", time.Since(began).Round(time.Millisecond))
+
 	// 6. A bad pillar is refused before anything changes.
 	agentYAML = mustRead(t, "/etc/roost/agent.yaml")
 	s.setPillar(t, pillar("10.251.9.0/33"))
