@@ -73,35 +73,20 @@ type viewMerge struct {
 // traffic is then seen as the world's, which allow rules do not select.
 func mergeView(v *globalview.View, own globalview.Origin, local map[netip.Addr]string) viewMerge {
 	m := viewMerge{origins: map[string]string{}, counts: map[string]int{}}
-	claims := make(map[netip.Addr][]string)
-	var ids []string
+	taken := make(map[netip.Addr]string, len(local))
+	for ip, name := range local {
+		taken[ip] = fmt.Sprintf("the local endpoint %q's", name)
+	}
+	ips := make(map[string][]netip.Addr, len(v.Endpoints))
 	for id, e := range v.Endpoints {
 		if e.Origin == own {
 			m.own++
 			continue
 		}
-		ids = append(ids, id)
-		for _, ip := range e.IPs {
-			claims[ip] = append(claims[ip], id)
-		}
+		ips[id] = e.IPs
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range m.keep(ips, taken) {
 		e := v.Endpoints[id]
-		var why []string
-		for _, ip := range e.IPs {
-			if name, ok := local[ip]; ok {
-				why = append(why, fmt.Sprintf("%s is the local endpoint %q's", ip, name))
-			} else if c := claims[ip]; len(c) > 1 {
-				others := slices.DeleteFunc(slices.Clone(c), func(o string) bool { return o == id })
-				slices.Sort(others)
-				why = append(why, fmt.Sprintf("%s is also claimed by %s", ip, strings.Join(others, ", ")))
-			}
-		}
-		if len(why) > 0 {
-			m.conflicts = append(m.conflicts, fmt.Sprintf("%s skipped: %s", id, strings.Join(why, "; ")))
-			continue
-		}
 		m.endpoints = append(m.endpoints, policy.Endpoint{Name: id, IPs: e.IPs, Labels: e.Labels})
 		m.origins[id] = e.Origin.String()
 		m.counts[e.Origin.String()]++
@@ -117,22 +102,35 @@ func mergeView(v *globalview.View, own globalview.Origin, local map[netip.Addr]s
 // world's.
 func (m *viewMerge) mergeViewNodes(v *globalview.View, own globalview.Origin, taken map[netip.Addr]string) {
 	m.nodeCounts = map[string]int{}
-	claims := make(map[netip.Addr][]string)
-	var ids []string
+	ips := make(map[string][]netip.Addr, len(v.Nodes))
 	for id, n := range v.Nodes {
-		if n.Origin == own {
-			continue
+		if n.Origin != own {
+			ips[id] = n.IPs
 		}
-		ids = append(ids, id)
-		for _, ip := range n.IPs {
+	}
+	for _, id := range m.keep(ips, taken) {
+		n := v.Nodes[id]
+		sorted := slices.Clone(n.IPs)
+		slices.SortFunc(sorted, netip.Addr.Compare)
+		m.nodes = append(m.nodes, loaderapi.Node{Name: n.Name, Origin: n.Origin.String(), IPs: sorted})
+		m.nodeCounts[n.Origin.String()]++
+	}
+}
+
+// keep returns, in order, the IDs of ips (ID → addresses) that hold no
+// address of taken (address → whose) and none that another of them
+// claims; each one it leaves out is a conflict of m, with why.
+func (m *viewMerge) keep(ips map[string][]netip.Addr, taken map[netip.Addr]string) []string {
+	claims := make(map[netip.Addr][]string)
+	for id, addrs := range ips {
+		for _, ip := range addrs {
 			claims[ip] = append(claims[ip], id)
 		}
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		n := v.Nodes[id]
+	var kept []string
+	for _, id := range slices.Sorted(maps.Keys(ips)) {
 		var why []string
-		for _, ip := range n.IPs {
+		for _, ip := range ips[id] {
 			if whose, ok := taken[ip]; ok {
 				why = append(why, fmt.Sprintf("%s is %s", ip, whose))
 			} else if c := claims[ip]; len(c) > 1 {
@@ -145,11 +143,9 @@ func (m *viewMerge) mergeViewNodes(v *globalview.View, own globalview.Origin, ta
 			m.conflicts = append(m.conflicts, fmt.Sprintf("%s skipped: %s", id, strings.Join(why, "; ")))
 			continue
 		}
-		ips := slices.Clone(n.IPs)
-		slices.SortFunc(ips, netip.Addr.Compare)
-		m.nodes = append(m.nodes, loaderapi.Node{Name: n.Name, Origin: n.Origin.String(), IPs: ips})
-		m.nodeCounts[n.Origin.String()]++
+		kept = append(kept, id)
 	}
+	return kept
 }
 
 // publishedNodes converts the cluster's nodes (name → addresses, this

@@ -87,6 +87,20 @@ func TestBirdConf(t *testing.T) {
 	}
 }
 
+// TestBgpdProblems checks what of bgpd -C's output is a config problem.
+func TestBgpdProblems(t *testing.T) {
+	noise := `2026/12/04 14:49:55 BGP: [ZG9QC-QRCJZ] failed to mkdir "/var/tmp/frr/bgpd.14897": File exists
+2026/12/04 14:49:55 BGP: [M1DC0-ZDNYJ] crashlog and per-thread log buffering unavailable!
+`
+	if bad := bgpdProblems(noise); len(bad) != 0 {
+		t.Errorf("crash-log noise taken for problems: %q", bad)
+	}
+	line := "line 3: % Unknown command[4]: no such command"
+	if bad := bgpdProblems(noise + line + "\n"); len(bad) != 1 || bad[0] != line {
+		t.Errorf("problems %q, want [%q]", bad, line)
+	}
+}
+
 // TestPrivilegedBgpdConf has FRR's bgpd check the ToRs' configs, as "up"
 // does: it prints a bad line (and exits 0 all the same). It needs root:
 // bgpd sets up its privileges even to check a file.

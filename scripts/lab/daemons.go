@@ -326,19 +326,27 @@ func (l *lab) startNode(node string) error {
 	if l.noAgent || alive(agentPid, node) {
 		return nil
 	}
-	if err := dryRun(l.prog.agent, "--config", agentConf); err != nil {
-		return fmt.Errorf("%s: roost-agent rejects %s: %w", node, agentConf, err)
+	return l.startChecked(node, "agent", l.prog.agent, agentConf, agentConf)
+}
+
+// startChecked starts roost's daemon bin (its pid file and log named
+// name) in node with --config conf, once its --dry-run accepts conf (what
+// it read is what), and fails when it exits within half a second.
+func (l *lab) startChecked(node, name, bin, conf, what string) error {
+	prog := filepath.Base(bin)
+	if err := dryRun(bin, "--config", conf); err != nil {
+		return fmt.Errorf("%s: %s rejects %s: %w", node, prog, what, err)
 	}
-	logfile := l.dir(node, "log", "agent.log")
-	pid, err := spawn(node, agentPid, logfile, l.prog.agent, "--config", agentConf)
+	pidfile, logfile := l.pidfile(node, name), l.dir(node, "log", name+".log")
+	pid, err := spawn(node, pidfile, logfile, bin, "--config", conf)
 	if err != nil {
 		return err
 	}
 	time.Sleep(500 * time.Millisecond)
-	if !alive(agentPid, node) {
-		return fmt.Errorf("%s: roost-agent exited at start; see %s", node, logfile)
+	if !alive(pidfile, node) {
+		return fmt.Errorf("%s: %s exited at start; see %s", node, prog, logfile)
 	}
-	l.logf("%s: roost-agent started (pid %d)", node, pid)
+	l.logf("%s: %s started (pid %d)", node, prog, pid)
 	return nil
 }
 
@@ -479,20 +487,7 @@ func (l *lab) startLoader(node string) error {
 	if alive(pidfile, node) {
 		return nil
 	}
-	if err := dryRun(l.prog.loader, "--config", conf); err != nil {
-		return fmt.Errorf("%s: roost-loader rejects its config, endpoints or policy (%s): %w", node, conf, err)
-	}
-	logfile := l.dir(node, "log", "loader.log")
-	pid, err := spawn(node, pidfile, logfile, l.prog.loader, "--config", conf)
-	if err != nil {
-		return err
-	}
-	time.Sleep(500 * time.Millisecond)
-	if !alive(pidfile, node) {
-		return fmt.Errorf("%s: roost-loader exited at start; see %s", node, logfile)
-	}
-	l.logf("%s: roost-loader started (pid %d)", node, pid)
-	return nil
+	return l.startChecked(node, "loader", l.prog.loader, conf, "its config, endpoints or policy ("+conf+")")
 }
 
 // startServers starts the workloads' TCP listeners (OpenBSD's netcat,
@@ -740,17 +735,24 @@ func (l *lab) deregister(vm string) error {
 // it when killed, so a recycled pid finds one in place.
 func checkBgpdConf(conf string) error {
 	out, _ := combined(0, filepath.Join(frrDir, "bgpd"), "-C", "-p", "0", "-f", conf)
+	if bad := bgpdProblems(out); len(bad) > 0 {
+		return fmt.Errorf("bgpd rejects %s: %s", conf, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// bgpdProblems returns the lines of bgpd -C's output but FRR's complaint
+// about its crash-log directory.
+func bgpdProblems(out string) []string {
 	var bad []string
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
-		if line == "" || (strings.HasPrefix(line, `failed to mkdir "/var/tmp/frr/`) && strings.HasSuffix(line, ": File exists")) ||
-			line == "crashlog and per-thread log buffering unavailable!" {
+		// The lines come with a time and a message id in front.
+		if line == "" || (strings.Contains(line, `failed to mkdir "/var/tmp/frr/`) && strings.HasSuffix(line, ": File exists")) ||
+			strings.HasSuffix(line, "crashlog and per-thread log buffering unavailable!") {
 			continue
 		}
 		bad = append(bad, line)
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("bgpd rejects %s: %s", conf, strings.Join(bad, "; "))
-	}
-	return nil
+	return bad
 }

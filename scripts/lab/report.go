@@ -172,21 +172,9 @@ func (l *lab) paths() {
 		return
 	}
 	s := l.spec
-	ip := func(w string) netip.Addr { return s.workloadIP(w, 0) }
 	nodeEnd := func(tor, node string, fam int) netip.Addr { return s.link(tor, node).NodeAddr[fam].Addr() }
-	db, employee2, db2, vm1, vip := ip("db"), ip("employee2"), ip("db2"), ip("vm1"), s.service("db").ExternalIP
-	l.printf("employee2 -> db (node2 -> ToR -> node1):\n")
-	l.hop("node2", db, employee2, "employee2")
-	l.hop("tor1", db, nodeEnd("tor1", "node2", 0), "node2")
-	l.hop("tor2", db, nodeEnd("tor2", "node2", 0), "node2")
-	l.hop("node1", db, employee2, "tor1")
-	l.printf("db -> employee2 (node1 -> ToR -> node2):\n")
-	l.hop("node1", employee2, db, "db")
-	l.hop("tor1", employee2, nodeEnd("tor1", "node1", 0), "node1")
-	l.hop("tor2", employee2, nodeEnd("tor2", "node1", 0), "node1")
-	l.printf("vm1 -> db (tor1 -> node1), and back (node1 -> tor1):\n")
-	l.hop("tor1", db, vm1, "vm1")
-	l.hop("node1", vm1, db, "db")
+	l.podPaths(0)
+	db, db2, vm1, vip := s.workloadIP("db", 0), s.workloadIP("db2", 0), s.workloadIP("vm1", 0), s.service("db").ExternalIP
 	l.printf("vm1 -> VIP %s (tor1 -> either node, by ECMP over both nodes' announcements; that node's XDP picks the backend):\n", vip)
 	for _, t := range s.Tors {
 		out, err := output(0, "ip", "-n", t.Name, "-o", "route", "show", vip.String())
@@ -201,21 +189,32 @@ func (l *lab) paths() {
 	l.printf("  the reply leaves the backend's node directly (its uplinks' TC egress sets the VIP as source):\n")
 	l.hop("node1", vm1, db, "db")
 	l.hop("node2", vm1, db2, "db2")
-
 	// The same flows over IPv6 (no VIP: the services are IPv4 only): the
 	// nodes' IPv6 default routes, and the routes the ToRs learnt over
 	// their IPv6 sessions.
-	db, employee2, vm1 = s.workloadIP("db", 1), s.workloadIP("employee2", 1), s.workloadIP("vm1", 1)
-	l.printf("employee2 -> db over IPv6 (node2 -> ToR -> node1):\n")
+	l.podPaths(1)
+}
+
+// podPaths prints the hops of employee2 -> db and back, and of vm1 -> db
+// and back, over family fam.
+func (l *lab) podPaths(fam int) {
+	s := l.spec
+	nodeEnd := func(tor, node string) netip.Addr { return s.link(tor, node).NodeAddr[fam].Addr() }
+	db, employee2, vm1 := s.workloadIP("db", fam), s.workloadIP("employee2", fam), s.workloadIP("vm1", fam)
+	over := ""
+	if fam == 1 {
+		over = " over IPv6"
+	}
+	l.printf("employee2 -> db%s (node2 -> ToR -> node1):\n", over)
 	l.hop("node2", db, employee2, "employee2")
-	l.hop("tor1", db, nodeEnd("tor1", "node2", 1), "node2")
-	l.hop("tor2", db, nodeEnd("tor2", "node2", 1), "node2")
+	l.hop("tor1", db, nodeEnd("tor1", "node2"), "node2")
+	l.hop("tor2", db, nodeEnd("tor2", "node2"), "node2")
 	l.hop("node1", db, employee2, "tor1")
-	l.printf("db -> employee2 over IPv6 (node1 -> ToR -> node2):\n")
+	l.printf("db -> employee2%s (node1 -> ToR -> node2):\n", over)
 	l.hop("node1", employee2, db, "db")
-	l.hop("tor1", employee2, nodeEnd("tor1", "node1", 1), "node1")
-	l.hop("tor2", employee2, nodeEnd("tor2", "node1", 1), "node1")
-	l.printf("vm1 -> db over IPv6 (tor1 -> node1), and back (node1 -> tor1):\n")
+	l.hop("tor1", employee2, nodeEnd("tor1", "node1"), "node1")
+	l.hop("tor2", employee2, nodeEnd("tor2", "node1"), "node1")
+	l.printf("vm1 -> db%s (tor1 -> node1), and back (node1 -> tor1):\n", over)
 	l.hop("tor1", db, vm1, "vm1")
 	l.hop("node1", vm1, db, "db")
 }
