@@ -9,8 +9,8 @@ import (
 )
 
 // WorkloadNamespace is every workload's namespace: the endpoints files
-// name none (roost-loader's default), and lab.sh registers the synced vms
-// in it.
+// name none (roost-loader's default), and roost-lab registers the synced
+// vms in it.
 const WorkloadNamespace = "default"
 
 // EndpointsFile returns roost-loader's endpoints file for the nodes of

@@ -21,8 +21,8 @@ func (l *lab) setupNetwork() error {
 		// bgpd about a link-local address that was still tentative when
 		// zebra started, and bgpd then never brings up the IPv6 sessions
 		// of that link. "default" covers the veth ends made later. IPv6
-		// on: a lab made by an IPv4-only lab.sh had it off in the pods
-		// and vm1.
+		// on: a lab made by the IPv4-only lab of old had it off in the
+		// pods and vm1.
 		if _, err := nsOutput(ns, 0, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
 			"net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"); err != nil {
 			return err
@@ -172,7 +172,8 @@ func makePod(p Pod) error {
 			return err
 		}
 	}
-	// A lab made by an IPv4-only lab.sh had IPv6 off on the host-side veth.
+	// A lab made by the IPv4-only lab of old had IPv6 off on the
+	// host-side veth.
 	if _, err := nsOutput(p.Node, 0, "sysctl", "-qw", "net.ipv6.conf."+p.Name+".disable_ipv6=0"); err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // The two families, in the order everything of a family is listed: index 0
-// is IPv4 ("ipv4" in the file, 4 in lab.sh), index 1 IPv6.
+// is IPv4 ("ipv4" in the file), index 1 IPv6.
 var families = [2]struct {
 	key  string
 	n    int
@@ -754,9 +754,4 @@ func (l *Lab) service(name string) *Service {
 		}
 	}
 	return nil
-}
-
-// String is the check as lab.sh reads it: "CLIENT SERVER PORT EXPECT".
-func (c Check) String() string {
-	return fmt.Sprintf("%s %s %d %s", c.Client, c.Server, c.Port, c.Expect)
 }
