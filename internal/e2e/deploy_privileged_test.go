@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -473,6 +474,34 @@ func deploySalt(t *testing.T, composeCmd string) {
 	started = now
 	waitSyncEndpoints(t, d, "sync:vms/default/backup")
 	t.Logf("renewed roost-sync certificate: applied, roost-sync restarted and ready in %v", time.Since(began).Round(time.Millisecond))
+
+	// 5e. roost-sync's API moved to another port: roost-sync alone starts
+	// again, its health check asks the new address, the API answers there
+	// and no longer on the old one.
+	began = time.Now()
+	oldListen := syncListen
+	syncListen = fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	s.setPillar(t, pillar(moved.String()))
+	r = s.apply(t, "state.apply", "roost")
+	if r.err != nil || len(r.failed()) > 0 || ran("roost-loader-restart") || ran("roost-agent-restart") {
+		t.Fatalf("sync listen moved: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
+	}
+	waitHealthy(t, d, "roost-sync")
+	now = startedAt(t, d)
+	for c, at := range now {
+		if restarted := at != started[c]; restarted != (c == "roost-sync") {
+			t.Errorf("sync listen moved: %s restarted: %v; before %v, after %v", c, restarted, started, now)
+		}
+	}
+	started = now
+	if code, body := syncRequest(t, "GET", "http://"+syncListen+"/v1/workloads", ""); code != 200 || !strings.Contains(body, "backup") {
+		t.Errorf("GET /v1/workloads on the new address %s: %d %s", syncListen, code, body)
+	}
+	if c, err := net.DialTimeout("tcp", oldListen, time.Second); err == nil {
+		c.Close()
+		t.Errorf("roost-sync still answers on its old address %s", oldListen)
+	}
+	t.Logf("sync listen moved: applied, roost-sync ready on %s in %v", syncListen, time.Since(began).Round(time.Millisecond))
 
 	// 6. A bad pillar is refused before anything changes.
 	agentYAML = mustRead(t, "/etc/roost/agent.yaml")
