@@ -397,6 +397,19 @@ func deploySalt(t *testing.T, composeCmd string) {
 		t.Errorf("after the upgrade, tor2 → db:6379: %v, want dropped", err)
 	}
 	started = startedAt(t, d)
+	// onlyRestarted waits until container is healthy again, and checks
+	// that the step restarted it and no other.
+	onlyRestarted := func(step, container string) {
+		t.Helper()
+		waitHealthy(t, d, container)
+		now := startedAt(t, d)
+		for c, at := range now {
+			if restarted := at != started[c]; restarted != (c == container) {
+				t.Errorf("%s: %s restarted: %v; before %v, after %v", step, c, restarted, started, now)
+			}
+		}
+		started = now
+	}
 
 	// 5b. A setting roost-agent reads only at start (it refuses a reload
 	// that changes one): the formula restarts roost-agent, and only it, so
@@ -409,12 +422,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 		if r.err != nil || len(r.failed()) > 0 || !slices.ContainsFunc(r.changed(), func(id string) bool { return strings.Contains(id, "roost-agent-restart") }) {
 			t.Fatalf("start-only setting: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
 		}
-		waitHealthy(t, d, "roost-agent")
-		now := startedAt(t, d)
-		if now["roost-agent"] == started["roost-agent"] || now["roost-bird"] != started["roost-bird"] || now["roost-loader"] != started["roost-loader"] || now["roost-sync"] != started["roost-sync"] {
-			t.Errorf("start-only setting: want roost-agent alone restarted: before %v, after %v", started, now)
-		}
-		started = now
+		onlyRestarted("start-only setting", "roost-agent")
 		out, err := d.run("exec", "roost-agent", "roostctl", "status", "-o", "json")
 		var st agentapi.Status
 		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
@@ -442,14 +450,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if r.err != nil || len(r.failed()) > 0 || !ran("roost-loader-restart") || ran("roost-sync-restart") || ran("roost-agent-restart") {
 		t.Fatalf("renewed loader certificate: %v; changed %v; failed %v, want roost-loader alone restarted\n%s", r.err, r.changed(), r.failed(), r.out)
 	}
-	waitHealthy(t, d, "roost-loader") // ready: etcd answers it, and the view is applied
-	now := startedAt(t, d)
-	for c, at := range now {
-		if restarted := at != started[c]; restarted != (c == "roost-loader") {
-			t.Errorf("renewed loader certificate: %s restarted: %v; before %v, after %v", c, restarted, started, now)
-		}
-	}
-	started = now
+	onlyRestarted("renewed loader certificate", "roost-loader") // ready: etcd answers it, and the view is applied
 	waitSyncEndpoints(t, d, "sync:vms/default/backup")
 	t.Logf("renewed loader certificate: applied, loader restarted and ready in %v", time.Since(began).Round(time.Millisecond))
 
@@ -464,14 +465,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if r.err != nil || len(r.failed()) > 0 || !ran("roost-sync-restart") || ran("roost-loader-restart") || ran("roost-agent-restart") {
 		t.Fatalf("renewed roost-sync certificate: %v; changed %v; failed %v, want roost-sync alone restarted\n%s", r.err, r.changed(), r.failed(), r.out)
 	}
-	waitHealthy(t, d, "roost-sync") // ready: the writer of sync:vms, its set in etcd
-	now = startedAt(t, d)
-	for c, at := range now {
-		if restarted := at != started[c]; restarted != (c == "roost-sync") {
-			t.Errorf("renewed roost-sync certificate: %s restarted: %v; before %v, after %v", c, restarted, started, now)
-		}
-	}
-	started = now
+	onlyRestarted("renewed roost-sync certificate", "roost-sync") // ready: the writer of sync:vms, its set in etcd
 	waitSyncEndpoints(t, d, "sync:vms/default/backup")
 	t.Logf("renewed roost-sync certificate: applied, roost-sync restarted and ready in %v", time.Since(began).Round(time.Millisecond))
 
@@ -486,14 +480,7 @@ func deploySalt(t *testing.T, composeCmd string) {
 	if r.err != nil || len(r.failed()) > 0 || ran("roost-loader-restart") || ran("roost-agent-restart") {
 		t.Fatalf("sync listen moved: %v; changed %v; failed %v\n%s", r.err, r.changed(), r.failed(), r.out)
 	}
-	waitHealthy(t, d, "roost-sync")
-	now = startedAt(t, d)
-	for c, at := range now {
-		if restarted := at != started[c]; restarted != (c == "roost-sync") {
-			t.Errorf("sync listen moved: %s restarted: %v; before %v, after %v", c, restarted, started, now)
-		}
-	}
-	started = now
+	onlyRestarted("sync listen moved", "roost-sync") // its health check asks the new address
 	if code, body := syncRequest(t, "GET", "http://"+syncListen+"/v1/workloads", ""); code != 200 || !strings.Contains(body, "backup") {
 		t.Errorf("GET /v1/workloads on the new address %s: %d %s", syncListen, code, body)
 	}
