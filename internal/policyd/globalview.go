@@ -67,16 +67,13 @@ type viewMerge struct {
 // named by their view ID ("cluster:c2/ns/name"), which no local name can
 // be. The local sources are this cluster's authority: the view's
 // endpoints of own are skipped, and a view endpoint that claims an address
-// of a local endpoint (local: address → name) is skipped whole, as is
-// every view endpoint of an address that several of them claim, on every
-// node alike. Each skip is a conflict, reported. A skipped endpoint's
-// traffic is then seen as the world's, which allow rules do not select.
-func mergeView(v *globalview.View, own globalview.Origin, local map[netip.Addr]string) viewMerge {
+// the local sources hold (taken: address → whose: a local endpoint's,
+// this node's, a node of this cluster's) is skipped whole, as is every
+// view endpoint of an address that several of them claim, on every node
+// alike. Each skip is a conflict, reported. A skipped endpoint's traffic
+// is then seen as what holds its address, or the world's.
+func mergeView(v *globalview.View, own globalview.Origin, taken map[netip.Addr]string) viewMerge {
 	m := viewMerge{origins: map[string]string{}, counts: map[string]int{}}
-	taken := make(map[netip.Addr]string, len(local))
-	for ip, name := range local {
-		taken[ip] = fmt.Sprintf("the local endpoint %q's", name)
-	}
 	ips := make(map[string][]netip.Addr, len(v.Endpoints))
 	for id, e := range v.Endpoints {
 		if e.Origin == own {

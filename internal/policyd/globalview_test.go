@@ -55,7 +55,7 @@ func TestMergeView(t *testing.T) {
 		viewEndpoint(vms, "default", "twin-a", "employee", "10.0.11.1"),           // both claim 10.0.11.1
 		viewEndpoint(c2, "prod", "twin-b", "guest", "10.0.11.1", "10.0.11.2"),     // (and both are skipped)
 	)
-	local := map[netip.Addr]string{netip.MustParseAddr("10.244.1.10"): "local-db"}
+	local := map[netip.Addr]string{netip.MustParseAddr("10.244.1.10"): `the local endpoint "local-db"'s`}
 	m := mergeView(&v, own, local)
 	var names []string
 	for _, e := range m.endpoints {
@@ -336,5 +336,39 @@ func TestGlobalViewSyncTimeout(t *testing.T) {
 	}
 	if g := s.GlobalView; g == nil || g.Listed || g.Connected || g.Applied != 0 {
 		t.Errorf("global view status after the timeout: %+v", g)
+	}
+}
+
+// TestGlobalViewEndpointOnNodeAddress checks that a view endpoint holding
+// an address of this cluster's nodes or of this node is skipped and
+// reported, and the rest applied: it must not make every reconcile fail.
+func TestGlobalViewEndpointOnNodeAddress(t *testing.T) {
+	var inErr error
+	enf := &fakeEnforcer{}
+	cfg := loaderconfig.Config{Node: "node1", Cluster: "dc1", HostIPs: []netip.Addr{netip.MustParseAddr("192.0.2.1")},
+		GlobalView: loaderconfig.GlobalView{Enabled: true, SyncTimeout: time.Minute}}
+	d := New(Options{Config: cfg, Enforcer: enf, Inputs: testInputs(&inErr)})
+	c2 := globalview.ClusterOrigin("dc2")
+	d.SetView(viewOf(4,
+		viewEndpoint(c2, "default", "on-node2", "employee", "10.0.3.2"), // node2's, in the endpoints file
+		viewEndpoint(c2, "default", "on-host", "employee", "192.0.2.1"), // this node's, configured
+		viewEndpoint(c2, "default", "on-iface", "employee", "10.0.1.2"), // this node's, found on an interface
+		viewEndpoint(c2, "default", "employee3", "employee", "10.244.3.11"),
+	))
+	if err := d.Reconcile(); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	s := d.Status()
+	if !s.Ready || !slices.ContainsFunc(s.Endpoints, func(e loaderapi.Endpoint) bool { return e.Name == "cluster:dc2/default/employee3" }) {
+		t.Fatalf("status %+v", s)
+	}
+	for _, want := range []string{
+		`cluster:dc2/default/on-host skipped: 192.0.2.1 is this node's`,
+		`cluster:dc2/default/on-iface skipped: 10.0.1.2 is this node's`,
+		`cluster:dc2/default/on-node2 skipped: 10.0.3.2 is this cluster's node "node2"'s`,
+	} {
+		if !slices.Contains(s.GlobalView.Conflicts, want) {
+			t.Errorf("conflicts %q lack %q", s.GlobalView.Conflicts, want)
+		}
 	}
 }

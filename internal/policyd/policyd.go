@@ -377,10 +377,6 @@ func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube, view *globalview.Vi
 	if cfg.GlobalView.Enabled {
 		own := globalview.ClusterOrigin(cfg.Cluster)
 		in.notes = append(in.notes, d.publish(publishedSet{eps: published(in.endpoints, namespaces, podNodes, own), nodes: publishedNodes(nodeIPs, own)})...)
-		in.view = mergeView(view, globalview.ClusterOrigin(cfg.Cluster), local)
-		for name, o := range in.view.origins {
-			in.origins[name] = o
-		}
 	}
 	for _, p := range in.policies {
 		in.warnings = append(in.warnings, p.Warnings...)
@@ -417,15 +413,11 @@ func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube, view *globalview.Vi
 		in.nodes = append(in.nodes, loaderapi.Node{Name: name, IPs: slices.Compact(ips)})
 	}
 	if cfg.GlobalView.Enabled {
-		// The other clusters' nodes: their addresses are remote-node
-		// unless an endpoint, this node or a node of this cluster holds
-		// them.
+		// The view's endpoints, then the other clusters' nodes, where
+		// the local sources leave room: an address that a local
+		// endpoint, this node or a node of this cluster holds is
+		// theirs.
 		taken := make(map[netip.Addr]string)
-		for _, ep := range in.view.endpoints {
-			for _, ip := range ep.IPs {
-				taken[ip] = fmt.Sprintf("the view endpoint %s's", ep.Name)
-			}
-		}
 		for ip, name := range local {
 			taken[ip] = fmt.Sprintf("the local endpoint %q's", name)
 		}
@@ -437,7 +429,17 @@ func (d *Daemon) gather(cfg loaderconfig.Config, kube *Kube, view *globalview.Vi
 		for _, ip := range in.hostIPs {
 			taken[ip] = "this node's"
 		}
-		in.view.mergeViewNodes(view, globalview.ClusterOrigin(cfg.Cluster), taken)
+		own := globalview.ClusterOrigin(cfg.Cluster)
+		in.view = mergeView(view, own, taken)
+		for name, o := range in.view.origins {
+			in.origins[name] = o
+		}
+		for _, ep := range in.view.endpoints {
+			for _, ip := range ep.IPs {
+				taken[ip] = fmt.Sprintf("the view endpoint %s's", ep.Name)
+			}
+		}
+		in.view.mergeViewNodes(view, own, taken)
 	}
 	slices.SortFunc(in.refused, func(a, b loaderapi.PolicyError) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
